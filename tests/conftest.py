@@ -1,0 +1,26 @@
+"""Shared fixtures: where the real data copied for the project lives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data beside the checkout; tests that need it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the checkout)")
+    return SHARED_DATA
+
+
+def require_shared(relative: str) -> Path:
+    """A path under ../shared/data, or skip naming the missing path."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"real data {path} is absent")
+    return path
