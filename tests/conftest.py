@@ -18,9 +18,14 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def require_shared(relative: str) -> Path:
-    """A path under ../shared/data, or skip naming the missing path."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"real data {path} is absent")
-    return path
+@pytest.fixture
+def shared_file():
+    """A function: relative path under ../shared/data -> Path, skipping when it is absent."""
+
+    def get(relative: str) -> Path:
+        path = SHARED_DATA / relative
+        if not path.exists():
+            pytest.skip(f"real data {path} is absent (../shared/data sits beside the checkout)")
+        return path
+
+    return get
