@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 DEFAULT_GROUP_NAME = "default_group"
 COMBINERS = ("sum", "mean", "max")
@@ -199,7 +199,7 @@ class DenseFeat:
             raise ValueError(f"DenseFeat {self.name!r}: transform_fn must be callable")
 
 
-FeatureColumn = Union[SparseFeat, VarLenSparseFeat, DenseFeat]
+FeatureColumn = SparseFeat | VarLenSparseFeat | DenseFeat
 
 
 def input_names(column: FeatureColumn) -> list[str]:
@@ -238,8 +238,14 @@ def columns_to_dicts(feature_columns: Sequence[FeatureColumn]) -> list[dict[str,
                     f"DenseFeat {col.name!r} has a transform_fn, which cannot be saved as "
                     "data; apply the transform to the inputs before fit and drop transform_fn"
                 )
-            out.append({"type": "DenseFeat", "name": col.name, "dimension": col.dimension,
-                        "dtype": col.dtype})
+            out.append(
+                {
+                    "type": "DenseFeat",
+                    "name": col.name,
+                    "dimension": col.dimension,
+                    "dtype": col.dtype,
+                }
+            )
             continue
         sparse = col.sparsefeat if isinstance(col, VarLenSparseFeat) else col
         entry: dict[str, Any] = {
@@ -254,9 +260,17 @@ def columns_to_dicts(feature_columns: Sequence[FeatureColumn]) -> list[dict[str,
             "trainable": sparse.trainable,
         }
         if isinstance(col, VarLenSparseFeat):
-            out.append({"type": "VarLenSparseFeat", "sparsefeat": entry, "maxlen": col.maxlen,
-                        "combiner": col.combiner, "length_name": col.length_name,
-                        "weight_name": col.weight_name, "weight_norm": col.weight_norm})
+            out.append(
+                {
+                    "type": "VarLenSparseFeat",
+                    "sparsefeat": entry,
+                    "maxlen": col.maxlen,
+                    "combiner": col.combiner,
+                    "length_name": col.length_name,
+                    "weight_name": col.weight_name,
+                    "weight_norm": col.weight_norm,
+                }
+            )
         else:
             out.append({"type": "SparseFeat", **entry})
     return out

@@ -1,0 +1,135 @@
+"""The deployable bundle: a directory of JSON and safetensors weights (no pickle).
+
+Layout:
+    manifest.json       format name and version, model class, dinrec / torch versions
+    schema.json         the feature columns and history_feature_list
+    model_config.json   the ModelConfig
+    weights.safetensors the state_dict (parameters and Dice / BatchNorm moving statistics)
+    vocab.json          optional: raw id -> encoded id per feature, for scoring raw ids
+
+Loading executes no code from the bundle: JSON is parsed, tensors are read by safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import dinrec
+
+FORMAT = "dinrec-bundle"
+FORMAT_VERSION = 1
+REQUIRED_FILES = ("manifest.json", "schema.json", "model_config.json", "weights.safetensors")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def save_model(
+    model: torch.nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    vocab: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write `model` as a bundle directory at `path`, replacing it atomically.
+
+    Args:
+        model: a DIN / EmbeddingMLP (any InterestNetwork).
+        path: target directory.
+        vocab: optional vocabulary JSON (feature -> {raw id: encoded id}).
+        extra: optional JSON-able metadata stored in the manifest under "extra".
+    """
+    from dinrec.models.network import InterestNetwork
+
+    if not isinstance(model, InterestNetwork):
+        raise ValueError(f"save_model needs a dinrec model, got {type(model).__name__}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _write_json(
+            tmp / "manifest.json",
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "model_class": type(model).__name__,
+                "dinrec_version": dinrec.__version__,
+                "torch_version": torch.__version__.split("+")[0],
+                "extra": extra or {},
+            },
+        )
+        _write_json(tmp / "schema.json", model.schema.to_dict())
+        _write_json(tmp / "model_config.json", model.config.to_dict())
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "weights.safetensors"))
+        if vocab is not None:
+            _write_json(tmp / "vocab.json", vocab)
+        # Swap in: an old bundle at `path` is moved aside first, so a reader sees either the
+        # old or the new directory, never a half-written one.
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The bundle's manifest, checked for format and version."""
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no model bundle directory at {root}")
+    missing = [f for f in REQUIRED_FILES if not (root / f).is_file()]
+    if missing:
+        raise ValueError(f"{root} is not a dinrec bundle: missing {missing}")
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{root}/manifest.json: format is {manifest.get('format')!r}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{root}: bundle format_version {manifest.get('format_version')} is not supported "
+            f"(this dinrec reads {FORMAT_VERSION})"
+        )
+    return dict(manifest)
+
+
+def load_model(path: str | os.PathLike[str]) -> Any:
+    """Rebuild a model from a bundle directory alone; returned in eval mode, not compiled."""
+    from dinrec.models.config import ModelConfig
+    from dinrec.models.din import MODEL_CLASSES
+    from dinrec.schema import FeatureSchema
+
+    root = Path(path)
+    manifest = read_manifest(root)
+    cls_name = manifest.get("model_class")
+    if cls_name not in MODEL_CLASSES:
+        raise ValueError(f"{root}: unknown model_class {cls_name!r}; valid: {list(MODEL_CLASSES)}")
+    schema = FeatureSchema.from_dict(json.loads((root / "schema.json").read_text("utf-8")))
+    config = ModelConfig.from_dict(json.loads((root / "model_config.json").read_text("utf-8")))
+    model = MODEL_CLASSES[cls_name].from_schema(schema, config)
+    state = load_file(str(root / "weights.safetensors"))
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model
+
+
+def load_vocab(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The bundle's vocab.json, or None when it has none."""
+    file = Path(path) / "vocab.json"
+    if not file.is_file():
+        return None
+    return dict(json.loads(file.read_text(encoding="utf-8")))

@@ -1,0 +1,202 @@
+"""Turn user inputs (dicts of numpy/pandas/lists) into checked dicts of tensors.
+
+Every check runs before any training step, and every error names the feature at fault.
+Ids stay int64 end to end: never one float matrix (float32 is exact only below 2^24).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
+from dinrec.schema import FeatureSchema
+
+Batch = dict[str, torch.Tensor]
+
+
+def _as_array(value: Any, name: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    to_numpy = getattr(value, "to_numpy", None)  # pandas Series / DataFrame
+    if callable(to_numpy):
+        value = np.array(to_numpy())  # pandas may hand back a read-only view
+    try:
+        arr = np.asarray(value)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(
+            f"feature {name!r}: cannot make an array ({err}); pad sequences to maxlen with 0"
+        ) from None
+    nested = arr.dtype == object and arr.ndim == 1 and len(arr) > 0
+    if nested and isinstance(arr[0], (list, np.ndarray)):
+        try:
+            arr = np.stack([np.asarray(v) for v in arr])
+        except ValueError:
+            raise ValueError(
+                f"feature {name!r}: rows have different lengths; pad sequences to maxlen with 0"
+            ) from None
+    return arr
+
+
+def stable_hash(values: np.ndarray, buckets: int) -> np.ndarray:
+    """Hash raw values into [1, buckets); "0"/0 (padding) stays 0, as DeepCTR's mask_zero hash.
+
+    Uses blake2b of the value's string form, so it is the same in every process (Python's
+    hash() is salted per process).
+    """
+    flat = values.reshape(-1)
+    out = np.empty(flat.shape, dtype=np.int64)
+    span = max(buckets - 1, 1)
+    for i, v in enumerate(flat.tolist()):
+        s = str(v)
+        if s in ("0", ""):
+            out[i] = 0
+            continue
+        digest = hashlib.blake2b(s.encode(), digest_size=8).digest()
+        out[i] = int.from_bytes(digest, "little") % span + 1
+    return out.reshape(values.shape)
+
+
+def _ids(arr: np.ndarray, col: SparseFeat | VarLenSparseFeat, name: str) -> np.ndarray:
+    if col.use_hash:
+        return stable_hash(arr, col.vocabulary_size)
+    if arr.dtype.kind in "iu":
+        ids = arr.astype(np.int64, copy=False)
+    elif arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.floor(arr)):
+            raise ValueError(f"feature {name!r}: ids must be integers, got non-integral floats")
+        if arr.size and np.abs(arr).max() >= 2**53:
+            raise ValueError(f"feature {name!r}: ids above 2^53 cannot come as floats")
+        ids = arr.astype(np.int64)
+    elif arr.dtype.kind == "b":
+        ids = arr.astype(np.int64)
+    else:
+        raise ValueError(
+            f"feature {name!r}: ids must be integers, got dtype {arr.dtype}; encode raw ids "
+            "with a Vocabulary or set use_hash=True"
+        )
+    if ids.size:
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= col.vocabulary_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"feature {name!r}: id {bad} is outside its table [0, {col.vocabulary_size})"
+            )
+    return ids
+
+
+def _one_column(arr: np.ndarray, n: int, name: str, width: int) -> np.ndarray:
+    """Reshape to [n] when width == 1 else [n, width]; accepts [n, 1] for width 1."""
+    if arr.ndim == 0:
+        raise ValueError(f"feature {name!r}: expected {n} rows, got a scalar")
+    if arr.shape[0] != n:
+        raise ValueError(f"feature {name!r}: has {arr.shape[0]} rows, expected {n}")
+    if width == 1:
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != 1:
+            raise ValueError(f"feature {name!r}: expected shape ({n},), got {arr.shape}")
+    elif arr.shape[1:] != (width,):
+        raise ValueError(f"feature {name!r}: expected shape ({n}, {width}), got {arr.shape}")
+    return arr
+
+
+def _dense(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.dtype.kind not in "iufb":
+        raise ValueError(f"feature {name!r}: dense values must be numbers, got {arr.dtype}")
+    out = arr.astype(np.float32)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"feature {name!r}: contains NaN or inf")
+    return out
+
+
+def num_rows(x: Mapping[str, Any]) -> int:
+    """Row count of an input dict (its first value's length)."""
+    for value in x.values():
+        return len(_as_array(value, "?"))
+    raise ValueError("empty input dict")
+
+
+def prepare_inputs(schema: FeatureSchema, x: Mapping[str, Any]) -> Batch:
+    """Check and convert `x` into tensors keyed by input name.
+
+    Shapes: SparseFeat [N] int64; VarLenSparseFeat [N, T] int64 (its length input [N] int64,
+    weight input [N, T] float32); DenseFeat [N] or [N, D] float32. Extra keys are ignored.
+    """
+    if not isinstance(x, Mapping):
+        raise ValueError(
+            "x must be a dict mapping feature names to arrays (see get_feature_names); "
+            f"got {type(x).__name__}"
+        )
+    n: int | None = None
+    out: Batch = {}
+
+    def fetch(name: str, kind: str) -> np.ndarray:
+        nonlocal n
+        if name not in x:
+            raise ValueError(
+                f"missing input {name!r} ({kind}); inputs given: {sorted(map(str, x))}"
+            )
+        arr = _as_array(x[name], name)
+        if arr.ndim == 0:
+            raise ValueError(f"feature {name!r}: expected an array of rows, got a scalar")
+        if n is None:
+            n = int(arr.shape[0])
+        elif arr.shape[0] != n:
+            raise ValueError(f"feature {name!r}: has {arr.shape[0]} rows, other inputs have {n}")
+        return arr
+
+    for col in schema.columns:
+        if isinstance(col, SparseFeat):
+            arr = fetch(col.name, "SparseFeat")
+            arr = _one_column(arr, len(arr), col.name, 1)
+            out[col.name] = torch.from_numpy(np.ascontiguousarray(_ids(arr, col, col.name)))
+        elif isinstance(col, VarLenSparseFeat):
+            arr = fetch(col.name, "VarLenSparseFeat")
+            arr = _one_column(arr, len(arr), col.name, col.maxlen)
+            ids = _ids(arr, col, col.name)
+            out[col.name] = torch.from_numpy(np.ascontiguousarray(ids))
+            if col.length_name is not None and col.length_name not in out:
+                lens = fetch(col.length_name, f"length of {col.name!r}")
+                lens = _one_column(lens, len(lens), col.length_name, 1)
+                if lens.dtype.kind not in "iu":
+                    raise ValueError(f"feature {col.length_name!r}: lengths must be integers")
+                if lens.size and (lens.min() < 0 or lens.max() > col.maxlen):
+                    raise ValueError(
+                        f"feature {col.length_name!r}: lengths must lie in [0, {col.maxlen}]"
+                    )
+                out[col.length_name] = torch.from_numpy(lens.astype(np.int64))
+            if col.weight_name is not None:
+                w = fetch(col.weight_name, f"weights of {col.name!r}")
+                if w.ndim == 3 and w.shape[2] == 1:
+                    w = w[:, :, 0]
+                w = _one_column(w, len(w), col.weight_name, col.maxlen)
+                out[col.weight_name] = torch.from_numpy(_dense(w, col.weight_name))
+        elif isinstance(col, DenseFeat):
+            arr = fetch(col.name, "DenseFeat")
+            arr = _one_column(arr, len(arr), col.name, col.dimension)
+            out[col.name] = torch.from_numpy(np.ascontiguousarray(_dense(arr, col.name)))
+    return out
+
+
+def prepare_labels(y: Any, n: int) -> torch.Tensor:
+    """Labels as float32 [N]; each must be 0 or 1 and there must be one per input row."""
+    arr = _as_array(y, "label")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"labels must have shape ({n},) or ({n}, 1), got {arr.shape}")
+    if len(arr) != n:
+        raise ValueError(f"labels have {len(arr)} rows but the inputs have {n}")
+    if arr.dtype.kind not in "iufb":
+        raise ValueError(f"labels must be numbers 0/1, got dtype {arr.dtype}")
+    y32 = arr.astype(np.float32)
+    bad = ~((y32 == 0) | (y32 == 1))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"labels must be 0 or 1; row {i} has {arr[i].item()!r}")
+    return torch.from_numpy(y32)

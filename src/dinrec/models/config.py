@@ -1,0 +1,103 @@
+"""ModelConfig: the frozen, typed hyper-parameters a DIN or Base Model is built from."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from dinrec.layers.activation import ACTIVATIONS
+
+MODEL_KINDS = ("DIN", "EmbeddingMLP")
+HISTORY_POOLINGS = ("attention", "sum", "mean")
+EMBEDDING_REGULARIZATIONS = ("l2", "mba")
+# Default strength of mini-batch aware regularization (see training/regularization.py).
+DEFAULT_MBA_LAMBDA = 0.01
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters with DeepCTR's names and defaults (plus dinrec's additions).
+
+    model: "DIN" or "EmbeddingMLP" (the paper's Base Model).
+    history_pooling: "attention" for DIN; "sum" (paper) or "mean" for the Base Model.
+    embedding_regularization: "l2" (DeepCTR: l2_reg_embedding * sum of squares of every
+        table row, every step) or "mba" (the paper's mini-batch aware regularization:
+        only rows whose ids occur in the batch, each scaled by 1 / its training frequency).
+    mba_lambda: strength of "mba"; None means DEFAULT_MBA_LAMBDA.
+    init_std: std of the normal embedding initializer.
+    sparse_embeddings: sparse embedding gradients (then use an optimizer that accepts them).
+    """
+
+    model: str = "DIN"
+    history_pooling: str = "attention"
+    dnn_use_bn: bool = False
+    dnn_hidden_units: tuple[int, ...] = (256, 128, 64)
+    dnn_activation: str = "relu"
+    att_hidden_size: tuple[int, ...] = (80, 40)
+    att_activation: str = "dice"
+    att_weight_normalization: bool = False
+    l2_reg_dnn: float = 0.0
+    l2_reg_embedding: float = 1e-6
+    dnn_dropout: float = 0.0
+    seed: int = 1024
+    task: str = "binary"
+    embedding_regularization: str = "l2"
+    mba_lambda: float | None = None
+    init_std: float = 1e-4
+    sparse_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("dnn_hidden_units", "att_hidden_size"):
+            value = getattr(self, name)
+            if isinstance(value, int) or not all(
+                isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in value
+            ):
+                raise ValueError(f"{name} must be a sequence of positive ints, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        self._choice("model", MODEL_KINDS)
+        self._choice("history_pooling", HISTORY_POOLINGS)
+        self._choice("embedding_regularization", EMBEDDING_REGULARIZATIONS)
+        self._choice("task", ("binary",))
+        for name in ("dnn_activation", "att_activation"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value.lower() not in ACTIVATIONS:
+                raise ValueError(f"{name}: unknown activation {value!r}; valid: {ACTIVATIONS}")
+        for name in ("l2_reg_dnn", "l2_reg_embedding", "init_std"):
+            self._nonneg(name)
+        if self.mba_lambda is not None:
+            self._nonneg("mba_lambda")
+        if not 0.0 <= float(self.dnn_dropout) < 1.0:
+            raise ValueError(f"dnn_dropout must be in [0, 1), got {self.dnn_dropout!r}")
+        if self.model == "DIN" and self.history_pooling != "attention":
+            raise ValueError("DIN pools history by attention; use EmbeddingMLP for sum/mean")
+        if self.model == "EmbeddingMLP" and self.history_pooling == "attention":
+            raise ValueError("EmbeddingMLP pools history by 'sum' or 'mean', not attention")
+
+    def _choice(self, name: str, valid: tuple[str, ...]) -> None:
+        if getattr(self, name) not in valid:
+            raise ValueError(f"{name} must be one of {valid}, got {getattr(self, name)!r}")
+
+    def _nonneg(self, name: str) -> None:
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+    @property
+    def resolved_mba_lambda(self) -> float:
+        return DEFAULT_MBA_LAMBDA if self.mba_lambda is None else float(self.mba_lambda)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["dnn_hidden_units"] = list(self.dnn_hidden_units)
+        data["att_hidden_size"] = list(self.att_hidden_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from a dict; unknown keys are errors naming the key."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model setting(s) {unknown}; valid: {sorted(known)}")
+        return cls(**data)

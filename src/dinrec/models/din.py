@@ -1,0 +1,133 @@
+"""DIN and EmbeddingMLP (the paper's Base Model) with DeepCTR's constructor signature."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dinrec.feature_column import FeatureColumn
+from dinrec.models.config import ModelConfig
+from dinrec.models.keras_facade import KerasFacade
+from dinrec.schema import FeatureSchema
+
+
+class DIN(KerasFacade):
+    """Deep Interest Network (Zhou et al., KDD 2018).
+
+    Behaviors `hist_<f>` for f in history_feature_list are pooled by the local activation
+    unit: weight_t = MLP([k_t, q, k_t - q, k_t * q]), interest = sum_t weight_t * k_t over
+    non-padded behaviors (no softmax unless att_weight_normalization). forward() returns
+    logits [B, 1]; predict() returns probabilities.
+
+    Args follow DeepCTR's DIN; embedding_regularization='mba' selects the paper's mini-batch
+    aware regularization (strength mba_lambda) instead of full-table L2.
+
+    Example:
+        >>> from dinrec.feature_column import SparseFeat, VarLenSparseFeat
+        >>> cols = [SparseFeat("item_id", 4, 8),
+        ...         VarLenSparseFeat(SparseFeat("hist_item_id", 4, 8, embedding_name="item_id"),
+        ...                          maxlen=3)]
+        >>> model = DIN(cols, ["item_id"])
+    """
+
+    def __init__(
+        self,
+        dnn_feature_columns: Sequence[FeatureColumn],
+        history_feature_list: Sequence[str],
+        dnn_use_bn: bool = False,
+        dnn_hidden_units: Sequence[int] = (256, 128, 64),
+        dnn_activation: str = "relu",
+        att_hidden_size: Sequence[int] = (80, 40),
+        att_activation: str = "dice",
+        att_weight_normalization: bool = False,
+        l2_reg_dnn: float = 0,
+        l2_reg_embedding: float = 1e-6,
+        dnn_dropout: float = 0,
+        seed: int = 1024,
+        task: str = "binary",
+        embedding_regularization: str = "l2",
+        mba_lambda: float | None = None,
+        init_std: float = 1e-4,
+        sparse_embeddings: bool = False,
+    ) -> None:
+        config = ModelConfig(
+            model="DIN",
+            history_pooling="attention",
+            dnn_use_bn=dnn_use_bn,
+            dnn_hidden_units=tuple(dnn_hidden_units),
+            dnn_activation=dnn_activation,
+            att_hidden_size=tuple(att_hidden_size),
+            att_activation=att_activation,
+            att_weight_normalization=att_weight_normalization,
+            l2_reg_dnn=l2_reg_dnn,
+            l2_reg_embedding=l2_reg_embedding,
+            dnn_dropout=dnn_dropout,
+            seed=seed,
+            task=task,
+            embedding_regularization=embedding_regularization,
+            mba_lambda=mba_lambda,
+            init_std=init_std,
+            sparse_embeddings=sparse_embeddings,
+        )
+        super().__init__(FeatureSchema.resolve(dnn_feature_columns, history_feature_list), config)
+
+    @classmethod
+    def from_schema(cls, schema: FeatureSchema, config: ModelConfig) -> Any:
+        """Build from a resolved schema and config (used by load_model)."""
+        model = cls.__new__(cls)
+        KerasFacade.__init__(model, schema, config)
+        return model
+
+
+class EmbeddingMLP(KerasFacade):
+    """The paper's Base Model: Embedding & MLP with behaviors sum-pooled (or mean-pooled).
+
+    Same inputs and arguments as DIN minus the attention ones; history_pooling picks
+    "sum" (the paper) or "mean".
+    """
+
+    def __init__(
+        self,
+        dnn_feature_columns: Sequence[FeatureColumn],
+        history_feature_list: Sequence[str],
+        dnn_use_bn: bool = False,
+        dnn_hidden_units: Sequence[int] = (256, 128, 64),
+        dnn_activation: str = "relu",
+        l2_reg_dnn: float = 0,
+        l2_reg_embedding: float = 1e-6,
+        dnn_dropout: float = 0,
+        seed: int = 1024,
+        task: str = "binary",
+        embedding_regularization: str = "l2",
+        mba_lambda: float | None = None,
+        history_pooling: str = "sum",
+        init_std: float = 1e-4,
+        sparse_embeddings: bool = False,
+    ) -> None:
+        config = ModelConfig(
+            model="EmbeddingMLP",
+            history_pooling=history_pooling,
+            dnn_use_bn=dnn_use_bn,
+            dnn_hidden_units=tuple(dnn_hidden_units),
+            dnn_activation=dnn_activation,
+            l2_reg_dnn=l2_reg_dnn,
+            l2_reg_embedding=l2_reg_embedding,
+            dnn_dropout=dnn_dropout,
+            seed=seed,
+            task=task,
+            embedding_regularization=embedding_regularization,
+            mba_lambda=mba_lambda,
+            init_std=init_std,
+            sparse_embeddings=sparse_embeddings,
+        )
+        super().__init__(FeatureSchema.resolve(dnn_feature_columns, history_feature_list), config)
+
+    from_schema = DIN.from_schema
+
+
+MODEL_CLASSES: dict[str, Any] = {"DIN": DIN, "EmbeddingMLP": EmbeddingMLP}
+
+
+def build_model(schema: FeatureSchema, config: ModelConfig) -> Any:
+    """The model class named by config.model, built from a schema (CLI / load_model)."""
+    return MODEL_CLASSES[config.model].from_schema(schema, config)

@@ -1,0 +1,126 @@
+"""KerasFacade: compile / fit / evaluate / predict / save as thin calls into the Trainer."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dinrec.inputs import prepare_inputs, prepare_labels
+from dinrec.models.network import InterestNetwork
+from dinrec.training.batches import BatchSource, TensorBatches
+from dinrec.training.callbacks import Callback, History
+from dinrec.training.trainer import Trainer, predict_logits
+
+DEFAULT_FIT_BATCH = 32  # Keras' default when batch_size is None
+
+
+class KerasFacade(InterestNetwork):
+    """Keras-style methods on top of the pure network; state lives in a Trainer."""
+
+    _trainer: Trainer | None = None
+
+    def compile(
+        self,
+        optimizer: Any = "adam",
+        loss: str = "binary_crossentropy",
+        metrics: Sequence[str] | None = None,
+        *,
+        lr: float | None = None,
+        gauc_group: str | None = None,
+    ) -> None:
+        """Choose optimizer, loss and metrics (names; unknown names raise).
+
+        Args:
+            optimizer: 'adam', 'adagrad', 'sgd', 'rmsprop' or a torch optimizer.
+            loss: 'binary_crossentropy'.
+            metrics: e.g. ['auc', 'gauc', 'binary_crossentropy', 'accuracy'].
+            lr: learning rate for a named optimizer (Keras defaults otherwise).
+            gauc_group: the input GAUC groups by (default user_id / user / uid).
+        """
+        self._trainer = Trainer(self, optimizer, loss, metrics, gauc_group, lr)
+
+    @property
+    def trainer(self) -> Trainer:
+        if self._trainer is None:
+            raise RuntimeError("call model.compile(...) before fit")
+        return self._trainer
+
+    def _source(
+        self, x: Any, y: Any, batch_size: int, shuffle: bool
+    ) -> TensorBatches | BatchSource:
+        if not isinstance(x, dict) and isinstance(x, BatchSource):
+            if y is not None:
+                raise ValueError("y must be None when x is a batch loader (it yields labels)")
+            return x
+        feats = prepare_inputs(self.schema, x)
+        n = int(next(iter(feats.values())).shape[0])
+        if y is None:
+            raise ValueError("y (labels) is required with a dict of inputs")
+        labels = prepare_labels(y, n)
+        return TensorBatches(feats, labels, batch_size, shuffle, seed=self.config.seed)
+
+    def fit(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: int = 1,
+        initial_epoch: int = 0,
+        validation_split: float = 0.0,
+        validation_data: Any = None,
+        shuffle: bool = True,
+        callbacks: Sequence[Callback] | None = None,
+    ) -> History:
+        """Train; x is a dict of arrays (with y) or a batch loader yielding (features, labels).
+
+        Inputs are checked and converted to tensors once, then batched by indexing.
+        validation_split takes the last fraction of the rows before shuffling (as Keras).
+        """
+        trainer = self.trainer
+        bs = DEFAULT_FIT_BATCH if batch_size is None else batch_size
+        train = self._source(x, y, bs, shuffle)
+        validation: TensorBatches | BatchSource | None = None
+        if validation_data is not None:
+            if isinstance(validation_data, (tuple, list)):
+                if len(validation_data) != 2:
+                    raise ValueError("validation_data must be (x_val, y_val) or a loader")
+                validation = self._source(validation_data[0], validation_data[1], bs, False)
+            else:
+                validation = self._source(validation_data, None, bs, False)
+        elif validation_split:
+            if not 0.0 < validation_split < 1.0:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+            if not isinstance(train, TensorBatches):
+                raise ValueError("validation_split needs in-memory inputs; pass validation_data")
+            train, val = train.split(validation_split)
+            val.shuffle = False
+            validation = val
+        return trainer.fit(train, epochs, initial_epoch, verbose, callbacks, validation)
+
+    def evaluate(
+        self, x: Any = None, y: Any = None, batch_size: int = 256, verbose: int = 0
+    ) -> dict[str, float]:
+        """{'loss': mean BCE, metric: value, ...} over all rows, in eval mode."""
+        trainer = self._trainer or Trainer(self, "adam", metrics=["binary_crossentropy", "auc"])
+        return trainer.evaluate(self._source(x, y, batch_size, False))
+
+    def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
+        """Click probabilities, shape (n, 1); eval mode under inference_mode, mode restored."""
+        if not isinstance(x, dict) and isinstance(x, BatchSource):
+            source: Any = x
+        else:
+            source = TensorBatches(prepare_inputs(self.schema, x), None, batch_size)
+        logits = predict_logits(self, source)
+        return torch.sigmoid(logits).numpy().astype(np.float32).reshape(-1, 1)
+
+    def save(self, path: str | os.PathLike[str], vocab: dict[str, Any] | None = None) -> Path:
+        """Write a bundle directory (JSON + safetensors); dinrec.load_model reads it back."""
+        from dinrec.bundle import save_model
+
+        return save_model(self, path, vocab=vocab)

@@ -1,0 +1,120 @@
+"""InterestNetwork: the pure nn.Module behind DIN and the Base Model, returning logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dinrec.layers.attention import AttentionPooling
+from dinrec.layers.embedding import EmbeddingBank
+from dinrec.layers.mlp import MLP
+from dinrec.layers.pooling import pool_sequence, sequence_mask
+from dinrec.models.config import ModelConfig
+from dinrec.schema import FeatureSchema
+
+Batch = dict[str, torch.Tensor]
+
+
+class InterestNetwork(nn.Module):
+    """Embedding & MLP with the user's behaviors pooled by attention (DIN) or by sum (Base).
+
+    forward(inputs) -> logits [B, 1], where inputs maps input names to tensors:
+    SparseFeat [B] int64, VarLenSparseFeat [B, T] int64, DenseFeat [B] or [B, D] float32.
+
+    MLP input = concat(every SparseFeat embedding (the candidate's included), each other
+    VarLenSparseFeat pooled by its combiner, the interest vector [B, Eq], dense values).
+    """
+
+    def __init__(self, schema: FeatureSchema, config: ModelConfig) -> None:
+        super().__init__()
+        self.schema = schema
+        self.config = config
+        with torch.random.fork_rng(devices=[]):
+            # The config's seed fixes the initial weights without touching the caller's RNG.
+            torch.manual_seed(config.seed)
+            self.embeddings = EmbeddingBank(
+                schema, init_std=config.init_std, sparse_grad=config.sparse_embeddings
+            )
+            self.attention: AttentionPooling | None = None
+            if schema.history and config.history_pooling == "attention":
+                self.attention = AttentionPooling(
+                    schema.query_dim,
+                    config.att_hidden_size,
+                    config.att_activation,
+                    config.att_weight_normalization,
+                )
+            self.mlp = MLP(
+                schema.mlp_input_dim(),
+                config.dnn_hidden_units,
+                config.dnn_activation,
+                use_bn=config.dnn_use_bn,
+                dropout=config.dnn_dropout,
+            )
+            self.out = nn.Linear(self.mlp.out_dim, 1)
+
+    # ----- pieces ------------------------------------------------------------------------
+    def history_mask(self, inputs: Batch) -> torch.Tensor:
+        """[B, T] bool: valid history slots (length input if declared, else id != 0)."""
+        first = self.schema.history[0]
+        length_name = self.schema.history_length_name
+        lengths = inputs[length_name] if length_name is not None else None
+        return sequence_mask(inputs[first.name], lengths)
+
+    def query(self, inputs: Batch, sparse: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Concatenated candidate embeddings [B, Eq] (item_id then cate_id, ...)."""
+        parts = [
+            sparse[c.name] if sparse is not None else self.embeddings.lookup(c.name, inputs[c.name])
+            for c in self.schema.queries
+        ]
+        return torch.cat(parts, dim=-1)
+
+    def keys(self, inputs: Batch) -> torch.Tensor:
+        """Concatenated behavior embeddings [B, T, Eq], aligned with query()."""
+        parts = [self.embeddings.lookup(c.name, inputs[c.name]) for c in self.schema.history]
+        return torch.cat(parts, dim=-1)
+
+    def interest(
+        self, inputs: Batch, query: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(interest vector [B, Eq], per-behavior weights [B, T]).
+
+        For the Base Model the weights are the mask (1 per valid behavior; 1/len for mean).
+        """
+        mask = self.history_mask(inputs)
+        keys = self.keys(inputs)
+        if self.attention is not None:
+            q = self.query(inputs) if query is None else query
+            return self.attention(q, keys, mask)
+        pooled = pool_sequence(keys, mask, self.config.history_pooling)
+        weights = mask.to(keys.dtype)
+        if self.config.history_pooling == "mean":
+            weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+        return pooled, weights
+
+    def features(self, inputs: Batch) -> torch.Tensor:
+        """The MLP input [B, mlp_input_dim]."""
+        schema = self.schema
+        sparse = {c.name: self.embeddings.lookup(c.name, inputs[c.name]) for c in schema.sparse}
+        parts = list(sparse.values())  # each [B, E_c]
+        for col in schema.pooled:
+            ids = inputs[col.name]  # [B, T]
+            lengths = inputs[col.length_name] if col.length_name is not None else None
+            weights = inputs[col.weight_name] if col.weight_name is not None else None
+            emb = self.embeddings.lookup(col.name, ids)  # [B, T, E]
+            parts.append(
+                pool_sequence(
+                    emb, sequence_mask(ids, lengths), col.combiner, weights, col.weight_norm
+                )
+            )
+        if schema.history:
+            query = self.query(inputs, sparse) if self.attention is not None else None
+            parts.append(self.interest(inputs, query)[0])
+        for dense in schema.dense:
+            value = inputs[dense.name]
+            if dense.transform_fn is not None:
+                value = dense.transform_fn(value)
+            parts.append(value.reshape(value.shape[0], dense.dimension).to(parts[0].dtype))
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, inputs: Batch) -> torch.Tensor:
+        return self.out(self.mlp(self.features(inputs)))

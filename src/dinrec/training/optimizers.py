@@ -1,0 +1,39 @@
+"""Optimizers by Keras name, with Keras' default learning rates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+# Keras defaults (DeepCTR users' expectation): adam/rmsprop 1e-3, adagrad 1e-3, sgd 1e-2.
+_DEFAULT_LR = {"adam": 1e-3, "adagrad": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3, "adamw": 1e-3}
+
+
+def make_optimizer(
+    optimizer: Any, params: Iterable[torch.nn.Parameter], lr: float | None = None
+) -> torch.optim.Optimizer:
+    """A torch optimizer from a name ('adam', 'adagrad', 'sgd', 'rmsprop', 'adamw') or itself."""
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    if not isinstance(optimizer, str):
+        raise ValueError(
+            f"optimizer must be a name {sorted(_DEFAULT_LR)} or a torch.optim.Optimizer, "
+            f"got {type(optimizer).__name__}"
+        )
+    key = optimizer.lower()
+    if key not in _DEFAULT_LR:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid: {sorted(_DEFAULT_LR)}")
+    rate = _DEFAULT_LR[key] if lr is None else float(lr)
+    trainable = [p for p in params if p.requires_grad]
+    if key == "adam":
+        return torch.optim.Adam(trainable, lr=rate)
+    if key == "adamw":
+        return torch.optim.AdamW(trainable, lr=rate)
+    if key == "adagrad":
+        return torch.optim.Adagrad(trainable, lr=rate)
+    if key == "rmsprop":
+        # Keras RMSprop: rho 0.9, eps 1e-7.
+        return torch.optim.RMSprop(trainable, lr=rate, alpha=0.9, eps=1e-7)
+    return torch.optim.SGD(trainable, lr=rate)

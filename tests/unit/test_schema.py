@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from dinrec.feature_column import SparseFeat, VarLenSparseFeat
+from dinrec.schema import FeatureSchema
+
+
+def test_shared_tables_resolve_to_largest_vocabulary(seed_data):
+    _, _, cols, hist = seed_data
+    schema = FeatureSchema.resolve(cols, hist)
+    assert set(schema.tables) == {"user", "gender", "item_id", "cate_id"}
+    assert schema.tables["item_id"].features == ("item_id", "hist_item_id")
+    assert schema.query_dim == 12
+    # sparse 10+4+8+4, interest 12, dense 1
+    assert schema.mlp_input_dim() == 26 + 12 + 1
+    assert schema.history_length_name == "seq_length"
+
+
+def test_dim_conflict_warns_naming_both_and_first_wins():
+    cols = [
+        SparseFeat("cate_id", 5, embedding_dim=4),
+        VarLenSparseFeat(
+            SparseFeat("hist_cate_id", 3, embedding_dim=3, embedding_name="cate_id"), 4
+        ),
+    ]
+    with pytest.warns(UserWarning, match="'cate_id'.*'hist_cate_id'"):
+        schema = FeatureSchema.resolve(cols, ["cate_id"])
+    assert schema.tables["cate_id"].dim == 4
+    assert schema.tables["cate_id"].num_embeddings == 5
+    assert schema.query_dim == 4
+
+
+def test_missing_history_sequence_is_named():
+    with pytest.raises(ValueError, match="'hist_item_id'"):
+        FeatureSchema.resolve([SparseFeat("item_id", 3)], ["item_id"])
+
+
+def test_missing_candidate_is_named():
+    cols = [VarLenSparseFeat(SparseFeat("hist_item_id", 3), 2)]
+    with pytest.raises(ValueError, match="SparseFeat named 'item_id'"):
+        FeatureSchema.resolve(cols, ["item_id"])
+
+
+def test_duplicate_column_is_named():
+    with pytest.raises(ValueError, match="'a' is declared twice"):
+        FeatureSchema.resolve([SparseFeat("a", 2), SparseFeat("a", 3)], [])
+
+
+def test_schema_round_trips(seed_data):
+    _, _, cols, hist = seed_data
+    schema = FeatureSchema.resolve(cols, hist)
+    again = FeatureSchema.from_dict(schema.to_dict())
+    assert again.tables == schema.tables
+    assert again.history_feature_list == schema.history_feature_list
