@@ -77,7 +77,7 @@ def test_full_l2_touches_every_row(seed_data):
 def test_dnn_l2_only_on_mlp_weights(seed_data):
     _, _, cols, hist = seed_data
     model = DIN(cols, hist, l2_reg_embedding=0.0, l2_reg_dnn=0.01)
-    expected = 0.01 * sum(float(lin.weight.pow(2).sum()) for lin in model.mlp.linears)
+    expected = 0.01 * sum(float(lin.weight.detach().pow(2).sum()) for lin in model.mlp.linears)
     assert Regularizer(model)({}).item() == pytest.approx(expected, rel=1e-5)
 
 

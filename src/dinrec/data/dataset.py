@@ -1,0 +1,355 @@
+"""The dataset directory: train/test Parquet, vocab.json and dataset.json, and how to read it.
+
+Layout written by write_dataset:
+
+    train.parquet, test.parquet   one row per sample: user_key, user_id, profile columns,
+                                  item_id, cate_id (int64 encoded ids), hist_item_id and
+                                  hist_cate_id (list<int64> of length maxlen, post-padded
+                                  with 0), hist_len (int64), label (int8), timestamp (int64 s)
+    vocab.json                    Vocabularies fitted on the training period only
+    dataset.json                  DatasetMeta: format version, protocol and options, maxlen,
+                                  vocabulary sizes, profile columns, counts per split
+
+`user_key` is a grouping key for GAUC (a dense index of the raw user over both splits), not a
+model input. Same samples and vocabularies give byte-identical files.
+
+Example:
+    >>> samples = build_samples("rating", log, maxlen=50)           # doctest: +SKIP
+    >>> vocabs = Vocabularies.fit(samples.fit_values, min_count=1)  # doctest: +SKIP
+    >>> write_dataset("out/ml100k", samples, vocabs)                 # doctest: +SKIP
+    >>> ds = load_dataset("out/ml100k")                              # doctest: +SKIP
+    >>> columns, history = feature_columns(ds, embedding_dim=16)    # doctest: +SKIP
+    >>> x, y = to_numpy(ds.read("train"))                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dinrec.data.protocols_samples import (
+    CATE_ID,
+    HIST_CATE_ID,
+    HIST_ITEM_ID,
+    HIST_LEN,
+    ITEM_ID,
+    LABEL,
+    TIMESTAMP,
+    USER_ID,
+    USER_KEY,
+    Samples,
+    SampleSet,
+    gather_spans,
+    user_codes,
+)
+from dinrec.data.vocabulary import Vocabularies
+from dinrec.feature_column import FeatureColumn, SparseFeat, VarLenSparseFeat
+
+DATASET_FORMAT = "dinrec.dataset"
+DATASET_FORMAT_VERSION = 1
+SPLITS = ("train", "test")
+DEFAULT_ROW_GROUP_SIZE = 65_536
+META_FILE = "dataset.json"
+VOCAB_FILE = "vocab.json"
+# Columns that describe a sample but are not model inputs.
+NON_FEATURE_COLUMNS = (LABEL, TIMESTAMP, USER_KEY, HIST_LEN)
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    """What dataset.json holds: everything needed to build feature columns and check data.
+
+    Args:
+        protocol: "rating", "next-item" or "click-log".
+        options: the protocol's options (maxlen, split, threshold, seed, ...).
+        maxlen: history length T of hist_item_id / hist_cate_id.
+        vocabulary_sizes: {feature: max id + 1}, for user_id, item_id, cate_id and profiles.
+        profile_columns: profile feature names, in column order.
+        counts: {split: {"samples", "positives", "users", "items", "mean_hist_len"}}.
+        source: where the events came from.
+        row_group_size: Parquet rows per row group.
+        format: always "dinrec.dataset".
+        format_version: layout version; readers reject others.
+    """
+
+    protocol: str
+    options: dict[str, Any]
+    maxlen: int
+    vocabulary_sizes: dict[str, int]
+    profile_columns: list[str]
+    counts: dict[str, dict[str, Any]]
+    source: str = "events"
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE
+    format: str = DATASET_FORMAT
+    format_version: int = DATASET_FORMAT_VERSION
+
+    @property
+    def sparse_features(self) -> list[str]:
+        """One-id-per-sample features: user_id, profile columns, item_id, cate_id."""
+        return [USER_ID, *self.profile_columns, ITEM_ID, CATE_ID]
+
+    @property
+    def history_features(self) -> list[str]:
+        """History list features, each sharing its candidate's vocabulary."""
+        return [HIST_ITEM_ID, HIST_CATE_ID]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with the format fields first."""
+        data = asdict(self)
+        head = {"format": data.pop("format"), "format_version": data.pop("format_version")}
+        return {**head, **data}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetMeta:
+        """Inverse of to_dict; a wrong format, version or unknown key raises."""
+        if data.get("format") != DATASET_FORMAT:
+            raise ValueError(f"not a dinrec dataset.json (format {data.get('format')!r})")
+        if data.get("format_version") != DATASET_FORMAT_VERSION:
+            raise ValueError(
+                f"dataset.json format_version {data.get('format_version')!r} is not supported "
+                f"(expected {DATASET_FORMAT_VERSION})"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"dataset.json has unknown keys {unknown}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset directory opened for reading (see load_dataset).
+
+    Args:
+        path: the directory.
+        meta: its dataset.json.
+    """
+
+    path: Path
+    meta: DatasetMeta
+
+    def split_path(self, split: str) -> Path:
+        """Path of `split`.parquet ("train" or "test")."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+        return self.path / f"{split}.parquet"
+
+    def read(self, split: str, columns: Sequence[str] | None = None) -> pa.Table:
+        """The whole split as a pyarrow Table (optionally only some columns)."""
+        return pq.read_table(self.split_path(split), columns=list(columns) if columns else None)
+
+    def vocabularies(self) -> Vocabularies:
+        """The vocabularies in vocab.json."""
+        return Vocabularies.load(self.path / VOCAB_FILE)
+
+    def to_numpy(
+        self, split: str, feature_names: Sequence[str] | None = None
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """to_numpy(self.read(split)): the (x, y) that model.fit takes."""
+        return to_numpy(self.read(split), feature_names)
+
+
+def load_dataset(path: str | os.PathLike[str]) -> Dataset:
+    """Open a dataset directory written by write_dataset (reads dataset.json only)."""
+    root = Path(path)
+    meta_path = root / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{root} is not a dinrec dataset: {META_FILE} is missing")
+    meta = DatasetMeta.from_dict(json.loads(meta_path.read_text(encoding="utf-8")))
+    return Dataset(root, meta)
+
+
+def write_dataset(
+    out_dir: str | os.PathLike[str],
+    samples: Samples,
+    vocabs: Vocabularies,
+    *,
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+    overwrite: bool = False,
+) -> DatasetMeta:
+    """Encode samples with the vocabularies and write the dataset directory.
+
+    dataset.json is written last, so a directory with it is complete.
+
+    Args:
+        out_dir: directory to create or fill.
+        samples: a protocol's output.
+        vocabs: fitted on samples.fit_values (the training period), e.g.
+            Vocabularies.fit(samples.fit_values, min_count=...).
+        row_group_size: Parquet rows per row group (a streaming loader reads row groups).
+        overwrite: replace an existing dataset in out_dir.
+
+    Returns:
+        the DatasetMeta written to dataset.json.
+    """
+    root = Path(out_dir)
+    if (root / META_FILE).exists() and not overwrite:
+        raise FileExistsError(f"{root} already holds a dataset; pass overwrite=True to replace")
+    if row_group_size < 1:
+        raise ValueError(f"row_group_size must be >= 1, got {row_group_size}")
+    profile = samples.profile_columns
+    missing = [f for f in (USER_ID, ITEM_ID, CATE_ID, *profile) if f not in vocabs]
+    if missing:
+        raise ValueError(f"vocabularies lack features {missing}; have {list(vocabs)}")
+    root.mkdir(parents=True, exist_ok=True)
+    history = {  # the history log encoded once; rows gather their spans from it
+        HIST_ITEM_ID: vocabs.encode(ITEM_ID, samples.history.item),  # [M]
+        HIST_CATE_ID: vocabs.encode(CATE_ID, samples.history.category),  # [M]
+    }
+    keys = dict(zip(SPLITS, user_codes(samples.train.user, samples.test.user), strict=True))
+    counts = {}
+    for split, part in zip(SPLITS, (samples.train, samples.test), strict=True):
+        _write_split(root / f"{split}.parquet", part, keys[split], history, vocabs, profile,
+                     samples.maxlen, row_group_size)
+        counts[split] = _split_counts(part)
+    vocabs.save(root / VOCAB_FILE)
+    meta = DatasetMeta(
+        protocol=samples.protocol, options=dict(samples.options), maxlen=samples.maxlen,
+        vocabulary_sizes={f: vocabs[f].size for f in (USER_ID, ITEM_ID, CATE_ID, *profile)},
+        profile_columns=list(profile), counts=counts, source=samples.source,
+        row_group_size=row_group_size,
+    )
+    text = json.dumps(meta.to_dict(), indent=2, ensure_ascii=False)
+    (root / META_FILE).write_text(text + "\n", encoding="utf-8")
+    return meta
+
+
+def _schema(profile: Sequence[str]) -> pa.Schema:
+    ids = [pa.field(name, pa.int64(), nullable=False)
+           for name in (USER_KEY, USER_ID, *profile, ITEM_ID, CATE_ID)]
+    lists = [pa.field(name, pa.list_(pa.int64()), nullable=False)
+             for name in (HIST_ITEM_ID, HIST_CATE_ID)]
+    tail = [pa.field(HIST_LEN, pa.int64(), nullable=False),
+            pa.field(LABEL, pa.int8(), nullable=False),
+            pa.field(TIMESTAMP, pa.int64(), nullable=False)]
+    return pa.schema(ids + lists + tail)
+
+
+def _write_split(
+    path: Path, part: SampleSet, user_key: np.ndarray, history: dict[str, np.ndarray],
+    vocabs: Vocabularies, profile: Sequence[str], maxlen: int, row_group_size: int,
+) -> None:
+    """Write one split, one row group per `row_group_size` rows."""
+    ids = {USER_KEY: user_key, USER_ID: vocabs.encode(USER_ID, part.user)}
+    ids.update({name: vocabs.encode(name, part.profile[name]) for name in profile})
+    ids[ITEM_ID] = vocabs.encode(ITEM_ID, part.item)
+    ids[CATE_ID] = vocabs.encode(CATE_ID, part.category)
+    schema = _schema(profile)
+    n = len(part)
+    # No pandas metadata and a fixed writer configuration: the bytes depend on the data only.
+    with pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True) as writer:
+        for lo in range(0, n, row_group_size):
+            hi = min(lo + row_group_size, n)
+            start, length = part.hist_start[lo:hi], part.hist_len[lo:hi]
+            arrays: list[pa.Array] = [pa.array(col[lo:hi], pa.int64()) for col in ids.values()]
+            for name in (HIST_ITEM_ID, HIST_CATE_ID):
+                matrix = gather_spans(history[name], start, length, maxlen)  # [R, T]
+                offsets = np.arange(0, matrix.size + 1, maxlen, dtype=np.int32)  # [R + 1]
+                arrays.append(pa.ListArray.from_arrays(offsets, matrix.reshape(-1)))
+            arrays += [pa.array(length.astype(np.int64)), pa.array(part.label[lo:hi], pa.int8()),
+                       pa.array(part.timestamp[lo:hi], pa.int64())]
+            table = pa.Table.from_arrays(arrays, schema=schema)
+            writer.write_table(table, row_group_size=row_group_size)
+
+
+def _split_counts(part: SampleSet) -> dict[str, Any]:
+    """Counts stored per split in dataset.json."""
+    n = len(part)
+    return {
+        "samples": n,
+        "positives": int(np.sum(part.label == 1)),
+        "users": len(np.unique(part.user)),
+        "items": len(np.unique(part.item)),
+        "mean_hist_len": round(float(part.hist_len.mean()), 6) if n else 0.0,
+    }
+
+
+def feature_columns(
+    dataset: DatasetMeta | Dataset | str | os.PathLike[str],
+    embedding_dim: int | str = 16,
+    *,
+    use_profile: bool = True,
+    length_name: str | None = None,
+) -> tuple[list[FeatureColumn], list[str]]:
+    """DeepCTR-style feature columns for DIN and its history_feature_list.
+
+    SparseFeat for user_id, profile columns, item_id and cate_id (sizes from dataset.json);
+    VarLenSparseFeat hist_item_id / hist_cate_id sharing the item_id / cate_id tables.
+
+    Args:
+        dataset: a DatasetMeta, an opened Dataset, or a dataset directory.
+        embedding_dim: width of every table (or "auto").
+        use_profile: include the profile columns.
+        length_name: set the history columns' length_name (e.g. "hist_len", which the
+            Parquet files hold) instead of masking by id 0.
+
+    Returns:
+        (columns, ["item_id", "cate_id"]).
+    """
+    if isinstance(dataset, Dataset):
+        meta = dataset.meta
+    elif isinstance(dataset, DatasetMeta):
+        meta = dataset
+    else:
+        meta = load_dataset(dataset).meta
+    sizes = meta.vocabulary_sizes
+    sparse = [USER_ID, *(meta.profile_columns if use_profile else []), ITEM_ID, CATE_ID]
+    columns: list[FeatureColumn] = [
+        SparseFeat(name, sizes[name], embedding_dim=embedding_dim) for name in sparse
+    ]
+    for hist, target in ((HIST_ITEM_ID, ITEM_ID), (HIST_CATE_ID, CATE_ID)):
+        inner = SparseFeat(hist, sizes[target], embedding_dim=embedding_dim,
+                           embedding_name=target)
+        columns.append(VarLenSparseFeat(inner, maxlen=meta.maxlen, length_name=length_name))
+    return columns, [ITEM_ID, CATE_ID]
+
+
+def to_numpy(
+    table: pa.Table, feature_names: Sequence[str] | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A split table -> (x, y) for model.fit(x, y).
+
+    Args:
+        table: a split (or a slice of one) as read from Parquet.
+        feature_names: the x keys; default every column but label, timestamp, user_key and
+            hist_len (add e.g. "hist_len" when the columns use it as length_name).
+
+    Returns:
+        x: {name: int64 [N], or [N, T] for list columns}; y: float32 [N] labels.
+    """
+    names = list(feature_names) if feature_names is not None else [
+        name for name in table.column_names if name not in NON_FEATURE_COLUMNS
+    ]
+    missing = [name for name in [*names, LABEL] if name not in table.column_names]
+    if missing:
+        raise KeyError(f"table has no columns {missing}; it has {table.column_names}")
+    x = {name: _column_to_numpy(name, table.column(name)) for name in names}
+    y = table.column(LABEL).to_numpy().astype(np.float32)  # [N]
+    return x, y
+
+
+def _column_to_numpy(name: str, column: pa.ChunkedArray) -> np.ndarray:
+    """One column as int64 [N], or [N, T] for a fixed-length list column."""
+    if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
+        return column.to_numpy().astype(np.int64)
+    parts: list[np.ndarray] = []
+    for chunk in column.chunks:
+        if len(chunk) == 0:
+            continue
+        lengths = pc.list_value_length(chunk).to_numpy(zero_copy_only=False)  # [n]
+        if (lengths != lengths[0]).any() or (parts and lengths[0] != parts[0].shape[1]):
+            raise ValueError(f"list column {name!r} has rows of different lengths")
+        # flatten() honours a sliced chunk's offset; .values would return the whole buffer.
+        values = chunk.flatten().to_numpy(zero_copy_only=False)
+        parts.append(values.astype(np.int64).reshape(len(chunk), int(lengths[0])))  # [n, T]
+    # An empty table carries no list length: [0, 0].
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.int64)  # [N, T]
