@@ -27,6 +27,9 @@ class Callback:
     def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         """Called at the start of each epoch (0-based)."""
 
+    def on_batch_end(self, step: int, logs: dict[str, float] | None = None) -> None:
+        """Called after each optimizer step (step counts from 1 over the whole run)."""
+
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         """Called after each epoch with its metrics (loss, metrics, val_*)."""
 

@@ -77,6 +77,7 @@ class Regularizer:
             raise ValueError(
                 "embedding_regularization='mba' needs id frequencies from the training data"
             )
+        self.frequencies = dict(frequencies or {})
         # 1 / n_j, with unseen ids (n_j = 0) at 0: they never occur in a training batch.
         self.inverse_frequency = {
             t: torch.where(c > 0, 1.0 / c.clamp_min(1.0), torch.zeros_like(c))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,23 @@ from dinrec.training.regularization import Regularizer, count_frequencies
 
 LOSSES = ("binary_crossentropy", "logloss", "bce")
 Source = Iterable[tuple[Batch, torch.Tensor]]
+
+
+@dataclass
+class EpochProgress:
+    """Where training is inside an epoch, and the epoch's running sums (for exact resume)."""
+
+    epoch: int
+    batches_done: int = 0
+    loss_sum: float = 0.0
+    rows: int = 0
+    scores: list[torch.Tensor] = field(default_factory=list)
+    labels: list[torch.Tensor] = field(default_factory=list)
+    groups: list[torch.Tensor] = field(default_factory=list)
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor | None:
+    return torch.cat(parts) if parts else None
 
 
 def default_group_column(model: InterestNetwork) -> str | None:
@@ -75,6 +93,8 @@ class Trainer:
         self.regularizer: Regularizer | None = None
         self.stop_training = False
         self.global_step = 0
+        self.progress = EpochProgress(epoch=0)
+        self._resuming = False
 
     # ----- training ----------------------------------------------------------------------
     def prepare_regularizer(self, train: Source) -> None:
@@ -105,21 +125,31 @@ class Trainer:
         callbacks: Sequence[Callback] | None = None,
         validation: Source | None = None,
     ) -> History:
-        """Train for epochs [initial_epoch, epochs); returns the History."""
+        """Train for epochs [initial_epoch, epochs); returns the History.
+
+        After load_state_dict(checkpoint), fit continues from the checkpoint's epoch and
+        batch: the batches already done in that epoch are skipped (each epoch's order is a
+        function of (seed, epoch)), so an interrupted run ends with the same weights.
+        """
         history = History()
         cbs: list[Callback] = [*(callbacks or []), history]
         for cb in cbs:
             cb.set_trainer(self)
         history.params = {"epochs": epochs, "steps": _len_or_none(train), "verbose": verbose}
-        self.prepare_regularizer(train)
+        if self.regularizer is None or not self._resuming:
+            self.prepare_regularizer(train)
         self.stop_training = False
+        start_epoch = self.progress.epoch if self._resuming else initial_epoch
         for cb in cbs:
             cb.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
+        for epoch in range(start_epoch, epochs):
+            if not self._resuming:
+                self.progress = EpochProgress(epoch=epoch)
+            self._resuming = False
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
             start = time.perf_counter()
-            logs = self._train_epoch(train, epoch, epochs, verbose)
+            logs = self._train_epoch(train, epochs, verbose, cbs)
             if validation is not None:
                 val = self.evaluate(validation)
                 logs.update({f"val_{k}": v for k, v in val.items()})
@@ -127,6 +157,7 @@ class Trainer:
                 took = time.perf_counter() - start
                 line = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
                 print(f"Epoch {epoch + 1}/{epochs} - {took:.1f}s - {line}", flush=True)
+            self.progress = EpochProgress(epoch=epoch + 1)
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -136,35 +167,81 @@ class Trainer:
         return history
 
     def _train_epoch(
-        self, train: Source, epoch: int, epochs: int, verbose: int
+        self, train: Source, epochs: int, verbose: int, cbs: Sequence[Callback]
     ) -> dict[str, float]:
         self.model.train()
-        total_loss, total_rows = 0.0, 0
-        scores: list[torch.Tensor] = []
-        labels_seen: list[torch.Tensor] = []
-        groups: list[torch.Tensor] = []
-        bar = _progress(verbose == 1, source_rows(train), f"Epoch {epoch + 1}/{epochs}")
-        for feats, labels in epoch_batches(train, epoch):
+        prog = self.progress
+        skip = prog.batches_done
+        bar = _progress(verbose == 1, source_rows(train), f"Epoch {prog.epoch + 1}/{epochs}")
+        for index, (feats, labels) in enumerate(epoch_batches(train, prog.epoch)):
+            if index < skip:  # already trained before the checkpoint this run resumed from
+                continue
             loss, logits = self.train_step(feats, labels)
             rows = int(labels.shape[0])
-            total_loss += float(loss) * rows
-            total_rows += rows
+            prog.loss_sum += float(loss) * rows
+            prog.rows += rows
+            prog.batches_done = index + 1
             if self.metrics:
-                scores.append(logits)
-                labels_seen.append(labels)
+                prog.scores.append(logits)
+                prog.labels.append(labels)
                 if self.group_column is not None and self.group_column in feats:
-                    groups.append(feats[self.group_column])
+                    prog.groups.append(feats[self.group_column])
             if bar is not None:
                 bar.update(rows)
-                bar.set_postfix(loss=f"{total_loss / total_rows:.4f}", refresh=False)
+                bar.set_postfix(loss=f"{prog.loss_sum / prog.rows:.4f}", refresh=False)
+            for cb in cbs:
+                cb.on_batch_end(self.global_step, {"loss": float(loss)})
+            if self.stop_training:
+                break
         if bar is not None:
             bar.close()
-        if total_rows == 0:
+        if prog.rows == 0:
             raise ValueError("the training data yielded no batches")
-        logs = {"loss": total_loss / total_rows}
+        logs = {"loss": prog.loss_sum / prog.rows}
         if self.metrics:
-            logs.update(self._metrics(scores, labels_seen, groups))
+            logs.update(self._metrics(prog.scores, prog.labels, prog.groups))
         return logs
+
+    # ----- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: weights, optimizer, step, epoch position,
+        the epoch's running sums, id frequencies (MBA) and the torch RNG state."""
+        prog = self.progress
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "global_step": self.global_step,
+            "epoch": prog.epoch,
+            "batches_done": prog.batches_done,
+            "loss_sum": prog.loss_sum,
+            "rows": prog.rows,
+            "scores": _cat(prog.scores),
+            "labels": _cat(prog.labels),
+            "groups": _cat(prog.groups),
+            "frequencies": (
+                dict(self.regularizer.frequencies) if self.regularizer is not None else None
+            ),
+            "rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state_dict(); the next fit() continues where it was taken."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.global_step = int(state["global_step"])
+        self.progress = EpochProgress(
+            epoch=int(state["epoch"]),
+            batches_done=int(state["batches_done"]),
+            loss_sum=float(state["loss_sum"]),
+            rows=int(state["rows"]),
+            scores=[state["scores"]] if state["scores"] is not None else [],
+            labels=[state["labels"]] if state["labels"] is not None else [],
+            groups=[state["groups"]] if state["groups"] is not None else [],
+        )
+        freqs = state.get("frequencies")
+        self.regularizer = Regularizer(self.model, freqs) if freqs is not None else None
+        torch.set_rng_state(state["rng"])
+        self._resuming = True
 
     # ----- evaluation --------------------------------------------------------------------
     def scores(self, source: Source) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
