@@ -200,3 +200,13 @@ def prepare_labels(y: Any, n: int) -> torch.Tensor:
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"labels must be 0 or 1; row {i} has {arr[i].item()!r}")
     return torch.from_numpy(y32)
+
+
+def prepare_group(values: Any, n: int, name: str) -> torch.Tensor:
+    """A GAUC grouping column as int64 [N] (raw strings are factorised)."""
+    arr = _as_array(values, name)
+    if arr.shape[:1] != (n,) or arr.ndim != 1:
+        raise ValueError(f"group column {name!r}: expected shape ({n},), got {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        _, arr = np.unique(arr.astype(str), return_inverse=True)
+    return torch.from_numpy(arr.astype(np.int64))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dinrec.inputs import prepare_inputs, prepare_labels
+from dinrec.inputs import prepare_group, prepare_inputs, prepare_labels
 from dinrec.models.network import InterestNetwork
 from dinrec.training.batches import BatchSource, TensorBatches
 from dinrec.training.callbacks import Callback, History
@@ -59,6 +59,11 @@ class KerasFacade(InterestNetwork):
             return x
         feats = prepare_inputs(self.schema, x)
         n = int(next(iter(feats.values())).shape[0])
+        group = self._trainer.group_column if self._trainer is not None else None
+        if group is not None and group not in feats and group in x:
+            # A grouping column that is not a model input (e.g. a dataset's user_key) rides
+            # along so GAUC can group by it; the model ignores it.
+            feats[group] = prepare_group(x[group], n, group)
         if y is None:
             raise ValueError("y (labels) is required with a dict of inputs")
         labels = prepare_labels(y, n)

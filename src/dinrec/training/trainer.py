@@ -83,13 +83,12 @@ class Trainer:
         self.optimizer = make_optimizer(optimizer, model.parameters(), lr)
         self.metrics: list[Metric] = resolve_metrics(list(metrics or []))
         self.group_column = group_column or default_group_column(model)
-        if any(m.needs_groups for m in self.metrics):
-            sparse = {c.name for c in model.schema.sparse}
-            if self.group_column is None or self.group_column not in sparse:
-                raise ValueError(
-                    f"metric 'gauc' groups by a user column; {self.group_column!r} is not a "
-                    f"SparseFeat (have {sorted(sparse)}); pass gauc_group=... to compile"
-                )
+        if any(m.needs_groups for m in self.metrics) and self.group_column is None:
+            sparse = sorted(c.name for c in model.schema.sparse)
+            raise ValueError(
+                "metric 'gauc' groups by a user column, and none of the SparseFeats "
+                f"{sparse} is named user_id/user/uid; pass gauc_group=... to compile"
+            )
         self.regularizer: Regularizer | None = None
         self.stop_training = False
         self.global_step = 0

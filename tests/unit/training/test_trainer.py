@@ -118,13 +118,24 @@ def test_model_checkpoint_saves_best_only(tmp_path, random_data):
         ({"metrics": ["auc", "mse"]}, "unknown metric 'mse'"),
         ({"optimizer": "adamax"}, "unknown optimizer 'adamax'"),
         ({"loss": "hinge"}, "unknown loss 'hinge'"),
-        ({"metrics": ["gauc"], "gauc_group": "gender"}, "'gender' is not a SparseFeat"),
+        ({"metrics": ["gauc"], "gauc_group": None, "_drop_user": True}, "gauc_group"),
     ],
 )
 def test_compile_rejects_unknown_names(random_data, kwargs, message):
     _, _, cols, hist = random_data
+    if kwargs.pop("_drop_user", False):
+        cols = [c for c in cols if c.name != "user_id"]
     with pytest.raises(ValueError, match=message):
         DIN(cols, hist).compile(**kwargs)
+
+
+def test_gauc_can_group_by_a_column_that_is_not_a_model_input(random_data):
+    x, y, cols, hist = random_data
+    model = DIN(cols, hist)
+    model.compile("adam", metrics=["gauc"], gauc_group="session")
+    session = np.arange(len(y)) % 4
+    result = model.evaluate({**x, "session": session}, y)
+    assert result["gauc"] == pytest.approx(gauc(y, model.predict(x), session))
 
 
 def test_fit_before_compile_and_without_labels(random_data):
