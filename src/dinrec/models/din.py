@@ -11,6 +11,18 @@ from dinrec.models.keras_facade import KerasFacade
 from dinrec.schema import FeatureSchema
 
 
+def _build(model: KerasFacade, kind: str, pooling: str, settings: dict[str, Any]) -> None:
+    """Resolve the columns and the ModelConfig from a constructor's arguments, then build."""
+    settings = {k: v for k, v in settings.items() if k not in ("self", "__class__")}
+    columns = settings.pop("dnn_feature_columns")
+    history = settings.pop("history_feature_list")
+    for key in ("dnn_hidden_units", "att_hidden_size"):
+        if key in settings and not isinstance(settings[key], int):
+            settings[key] = tuple(settings[key])
+    config = ModelConfig(model=kind, history_pooling=pooling, **settings)
+    KerasFacade.__init__(model, FeatureSchema.resolve(columns, history), config)
+
+
 class DIN(KerasFacade):
     """Deep Interest Network (Zhou et al., KDD 2018).
 
@@ -50,26 +62,9 @@ class DIN(KerasFacade):
         init_std: float = 1e-4,
         sparse_embeddings: bool = False,
     ) -> None:
-        config = ModelConfig(
-            model="DIN",
-            history_pooling="attention",
-            dnn_use_bn=dnn_use_bn,
-            dnn_hidden_units=tuple(dnn_hidden_units),
-            dnn_activation=dnn_activation,
-            att_hidden_size=tuple(att_hidden_size),
-            att_activation=att_activation,
-            att_weight_normalization=att_weight_normalization,
-            l2_reg_dnn=l2_reg_dnn,
-            l2_reg_embedding=l2_reg_embedding,
-            dnn_dropout=dnn_dropout,
-            seed=seed,
-            task=task,
-            embedding_regularization=embedding_regularization,
-            mba_lambda=mba_lambda,
-            init_std=init_std,
-            sparse_embeddings=sparse_embeddings,
-        )
-        super().__init__(FeatureSchema.resolve(dnn_feature_columns, history_feature_list), config)
+        settings = dict(locals())
+        _build(self, "DIN", "attention", settings)
+
 
     @classmethod
     def from_schema(cls, schema: FeatureSchema, config: ModelConfig) -> Any:
@@ -104,23 +99,8 @@ class EmbeddingMLP(KerasFacade):
         init_std: float = 1e-4,
         sparse_embeddings: bool = False,
     ) -> None:
-        config = ModelConfig(
-            model="EmbeddingMLP",
-            history_pooling=history_pooling,
-            dnn_use_bn=dnn_use_bn,
-            dnn_hidden_units=tuple(dnn_hidden_units),
-            dnn_activation=dnn_activation,
-            l2_reg_dnn=l2_reg_dnn,
-            l2_reg_embedding=l2_reg_embedding,
-            dnn_dropout=dnn_dropout,
-            seed=seed,
-            task=task,
-            embedding_regularization=embedding_regularization,
-            mba_lambda=mba_lambda,
-            init_std=init_std,
-            sparse_embeddings=sparse_embeddings,
-        )
-        super().__init__(FeatureSchema.resolve(dnn_feature_columns, history_feature_list), config)
+        settings = dict(locals())
+        _build(self, "EmbeddingMLP", settings.pop("history_pooling"), settings)
 
     from_schema = DIN.from_schema
 
