@@ -2,7 +2,7 @@
 
 A sub-command module defines `register(subparsers)` which adds its parser and sets
 `func=run`, where `run(args) -> int` returns the exit code. Expected failures (bad config,
-missing file, bad value) raise UsageError or ValueError/FileNotFoundError and are printed
+missing file, bad value) raise UsageError, ValueError or OSError and are printed
 as one line on stderr with exit code 2, never a traceback.
 """
 
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError) as err:
+    except (UsageError, ValueError, OSError) as err:
         print(f"dinrec {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
