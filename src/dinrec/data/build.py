@@ -1,0 +1,388 @@
+"""build_dataset: a raw behavior log -> a dataset directory, in one call.
+
+read (a reader from dinrec.data.readers, or the synthetic generator) -> build samples
+(a protocol) -> fit vocabularies on the training period -> write train/test Parquet,
+vocab.json and dataset.json. This is what `dinrec data build` and the experiment runner call.
+
+Every option name is checked before the log is read, so a misspelt option fails at once
+instead of after a slow read. The directory is written under a temporary name beside
+`out_dir` and renamed into place only when complete: a failed build leaves no half-written
+dataset, and an overwritten one is replaced only by a whole new one.
+
+Example:
+    >>> summary = build_dataset("movielens", "data/ml-100k", "rating",  # doctest: +SKIP
+    ...                         "out/ml100k", maxlen=50, split={"test_fraction": 0.2})
+    >>> print(summary.format())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from dinrec.data.dataset import DEFAULT_ROW_GROUP_SIZE, META_FILE, SPLITS, VOCAB_FILE, write_dataset
+from dinrec.data.events import EventLog
+from dinrec.data.protocols import PROTOCOLS, Samples, TimeSplit, build_samples
+from dinrec.data.protocols_samples import check_maxlen
+from dinrec.data.readers import READERS, read_log_with_stats
+from dinrec.data.readers.problems import ON_ERROR_CHOICES
+from dinrec.data.synthetic import generate_log
+from dinrec.data.vocabulary import Vocabularies
+
+SYNTHETIC = "synthetic"
+SOURCES: tuple[str, ...] = (*READERS, SYNTHETIC)
+# What a dataset directory holds; overwrite=True replaces a directory holding only these, so
+# a mistyped --out pointing at unrelated files is never deleted.
+DATASET_FILES = frozenset({META_FILE, VOCAB_FILE, *(f"{s}.parquet" for s in SPLITS)})
+# Options that build_dataset sets from its own arguments; naming them twice would be ambiguous.
+_READER_OWNED = ("on_error",)
+_SYNTHETIC_OWNED = ("seed",)
+_PROTOCOL_OWNED = ("maxlen", "split", "seed")
+_STAGES = ("read", "samples", "vocabulary", "write")
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What a build produced, for printing and for experiment records.
+
+    Args:
+        out_dir: the dataset directory.
+        source: the log source name given (e.g. "movielens").
+        protocol: the sample protocol.
+        events: events read (impressions for click-log), after malformed rows were skipped.
+        samples: {split: sample count}.
+        positives: {split: positive sample count}.
+        users: distinct users over both splits.
+        items: distinct candidate items over both splits.
+        mean_hist_len: mean history length over all samples.
+        maxlen: history length T.
+        skipped_rows: malformed rows skipped while reading (on_error="skip").
+        seconds: wall time of the whole build.
+    """
+
+    out_dir: Path
+    source: str
+    protocol: str
+    events: int
+    samples: dict[str, int]
+    positives: dict[str, int]
+    users: int
+    items: int
+    mean_hist_len: float
+    maxlen: int
+    skipped_rows: int
+    seconds: float
+
+    @property
+    def total_samples(self) -> int:
+        return sum(self.samples.values())
+
+    @property
+    def positive_rate(self) -> float:
+        """Positives / samples over both splits (0.0 when there are no samples)."""
+        total = self.total_samples
+        return sum(self.positives.values()) / total if total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (out_dir as a string, positive_rate included)."""
+        data = asdict(self)
+        data["out_dir"] = str(self.out_dir)
+        data["positive_rate"] = self.positive_rate
+        return data
+
+    def format(self) -> str:
+        """A few human-readable lines, as `dinrec data build` prints them."""
+        parts = ", ".join(f"{split} {n}" for split, n in self.samples.items())
+        skipped = f", {self.skipped_rows} malformed rows skipped" if self.skipped_rows else ""
+        return "\n".join([
+            f"dataset:             {self.out_dir}",
+            f"source / protocol:   {self.source} / {self.protocol}",
+            f"events read:         {self.events}{skipped}",
+            f"samples:             {self.total_samples} ({parts})",
+            f"positive rate:       {self.positive_rate:.4f}",
+            f"users:               {self.users}",
+            f"items:               {self.items}",
+            f"mean history length: {self.mean_hist_len:.2f} (maxlen {self.maxlen})",
+            f"took:                {self.seconds:.2f} s",
+        ])
+
+
+def keyword_options(function: Callable[..., Any]) -> list[str]:
+    """The keyword-only parameter names of a reader, protocol builder or generator."""
+    return [
+        name for name, p in inspect.signature(function).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+
+
+def source_option_names(source: str) -> list[str]:
+    """Option names a source accepts in reader_options (generator options for synthetic)."""
+    if source == SYNTHETIC:
+        return [n for n in keyword_options(generate_log) if n not in _SYNTHETIC_OWNED]
+    if source not in READERS:
+        raise ValueError(f"unknown log source {source!r}; known: {', '.join(SOURCES)}")
+    return [n for n in keyword_options(READERS[source]) if n not in _READER_OWNED]
+
+
+def protocol_option_names(protocol: str) -> list[str]:
+    """Option names a protocol accepts in protocol_options (maxlen, split, seed excluded)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    return [n for n in keyword_options(PROTOCOLS[protocol]) if n not in _PROTOCOL_OWNED]
+
+
+def route_options(
+    source: str, protocol: str, options: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split one flat {name: value} mapping into (reader_options, protocol_options).
+
+    A name goes where it is accepted; "reader.NAME" or "protocol.NAME" picks a side
+    explicitly. A name both sides accept, or neither, raises naming it.
+    """
+    reader_names, protocol_names = source_option_names(source), protocol_option_names(protocol)
+    routed: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+    for key, value in options.items():
+        side, _, name = key.rpartition(".")
+        if side and side not in ("reader", "protocol"):
+            raise ValueError(f"option {key!r}: prefix must be 'reader.' or 'protocol.'")
+        in_reader, in_protocol = name in reader_names, name in protocol_names
+        if side == "reader" or (not side and in_reader and not in_protocol):
+            routed[0][name] = value
+        elif side == "protocol" or (not side and in_protocol and not in_reader):
+            routed[1][name] = value
+        elif in_reader and in_protocol:
+            raise ValueError(f"option {name!r} is accepted by both source {source!r} and "
+                             f"protocol {protocol!r}; write reader.{name} or protocol.{name}")
+        else:
+            raise ValueError(
+                f"unknown option {name!r}: source {source!r} takes "
+                f"{', '.join(reader_names) or 'none'}; protocol {protocol!r} takes "
+                f"{', '.join(protocol_names) or 'none'}"
+            )
+    return routed
+
+
+def _check_names(kind: str, given: Mapping[str, Any], accepted: list[str], owned: tuple[str, ...],
+                 owner: str) -> None:
+    for name in given:
+        if name in owned:
+            raise ValueError(f"{kind} option {name!r} is set by build_dataset's own {name!r} "
+                             "argument; pass it there")
+        if name not in accepted:
+            raise ValueError(f"{owner} has no option {name!r}; its options: "
+                             f"{', '.join(accepted) or 'none'}")
+
+
+def _as_split(split: TimeSplit | Mapping[str, Any] | None) -> TimeSplit | None:
+    if split is None or isinstance(split, TimeSplit):
+        return split
+    if isinstance(split, Mapping):
+        return TimeSplit.from_dict(split)
+    raise ValueError(f"split must be a TimeSplit, a dict or None, got {split!r}")
+
+
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an out_dir that would lose data; called before anything slow happens."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"output {out_dir} exists and is not a directory")
+    if not out_dir.is_dir():
+        return
+    entries = {p.name for p in out_dir.iterdir()}
+    if (out_dir / META_FILE).exists() and not overwrite:
+        raise ValueError(f"{out_dir} already holds a dataset; pass overwrite=True "
+                         "(--overwrite) to replace it")
+    foreign = sorted(entries - DATASET_FILES)
+    if foreign:
+        raise ValueError(f"output {out_dir} holds other files ({', '.join(foreign[:3])}); "
+                         "choose a new or empty directory")
+    if entries and not overwrite:
+        raise ValueError(f"{out_dir} holds part of a dataset; pass overwrite=True "
+                         "(--overwrite) to replace it")
+
+
+def _fresh_sibling(out_dir: Path, tag: str) -> Path:
+    """A new empty hidden directory beside out_dir (same file system, so renames are atomic).
+
+    Made with mkdir rather than tempfile.mkdtemp, whose 0o700 mode the renamed dataset
+    directory would keep; mkdir honours the umask.
+    """
+    while True:
+        candidate = out_dir.parent / f".{out_dir.name}.{tag}-{secrets.token_hex(4)}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+
+
+def _install(staging: Path, out_dir: Path) -> None:
+    """Move a complete staging directory to out_dir, replacing what _prepare_out_dir allowed."""
+    aside: Path | None = None
+    if out_dir.exists():
+        aside = _fresh_sibling(out_dir, "old")
+        os.replace(out_dir, aside)  # onto the empty directory just made: a plain rename
+    try:
+        os.replace(staging, out_dir)
+    except BaseException:
+        if aside is not None:  # put the previous dataset back rather than lose it
+            os.replace(aside, out_dir)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _check_path(source: str, path: str | os.PathLike[str] | None, what: str) -> None:
+    """A missing path fails here, before a progress bar starts, naming the path."""
+    if source == SYNTHETIC:
+        return  # the generator takes no path; `path` is documented as unused
+    if path is None:
+        raise ValueError(f"source {source!r} needs a {what} path")
+    if not Path(path).expanduser().exists():
+        raise FileNotFoundError(f"{what} path {path} does not exist")
+
+
+def _read(
+    source: str, path: str | os.PathLike[str] | None, options: dict[str, Any], on_error: str,
+    seed: int,
+) -> tuple[EventLog, int]:
+    """(log, malformed rows skipped) from a reader or the synthetic generator."""
+    if source == SYNTHETIC:
+        return generate_log(seed=seed, **options), 0
+    assert path is not None  # _check_path ran first
+    log, stats = read_log_with_stats(source, path, on_error=on_error, **options)
+    return log, stats.skipped
+
+
+def build_dataset(
+    source: str,
+    path: str | os.PathLike[str] | None,
+    protocol: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    behaviors_path: str | os.PathLike[str] | None = None,
+    maxlen: int = 50,
+    seed: int = 0,
+    min_count: int | Mapping[str, int] = 1,
+    hash_buckets: Mapping[str, int] | None = None,
+    split: TimeSplit | Mapping[str, Any] | None = None,
+    reader_options: Mapping[str, Any] | None = None,
+    protocol_options: Mapping[str, Any] | None = None,
+    on_error: str = "raise",
+    overwrite: bool = False,
+    progress: bool = False,
+    row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+) -> BuildSummary:
+    """Read a behavior log, build samples, fit vocabularies on train, write a dataset dir.
+
+    Args:
+        source: a reader name (see dinrec.data.readers.READERS) or "synthetic"
+            (dinrec.data.synthetic.generate_log; `path` is unused).
+        path: the log file or directory the reader takes.
+        protocol: "rating", "next-item" or "click-log".
+        out_dir: the dataset directory to write (new, empty, or with overwrite=True a
+            previous dataset).
+        behaviors_path: click-log only: a behavior log read with the same source and options.
+        maxlen: history length T.
+        seed: seed of the synthetic generator and of next-item's negative sampler.
+        min_count: training count an id needs to get its own id (one value, or per feature).
+        hash_buckets: {feature: buckets} for features hashed instead of looked up.
+        split: TimeSplit or {"test_fraction": f} / {"cutoff": ts}; default each user's last
+            20%. next-item has its own fixed split and rejects one.
+        reader_options: the reader's keyword options (generate_log's for synthetic).
+        protocol_options: the protocol's keyword options (threshold, history, negatives, ...).
+        on_error: "raise" on a malformed row, or "skip" it and count it.
+        overwrite: replace an existing dataset in out_dir.
+        progress: show a tqdm bar of the build stages on stderr.
+        row_group_size: Parquet rows per row group (what a streaming loader reads at once).
+
+    Returns:
+        BuildSummary of the written dataset.
+
+    Raises:
+        ValueError naming the source, protocol, option or directory at fault;
+        FileNotFoundError naming a missing log path.
+    """
+    start = time.perf_counter()
+    reader_opts, proto_opts = dict(reader_options or {}), dict(protocol_options or {})
+    owner = "synthetic generator" if source == SYNTHETIC else f"reader {source!r}"
+    owned = _SYNTHETIC_OWNED if source == SYNTHETIC else _READER_OWNED
+    _check_names("reader", reader_opts, source_option_names(source), owned, owner)
+    _check_names("protocol", proto_opts, protocol_option_names(protocol), _PROTOCOL_OWNED,
+                 f"protocol {protocol!r}")
+    accepted = keyword_options(PROTOCOLS[protocol])
+    proto_opts["maxlen"] = check_maxlen(maxlen)
+    if on_error not in ON_ERROR_CHOICES:
+        raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, got {on_error!r}")
+    time_split = _as_split(split)
+    if time_split is not None:
+        if "split" not in accepted:
+            raise ValueError(f"protocol {protocol!r} has a fixed split; split does not apply")
+        proto_opts["split"] = time_split
+    if "seed" in accepted:
+        proto_opts["seed"] = seed
+    if behaviors_path is not None and protocol != "click-log":
+        raise ValueError(f"behaviors_path is for the click-log protocol, not {protocol!r}")
+    if behaviors_path is not None and source == SYNTHETIC:
+        raise ValueError("source 'synthetic' generates its own log; it takes no behaviors_path")
+    _check_path(source, path, "log")
+    if behaviors_path is not None:
+        _check_path(source, behaviors_path, "behaviors")
+    # Resolved, so "." or "a/.." still has a real name and parent to stage beside.
+    out = Path(out_dir).expanduser().resolve()
+    _prepare_out_dir(out, overwrite)
+
+    with tqdm(total=len(_STAGES), desc="dinrec data build", unit="stage", file=sys.stderr,
+              disable=not progress, leave=False) as bar:
+        bar.set_postfix_str(f"reading {source}")
+        log, skipped = _read(source, path, reader_opts, on_error, seed)
+        behaviors = None
+        if behaviors_path is not None:
+            behaviors, more = _read(source, behaviors_path, reader_opts, on_error, seed)
+            skipped += more
+        bar.update()
+        bar.set_postfix_str(f"{protocol} samples from {len(log)} events")
+        samples = build_samples(protocol, log, behaviors=behaviors, **proto_opts)
+        bar.update()
+        bar.set_postfix_str("fitting vocabularies")
+        vocabs = Vocabularies.fit(samples.fit_values, min_count=min_count,
+                                  hash_buckets=hash_buckets)
+        bar.update()
+        bar.set_postfix_str(f"writing {out}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = _fresh_sibling(out, "building")
+        try:
+            write_dataset(staging, samples, vocabs, row_group_size=row_group_size)
+            _install(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        bar.update()
+    return _summarize(out, source, protocol, len(log), samples, skipped,
+                      time.perf_counter() - start)
+
+
+def _summarize(
+    out: Path, source: str, protocol: str, events: int, samples: Samples, skipped: int,
+    seconds: float,
+) -> BuildSummary:
+    parts = dict(zip(SPLITS, (samples.train, samples.test), strict=True))
+    hist_len = np.concatenate([p.hist_len for p in parts.values()])
+    return BuildSummary(
+        out_dir=out, source=source, protocol=protocol, events=events,
+        samples={s: len(p) for s, p in parts.items()},
+        positives={s: int(np.sum(p.label == 1)) for s, p in parts.items()},
+        users=len(np.unique(np.concatenate([p.user for p in parts.values()]))),
+        items=len(np.unique(np.concatenate([p.item for p in parts.values()]))),
+        mean_hist_len=float(hist_len.mean()) if len(hist_len) else 0.0,
+        maxlen=samples.maxlen, skipped_rows=skipped, seconds=seconds,
+    )
