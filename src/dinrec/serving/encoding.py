@@ -1,0 +1,349 @@
+"""Raw request values -> model input arrays, through the bundle's vocabulary, checked.
+
+Ids arrive raw (the strings or numbers of the original log). A feature with a vocabulary in
+the bundle maps them through it; an id it has never seen becomes the unknown id 1, never an
+error. A feature without one takes already-encoded ints, checked against its table size;
+anything else is a RequestError naming the field (the HTTP layer turns it into a 422).
+
+History arrays are cut to the longest valid history in the request instead of being padded to
+maxlen: padded slots get exactly zero attention weight, so the scores are the same and a short
+history costs proportionally less.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dinrec.data.vocabulary import OOV_ID, PAD_ID, Vocabularies, Vocabulary
+from dinrec.feature_column import SparseFeat, VarLenSparseFeat
+from dinrec.inputs import stable_hash
+from dinrec.schema import HISTORY_PREFIX, FeatureSchema
+from dinrec.serving.broadcast import candidate_inputs
+
+Arrays = dict[str, np.ndarray]
+# (row, input name) -> the request field to name in an error, e.g. "rows[2].gender".
+Where = Callable[[int, str], str]
+
+
+class RequestError(ValueError):
+    """A request value the model cannot take; `field` names it, e.g. "candidates[3]"."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class IdCodec:
+    """One feature's raw ids -> int64 ids.
+
+    Args:
+        column: the feature's column (its table size bounds already-encoded ids).
+        vocab: its vocabulary from the bundle, or None to take encoded ints.
+    """
+
+    def __init__(self, column: SparseFeat | VarLenSparseFeat, vocab: Vocabulary | None) -> None:
+        self.name = column.name
+        self.size = column.vocabulary_size
+        self.use_hash = column.use_hash
+        self.vocab = vocab
+
+    @property
+    def missing_id(self) -> int:
+        """The id of an absent value: unknown (1) through a vocabulary, else padding (0)."""
+        return OOV_ID if self.vocab is not None else PAD_ID
+
+    def encode(self, values: Sequence[Any], field: str, *, indexed: bool = True) -> np.ndarray:
+        """[N] raw ids -> [N] int64; errors name `field[i]` (or `field` when not indexed)."""
+        if self.vocab is not None:
+            raw = [v if isinstance(v, str) else str(v) for v in values]
+            return self.vocab.encode(np.array(raw, dtype=str)) if raw else _empty()
+        if self.use_hash:
+            return stable_hash(np.array([str(v) for v in values], dtype=object), self.size)
+        out = np.empty(len(values), dtype=np.int64)
+        for i, value in enumerate(values):
+            out[i] = self._encoded_int(value, f"{field}[{i}]" if indexed else field)
+        return out
+
+    def _encoded_int(self, value: Any, field: str) -> int:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RequestError(
+                field, f"{self.name} has no vocabulary in this model, so ids must be encoded "
+                f"integers; got {value!r}"
+            )
+        if not 0 <= value < self.size:
+            raise RequestError(field, f"id {value} is outside {self.name}'s table [0, {self.size})")
+        return value
+
+
+def _empty() -> np.ndarray:
+    return np.zeros(0, dtype=np.int64)
+
+
+def _vocab_for(column: SparseFeat | VarLenSparseFeat, vocabs: Vocabularies | None) -> Any:
+    """The vocabulary of a column: by its name, its table, or its name without hist_."""
+    if vocabs is None:
+        return None
+    for key in (column.name, column.table, column.name.removeprefix(HISTORY_PREFIX)):
+        if key in vocabs:
+            return vocabs[key]
+    return None
+
+
+@dataclass(frozen=True)
+class UserFeatures:
+    """One user's inputs as the encoder saw them.
+
+    Args:
+        arrays: {input name: [1, ...] array} of every user-side input.
+        defaulted: profile inputs absent from both the request and the store.
+    """
+
+    arrays: Arrays
+    defaulted: tuple[str, ...]
+
+
+class FeatureEncoder:
+    """Builds the model's input arrays from raw values, for rank and stateless score requests.
+
+    Args:
+        schema: the bundle's FeatureSchema.
+        vocabs: its vocabularies, or None (ids taken as encoded ints).
+        user_feature: the SparseFeat fed with the request's user_id ("user_id" when the
+            schema has it, else none: the id then only keys the behavior store).
+    """
+
+    def __init__(
+        self, schema: FeatureSchema, vocabs: Vocabularies | None, user_feature: str | None = None
+    ) -> None:
+        self.schema = schema
+        self.codecs: dict[str, IdCodec] = {}
+        for col in schema.columns:
+            if isinstance(col, (SparseFeat, VarLenSparseFeat)):
+                self.codecs[col.name] = IdCodec(col, _vocab_for(col, vocabs))
+        sparse_names = [c.name for c in schema.sparse]
+        if user_feature is None and "user_id" in sparse_names:
+            user_feature = "user_id"
+        if user_feature is not None and user_feature not in sparse_names:
+            raise ValueError(f"user feature {user_feature!r} is not a SparseFeat of the model")
+        self.user_feature = user_feature
+        self.candidates = candidate_inputs(schema)  # the item first, then its category
+        if len(self.candidates) > 2:
+            raise ValueError(
+                "ranking takes an item and its category; this model's history features are "
+                f"{list(self.candidates)}"
+            )
+        self.history = tuple(c.name for c in schema.history)
+        self.maxlen = schema.max_len
+        taken = {*self.candidates, *(() if user_feature is None else (user_feature,))}
+        self.profile_sparse = tuple(c.name for c in schema.sparse if c.name not in taken)
+        weights = [p.weight_name for p in schema.pooled if p.weight_name is not None]
+        self.profile_features = (
+            *self.profile_sparse, *(p.name for p in schema.pooled), *weights,
+            *(d.name for d in schema.dense),
+        )
+        # A score row names every input but the derived lengths; weights are optional.
+        self.row_features = (
+            *(c.name for c in schema.sparse), *self.history, *(p.name for p in schema.pooled),
+            *(d.name for d in schema.dense),
+        )
+        self.optional_row_features = frozenset(weights)
+
+    # ----- rank requests -----------------------------------------------------------------
+    def user(
+        self, user_id: str | int, profile: Mapping[str, Any], history: Sequence[tuple[Any, Any]]
+    ) -> UserFeatures:
+        """One user's inputs [1, ...] from profile values and (item, category) behaviors,
+        oldest first (the most recent maxlen are used)."""
+        unknown = sorted(set(profile) - set(self.profile_features))
+        if unknown:
+            raise RequestError(
+                f"profile.{unknown[0]}",
+                f"not a profile feature of this model; they are {list(self.profile_features)}",
+            )
+        arrays: Arrays = {}
+        defaulted: list[str] = []
+        if self.user_feature is not None:
+            codec = self.codecs[self.user_feature]
+            arrays[self.user_feature] = codec.encode([user_id], "user_id", indexed=False)
+        self._profile([profile], arrays, lambda _, name: f"profile.{name}", defaulted)
+        if self.history:
+            recent = list(history)[-self.maxlen :]
+            lists = [[b[0] for b in recent], [b[1] for b in recent]]
+            self._histories([lists[: len(self.history)]], arrays, lambda _, __: "history")
+        return UserFeatures(arrays, tuple(defaulted))
+
+    def items(self, candidates: Sequence[Any], categories: Sequence[Any]) -> Arrays:
+        """Candidate inputs [C] from raw item ids and their raw categories (None: unknown)."""
+        item = self.candidates[0]
+        arrays = {item: self.codecs[item].encode(candidates, "candidates")}
+        if len(self.candidates) > 1:
+            arrays[self.candidates[1]] = self._ids(self.candidates[1], categories, "categories")
+        return arrays
+
+    # ----- stateless score requests ------------------------------------------------------
+    def rows(self, rows: Sequence[Mapping[str, Any]]) -> tuple[Arrays, Arrays]:
+        """(user-side arrays [N, ...], candidate arrays [N]) from rows of named features.
+
+        Every feature but the pooled weights is required; history lists may be shorter
+        than maxlen (the most recent maxlen are used); length inputs are derived.
+        """
+        known = set(self.row_features) | self.optional_row_features
+        for i, row in enumerate(rows):
+            for name in self.row_features:
+                if name not in row:
+                    raise RequestError(f"rows[{i}].{name}", "missing feature")
+            for name in row:
+                if name not in known:
+                    raise RequestError(
+                        f"rows[{i}].{name}",
+                        f"not a feature of this model; they are {list(self.row_features)}",
+                    )
+        user: Arrays = {}
+        cand: Arrays = {}
+        for col in self.schema.sparse:
+            values = [row[col.name] for row in rows]
+            for i, value in enumerate(values):
+                if not isinstance(value, (str, int)) or isinstance(value, bool):
+                    raise RequestError(f"rows[{i}].{col.name}", f"expected one id, got {value!r}")
+            try:
+                ids = self.codecs[col.name].encode(values, "rows")
+            except RequestError as err:  # "rows[i]" -> "rows[i].name"
+                raise RequestError(f"{err.field}.{col.name}", err.message) from None
+            (cand if col.name in self.candidates else user)[col.name] = ids
+        self._profile(rows, user, lambda i, name: f"rows[{i}].{name}", [])
+        if self.history:
+            lists = []
+            for i, row in enumerate(rows):
+                per_row = [_as_list(row[name], f"rows[{i}].{name}") for name in self.history]
+                if len({len(v) for v in per_row}) > 1:
+                    raise RequestError(
+                        f"rows[{i}].{self.history[-1]}",
+                        f"history lists {list(self.history)} must have the same length",
+                    )
+                lists.append([v[-self.maxlen :] for v in per_row])
+            self._histories(lists, user, lambda i, name: f"rows[{i}].{name}")
+        return user, cand
+
+    # ----- shared pieces -----------------------------------------------------------------
+    def _ids(
+        self, name: str, values: Sequence[Any], field: str, *, indexed: bool = True
+    ) -> np.ndarray:
+        """Encode with None standing for an absent value (unknown / padding id)."""
+        codec = self.codecs[name]
+        present = [i for i, v in enumerate(values) if v is not None]
+        out = np.full(len(values), codec.missing_id, dtype=np.int64)
+        if present:
+            try:
+                out[present] = codec.encode([values[i] for i in present], field, indexed=False)
+            except RequestError as err:
+                if not indexed:
+                    raise
+                # Name the position among all values, absent ones included.
+                bad = next(i for i in present if _fails(codec, values[i]))
+                raise RequestError(f"{field}[{bad}]", err.message) from None
+        return out
+
+    def _histories(
+        self, rows: Sequence[Sequence[Sequence[Any]]], arrays: Arrays, where: Where
+    ) -> None:
+        """History inputs [R, T'] from per row, per history feature raw lists.
+
+        T' is the longest history (at least 1), post-padded with 0; the length input, if
+        the model has one, holds each row's count.
+        """
+        lengths = np.array([len(per_row[0]) for per_row in rows], dtype=np.int64)
+        width = max(1, int(lengths.max(initial=0)))
+        for n, name in enumerate(self.history):
+            out = np.zeros((len(rows), width), dtype=np.int64)
+            for r, per_row in enumerate(rows):
+                values = per_row[n] if n < len(per_row) else [None] * int(lengths[r])
+                if not values:
+                    continue
+                encoded = self._ids(name, values, where(r, name))
+                if n == 0:
+                    # A real behavior must never read as padding in the id-0 mask.
+                    encoded[encoded == PAD_ID] = OOV_ID
+                out[r, : len(values)] = encoded
+            arrays[name] = out
+        length_name = self.schema.history_length_name
+        if length_name is not None:
+            arrays[length_name] = lengths
+
+    def _profile(
+        self, sources: Sequence[Mapping[str, Any]], arrays: Arrays, where: Where,
+        defaulted: list[str],
+    ) -> None:
+        """Profile ids [R], pooled id lists [R, maxlen] (+ lengths, weights), dense [R, D].
+
+        `sources` are rank profiles or score rows; absent values are recorded in
+        `defaulted` and take the missing id, an empty list, or 0.0.
+        """
+        for name in self.profile_sparse:
+            if name in arrays:  # score rows: encoded already with the other sparse ids
+                continue
+            values = [src.get(name) for src in sources]
+            for r, value in enumerate(values):
+                if isinstance(value, (list, dict)):
+                    raise RequestError(where(r, name), f"expected one id, got {value!r}")
+            defaulted += [name for value in values if value is None]
+            arrays[name] = self._ids(name, values, where(0, name), indexed=False)
+        for seq in self.schema.pooled:
+            ids = np.zeros((len(sources), seq.maxlen), dtype=np.int64)
+            weights = np.ones((len(sources), seq.maxlen), dtype=np.float32)
+            lengths = np.zeros(len(sources), dtype=np.int64)
+            for r, src in enumerate(sources):
+                if seq.name not in src:
+                    defaulted.append(seq.name)
+                    continue
+                values = _as_list(src[seq.name], where(r, seq.name))[-seq.maxlen :]
+                ids[r, : len(values)] = self.codecs[seq.name].encode(values, where(r, seq.name))
+                lengths[r] = len(values)
+                if seq.weight_name is not None and seq.weight_name in src:
+                    w = _floats(src[seq.weight_name], len(values), where(r, seq.weight_name))
+                    weights[r, : len(values)] = w
+            arrays[seq.name] = ids
+            if seq.length_name is not None:
+                arrays[seq.length_name] = lengths
+            if seq.weight_name is not None:
+                arrays[seq.weight_name] = weights
+        for dense in self.schema.dense:
+            numbers = np.zeros((len(sources), dense.dimension), dtype=np.float32)
+            for r, src in enumerate(sources):
+                if dense.name in src:
+                    numbers[r] = _floats(src[dense.name], dense.dimension, where(r, dense.name))
+                else:
+                    defaulted.append(dense.name)
+            arrays[dense.name] = numbers[:, 0] if dense.dimension == 1 else numbers
+
+
+def _fails(codec: IdCodec, value: Any) -> bool:
+    try:
+        codec.encode([value], "")
+    except RequestError:
+        return True
+    return False
+
+
+def _as_list(value: Any, field: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise RequestError(field, f"expected a list, got {type(value).__name__}")
+    return value
+
+
+def _floats(value: Any, width: int, field: str) -> np.ndarray:
+    """A number (width 1) or a list of `width` numbers -> float32 [width], all finite."""
+    items = value if isinstance(value, list) else [value]
+    if len(items) != width:
+        raise RequestError(field, f"expected {width} number(s), got {len(items)}")
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+            raise RequestError(field, f"expected finite numbers, got {item!r}")
+    return np.asarray(items, dtype=np.float32)

@@ -1,0 +1,221 @@
+"""RankingService: what the HTTP endpoints do, without HTTP: rank, score, events, reload.
+
+The model is held as one reference to an immutable Scorer. A request reads it once and uses
+that Scorer to the end; a reload builds and warms the new Scorer first and then replaces the
+reference, so no request ever sees a half-loaded model and none fails during a swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dinrec.serving.encoding import RequestError
+from dinrec.serving.metrics import ServingMetrics
+from dinrec.serving.schemas import EventsRequest, RankRequest, ScoreRequest
+from dinrec.serving.scorer import BACKENDS, Scorer
+from dinrec.serving.stores import Behavior, BehaviorStore, open_store, redact
+
+log = logging.getLogger("dinrec.serving")
+
+DEFAULT_STORE = "sqlite:///dinrec-store.db"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Settings of one server.
+
+    Args:
+        bundle: the model bundle directory.
+        store: behavior store URL (see dinrec.serving.stores).
+        backend: "torch" or "onnx" (needs `dinrec export BUNDLE --format onnx`).
+        max_candidates: most candidates per rank call (and rows per score call).
+        max_events: most events per events call.
+        max_body_bytes: largest request body accepted (413 beyond).
+        api_key: required on every endpoint but /healthz and /readyz when set.
+        user_feature: the model input fed with user_id (default "user_id" if present).
+        history_keep: behaviors kept per user (default: the model's maxlen).
+        inference_threads: rank / score / events run on up to this many worker threads
+            (default 2: torch and ONNX Runtime release the GIL inside their kernels, so two
+            requests overlap on two cores while the event loop parses the next ones); 0 runs
+            them on the event loop thread itself.
+    """
+
+    bundle: str
+    store: str = DEFAULT_STORE
+    backend: str = "torch"
+    max_candidates: int = 1000
+    max_events: int = 1000
+    max_body_bytes: int = 1 << 20
+    api_key: str | None = None
+    user_feature: str | None = None
+    history_keep: int | None = None
+    inference_threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
+        for name in ("max_candidates", "max_events", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.inference_threads < 0:
+            raise ValueError(f"inference_threads must be >= 0, got {self.inference_threads}")
+        if self.api_key is not None and not self.api_key:
+            raise ValueError("api_key is empty")
+
+
+class RankingService:
+    """The serving logic behind the HTTP API.
+
+    Args:
+        config: the server's settings.
+        scorer: an already loaded Scorer (default: load config.bundle).
+        store: an open store (default: open config.store).
+        metrics: where to count (default: a fresh ServingMetrics).
+    """
+
+    def __init__(
+        self,
+        config: ServeConfig,
+        scorer: Scorer | None = None,
+        store: BehaviorStore | None = None,
+        metrics: ServingMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or ServingMetrics()
+        self._scorer = scorer or Scorer.load(
+            config.bundle, backend=config.backend, user_feature=config.user_feature
+        )
+        self._bundle = config.bundle
+        self.store = store or open_store(config.store)
+        self._reload_lock = threading.Lock()
+        self.metrics.serving(self._scorer.version, self._scorer.backend.name)
+
+    @property
+    def scorer(self) -> Scorer:
+        """The Scorer serving now (read once per request)."""
+        return self._scorer
+
+    def _check_count(self, field: str, n: int, limit: int) -> None:
+        if n > limit:
+            raise RequestError(field, f"at most {limit} per request, got {n}")
+
+    def rank(self, request: RankRequest) -> dict[str, Any]:
+        """Score the candidates for the user; best first (top_k of them if given)."""
+        scorer = self._scorer
+        self._check_count("candidates", len(request.candidates), self.config.max_candidates)
+        record, categories = self.store.lookup(
+            str(request.user_id), scorer.maxlen, [str(c) for c in request.candidates]
+        )
+        # The store may hold profile values of features this model does not read.
+        allowed = set(scorer.encoder.profile_features)
+        profile = {k: v for k, v in record.profile.items() if k in allowed}
+        profile.update(request.profile)
+        result = scorer.rank(
+            request.user_id, request.candidates, categories, record.history, profile
+        )
+        probabilities = result.probabilities
+        order = np.argsort(-probabilities, kind="stable")[: request.top_k]
+        self.metrics.scored("rank", len(request.candidates))
+        if not record.known:
+            self.metrics.count(self.metrics.cold_starts)
+        return {
+            "user_id": request.user_id,
+            "model_version": scorer.version,
+            "cold_start": not record.known,
+            "history_length": min(len(record.history), scorer.maxlen),
+            "items": [
+                {"item_id": request.candidates[i], "score": float(probabilities[i])}
+                for i in order.tolist()
+            ],
+            "defaulted": list(result.defaulted),
+        }
+
+    def score(self, request: ScoreRequest) -> dict[str, Any]:
+        """Score self-contained rows."""
+        scorer = self._scorer
+        self._check_count("rows", len(request.rows), self.config.max_candidates)
+        scores = scorer.score(request.rows)
+        self.metrics.scored("score", len(request.rows))
+        return {"model_version": scorer.version, "scores": [float(s) for s in scores]}
+
+    @property
+    def history_keep(self) -> int:
+        """Behaviors kept per user: what the model reads, unless configured."""
+        return self.config.history_keep or max(self._scorer.maxlen, 1)
+
+    def append(self, request: EventsRequest) -> dict[str, Any]:
+        """Append behaviors; the next rank call of each user sees them."""
+        self._check_count("events", len(request.events), self.config.max_events)
+        events = [
+            Behavior(
+                str(e.user_id), str(e.item_id), None if e.category is None else str(e.category),
+                float(e.timestamp),
+            )
+            for e in request.events
+        ]
+        self.store.append(events, keep=self.history_keep)
+        self.metrics.count(self.metrics.events, float(len(events)))
+        return {"appended": len(events), "users": len({e.user_id for e in events})}
+
+    def reload(self, bundle: str | None = None) -> dict[str, Any]:
+        """Load `bundle` (default: the current one, re-read) and swap it in.
+
+        The old Scorer keeps serving until the new one is loaded and warmed; on any error
+        the old one stays and the error propagates. Reloads run one at a time.
+        """
+        with self._reload_lock:
+            path = bundle or self._bundle
+            started = time.perf_counter()
+            previous = self._scorer
+            try:
+                if not Path(path).is_dir():
+                    raise FileNotFoundError(f"no bundle directory at {path}")
+                fresh = Scorer.load(
+                    path, backend=self.config.backend, user_feature=self.config.user_feature
+                )
+            except Exception:
+                self.metrics.count(self.metrics.reloads, 1.0, "failed")
+                raise
+            self._scorer = fresh  # the swap: one reference assignment
+            self._bundle = path
+            self.metrics.count(self.metrics.reloads, 1.0, "ok")
+            self.metrics.serving(fresh.version, fresh.backend.name)
+            seconds = time.perf_counter() - started
+            log.info("reloaded %s: version %s -> %s in %.2fs", path, previous.version,
+                     fresh.version, seconds)
+            return {
+                "model_version": fresh.version, "previous_version": previous.version,
+                "backend": fresh.backend.name, "seconds": round(seconds, 4),
+            }
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, details): a model is loaded and the store answers."""
+        details: dict[str, Any] = {
+            "model_version": self._scorer.version, "store": redact(self.store.url)
+        }
+        try:
+            self.store.ping()
+        except Exception as err:  # any store failure means "not ready", never a crash
+            details["reason"] = f"store unreachable: {type(err).__name__}: {err}"
+            return False, details
+        return True, details
+
+    def model_info(self) -> dict[str, Any]:
+        info = self._scorer.describe()
+        info["bundle"] = self._bundle
+        info["store"] = redact(self.store.url)
+        info["limits"] = {
+            "max_candidates": self.config.max_candidates, "max_events": self.config.max_events,
+            "max_body_bytes": self.config.max_body_bytes, "history_keep": self.history_keep,
+        }
+        return info
+
+    def close(self) -> None:
+        self.store.close()

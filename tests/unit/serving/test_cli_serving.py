@@ -1,0 +1,40 @@
+"""The serving sub-commands fail with one line, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dinrec.cli.main import build_parser, main
+
+
+def test_serve_export_and_store_are_registered() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["serve", "b"])
+    assert (args.host, args.port, args.max_candidates, args.backend, args.threads) == (
+        "127.0.0.1", 8000, 1000, "torch", 1)
+    assert parser.parse_args(["export", "b", "--format", "onnx"]).format == "onnx"
+    assert parser.parse_args(["store", "info", "--store", "sqlite:///x"]).action == "info"
+
+
+def test_serve_with_an_unset_api_key_variable_exits_2(
+    demo_bundle: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DINREC_NO_SUCH_KEY", raising=False)
+    assert main(["serve", str(demo_bundle), "--api-key-env", "DINREC_NO_SUCH_KEY"]) == 2
+    assert "DINREC_NO_SUCH_KEY" in capsys.readouterr().err
+
+
+def test_serve_of_a_missing_bundle_exits_2(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["serve", str(tmp_path / "nope"), "--store", f"sqlite:///{tmp_path / 's.db'}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no model bundle directory" in err and "Traceback" not in err
+
+
+def test_export_of_a_missing_bundle_exits_2(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", str(tmp_path / "nope")]) == 2
+    assert "no model bundle directory" in capsys.readouterr().err

@@ -1,0 +1,104 @@
+"""ONNX export of the serving forward pass and the ONNX Runtime backend."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime", reason="the ONNX backend needs the 'serve' extra")
+pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
+
+from dinrec.cli.main import main
+from dinrec.serving.app import create_app
+from dinrec.serving.demo import DemoSpec, demo_history
+from dinrec.serving.onnx_export import DATA_FILE, MODEL_FILE, ONNX_DIR
+from dinrec.serving.scorer import Scorer
+from dinrec.serving.service import ServeConfig
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def exported(demo_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo bundle exported by `dinrec export` (once for the module: ~5 s)."""
+    bundle = tmp_path_factory.mktemp("onnx") / "bundle"
+    shutil.copytree(demo_bundle, bundle)
+    assert main(["export", str(bundle), "--format", "onnx"]) == 0
+    return bundle
+
+
+def test_export_writes_graph_and_separate_weights_inside_the_bundle(exported: Path) -> None:
+    folder = exported / ONNX_DIR
+    assert (folder / MODEL_FILE).is_file()
+    assert (folder / DATA_FILE).stat().st_size > 1000  # the weights live here, not in the graph
+    meta = json.loads((folder / "export.json").read_text())
+    assert meta["bundle_version"] == "v1"
+    assert meta["candidate_inputs"] == ["item_id", "cate_id"]
+    assert not [p for p in exported.iterdir() if p.name.startswith(".onnx")]  # no temp dirs
+
+
+def test_onnx_backend_matches_torch_for_rank_and_score(exported: Path, spec: DemoSpec) -> None:
+    torch_scorer = Scorer.load(exported)
+    onnx_scorer = Scorer.load(exported, backend="onnx")
+    assert onnx_scorer.backend.name == "onnx"
+    items = [spec.item(i) for i in range(spec.n_items)]
+    cats = [spec.category_of(i) for i in items]
+    for length in (0, 3, spec.maxlen):
+        history = demo_history(spec, 1, length=length)
+        user = torch_scorer.encoder.user("u1", {"gender": "m"}, history)
+        cands = torch_scorer.encoder.items(items, cats)
+        want = torch_scorer.backend.logits(user.arrays, cands)
+        got = onnx_scorer.backend.logits(user.arrays, cands)
+        assert np.abs(got - want).max() <= TOL
+    rows = [{"user_id": f"u{i}", "gender": "f", "item_id": items[i], "cate_id": cats[i],
+             "hist_item_id": [h[0] for h in demo_history(spec, i, length=i % 5)],
+             "hist_cate_id": [h[1] for h in demo_history(spec, i, length=i % 5)]}
+            for i in range(9)]
+    user_rows, cand_rows = torch_scorer.encoder.rows(rows)
+    want = torch_scorer.backend.logits(user_rows, cand_rows)
+    got = onnx_scorer.backend.logits(user_rows, cand_rows)
+    assert np.abs(got - want).max() <= TOL
+
+
+def test_stale_export_is_refused(exported: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(exported, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["extra"]["version"] = "v2"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="re-run `dinrec export"):
+        Scorer.load(copy, backend="onnx")
+
+
+def test_missing_export_says_how_to_make_one(demo_bundle: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="dinrec export"):
+        Scorer.load(demo_bundle, backend="onnx")
+
+
+def test_server_ranks_with_the_onnx_backend(exported: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    config = ServeConfig(str(exported), store=f"sqlite:///{tmp_path / 's.db'}", backend="onnx")
+    app = create_app(config)
+    torch_scores = Scorer.load(exported).rank("u1", ["i1", "i2"], [None, None]).probabilities
+
+    async def call() -> dict[str, object]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            model = (await client.get("/v1/model")).json()
+            assert model["backend"] == "onnx"
+            response = await client.post("/v1/rank", json={"user_id": "u1",
+                                                           "candidates": ["i1", "i2"]})
+            assert response.status_code == 200
+            return dict(response.json())
+
+    body = asyncio.run(call())
+    got = {item["item_id"]: item["score"] for item in body["items"]}  # type: ignore[attr-defined]
+    assert abs(got["i1"] - float(torch_scores[0])) <= TOL
+    app.state.service.close()

@@ -1,0 +1,127 @@
+"""Behavior stores: one suite, run against SQLite and a real redis-server."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from dinrec.serving.stores import Behavior, BehaviorStore, open_store, redact
+
+
+def _events(user: str, items: list[str], start: float = 0.0) -> list[Behavior]:
+    return [Behavior(user, item, f"c-{item}", start + i) for i, item in enumerate(items)]
+
+
+def test_unknown_user_is_not_known_and_has_nothing(store: BehaviorStore) -> None:
+    record, cats = store.lookup("ghost", 5, ["a", "b"])
+    assert (record.known, record.profile, record.history) == (False, {}, [])
+    assert cats == [None, None]
+
+
+def test_appended_behaviors_come_back_oldest_first(store: BehaviorStore) -> None:
+    store.append(_events("u", ["a", "b", "c"]), keep=10)
+    record, _ = store.lookup("u", 10, [])
+    assert record.known
+    assert record.history == [("a", "c-a"), ("b", "c-b"), ("c", "c-c")]
+
+
+def test_history_is_ordered_by_timestamp_and_ties_keep_arrival_order(
+    store: BehaviorStore,
+) -> None:
+    store.append([Behavior("u", "late", None, 50.0), Behavior("u", "early", None, 10.0)], keep=9)
+    store.append([Behavior("u", "tie1", None, 20.0), Behavior("u", "tie2", None, 20.0)], keep=9)
+    record, _ = store.lookup("u", 9, [])
+    assert [item for item, _ in record.history] == ["early", "tie1", "tie2", "late"]
+    assert record.history[0] == ("early", None)
+
+
+def test_lookup_limit_returns_the_most_recent(store: BehaviorStore) -> None:
+    store.append(_events("u", ["a", "b", "c", "d"]), keep=10)
+    record, _ = store.lookup("u", 2, [])
+    assert [item for item, _ in record.history] == ["c", "d"]
+
+
+def test_append_trims_each_user_to_keep(store: BehaviorStore) -> None:
+    store.append(_events("u", ["a", "b", "c"]), keep=3)
+    store.append(_events("u", ["d", "e"], start=10) + _events("v", ["x"]), keep=3)
+    record, _ = store.lookup("u", 100, [])
+    assert [item for item, _ in record.history] == ["c", "d", "e"]
+    assert store.counts()["behaviors"] == 4
+
+
+def test_events_with_a_category_fill_the_item_map(store: BehaviorStore) -> None:
+    store.append([Behavior("u", "i1", "c1", 1.0), Behavior("u", "i2", None, 2.0)], keep=5)
+    store.put_items({"i3": "c3"})
+    _, cats = store.lookup("anyone", 5, ["i1", "i2", "i3", "i1"])
+    assert cats == ["c1", None, "c3", "c1"]
+
+
+def test_replace_users_sets_history_and_profile(store: BehaviorStore) -> None:
+    store.append(_events("u", ["old"]), keep=5)
+    store.replace_users({"u": [("a", "x", 5.0), ("b", None, 5.0)]}, {"u": {"gender": "f"}})
+    record, _ = store.lookup("u", 5, [])
+    assert record.history == [("a", "x"), ("b", None)]
+    assert record.profile == {"gender": "f"}
+    store.replace_users({}, {"p": {"age": "30"}})
+    assert store.lookup("p", 5, [])[0].known  # a profile alone makes a user known
+    assert store.counts()["users"] == 2
+
+
+def test_raw_ids_with_separators_and_unicode_survive(store: BehaviorStore) -> None:
+    store.append([Behavior("user:1|x", "item|1:\"q\"", "cät", 1.0)], keep=5)
+    record, cats = store.lookup("user:1|x", 5, ['item|1:"q"'])
+    assert record.history == [('item|1:"q"', "cät")]
+    assert cats == ["cät"]
+
+
+def test_concurrent_writer_and_readers_see_no_errors(store_url: str) -> None:
+    """One writer appends while readers look up, each thread with the shared store."""
+    store = open_store(store_url)
+    errors: list[BaseException] = []
+    seen: list[int] = []
+
+    def writer() -> None:
+        try:
+            for i in range(60):
+                store.append([Behavior("u", f"i{i}", "c", float(i))], keep=5)
+        except BaseException as err:  # collected for the assertion below
+            errors.append(err)
+
+    def reader() -> None:
+        try:
+            for _ in range(60):
+                record, _ = store.lookup("u", 5, ["i1"])
+                seen.append(len(record.history))
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader)
+                                                    for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.close()
+    assert errors == []
+    assert max(seen) <= 5
+    final = open_store(store_url)
+    assert [i for i, _ in final.lookup("u", 5, [])[0].history] == [f"i{i}" for i in range(55, 60)]
+    final.close()
+
+
+def test_sqlite_store_is_in_wal_mode(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    conn = store._conn()  # type: ignore[attr-defined]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def test_store_urls_are_checked_and_redacted() -> None:
+    with pytest.raises(ValueError, match="unknown store URL"):
+        open_store("postgres://x")
+    with pytest.raises(ValueError, match="names no file"):
+        open_store("sqlite:///")
+    assert redact("redis://:secret@host:6379/0") == "redis://:***@host:6379/0"
+    assert redact("sqlite:///a.db") == "sqlite:///a.db"
