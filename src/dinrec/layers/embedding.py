@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from dinrec.feature_column import SparseFeat, VarLenSparseFeat
 from dinrec.schema import FeatureSchema
+
+
+class _Gather(torch.autograd.Function):
+    """Row lookup whose backward is one index_add into a dense gradient.
+
+    Same values and gradient as F.embedding (no padding_idx / max_norm), but CPU's
+    embedding_dense_backward costs ~5x an index_add for the ~10k packed behavior ids of a
+    DIN batch (0.46 vs 0.10 ms at N = 9216, E = 16).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        flat = ids.reshape(-1)  # [K]
+        ctx.save_for_backward(flat)
+        ctx.num_rows = weight.shape[0]
+        return weight.index_select(0, flat).reshape(*ids.shape, weight.shape[1])  # [..., E]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (flat,) = ctx.saved_tensors
+        dim = grad.shape[-1]
+        out = grad.new_zeros(ctx.num_rows, dim)  # [V, E]
+        return out.index_add_(0, flat, grad.reshape(-1, dim)), None
 
 
 def module_key(table: str) -> str:
@@ -58,4 +85,7 @@ class EmbeddingBank(nn.Module):
         return emb
 
     def lookup(self, feature: str, ids: torch.Tensor) -> torch.Tensor:
-        return self.table(self.table_of[feature])(ids)
+        emb = self.table(self.table_of[feature])
+        if emb.sparse or not (emb.weight.requires_grad and torch.is_grad_enabled()):
+            return emb(ids)
+        return _Gather.apply(emb.weight, ids)

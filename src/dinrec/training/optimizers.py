@@ -27,13 +27,24 @@ def make_optimizer(
         raise ValueError(f"unknown optimizer {optimizer!r}; valid: {sorted(_DEFAULT_LR)}")
     rate = _DEFAULT_LR[key] if lr is None else float(lr)
     trainable = [p for p in params if p.requires_grad]
-    if key == "adam":
-        return torch.optim.Adam(trainable, lr=rate)
-    if key == "adamw":
-        return torch.optim.AdamW(trainable, lr=rate)
+    if key in ("adam", "adamw"):
+        cls = torch.optim.Adam if key == "adam" else torch.optim.AdamW
+        if _fusable(trainable):
+            # One fused kernel for all parameters instead of ~10 ops per parameter per step
+            # (the default on CPU): ~0.5 ms of a ~10 ms DIN step; same update up to rounding.
+            return cls(trainable, lr=rate, fused=True)
+        return cls(trainable, lr=rate)
     if key == "adagrad":
         return torch.optim.Adagrad(trainable, lr=rate)
     if key == "rmsprop":
         # Keras RMSprop: rho 0.9, eps 1e-7.
         return torch.optim.RMSprop(trainable, lr=rate, alpha=0.9, eps=1e-7)
     return torch.optim.SGD(trainable, lr=rate)
+
+
+def _fusable(params: list[torch.nn.Parameter]) -> bool:
+    """Whether torch's fused Adam kernel takes these parameters (dense float, CPU or CUDA)."""
+    return bool(params) and all(
+        p.is_floating_point() and not p.is_sparse and p.device.type in ("cpu", "cuda")
+        for p in params
+    )

@@ -95,3 +95,34 @@ def test_fit_with_mba_trains(random_data):
     history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
     assert np.isfinite(history.history["loss"]).all()
+
+
+def test_direct_l2_gradients_equal_backpropagating_the_penalty(seed_data):
+    _x, _, cols, hist = seed_data
+    model = DIN(cols, hist, l2_reg_embedding=0.1, l2_reg_dnn=0.01, init_std=0.3)
+    reg = Regularizer(model)
+    batch = small_batch(seed_data, model)
+    penalty = reg(batch)
+    penalty.backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    assert reg.batch_penalty(batch).item() == 0.0
+    assert reg.add_direct_gradients() == pytest.approx(penalty.item(), rel=1e-5)
+    got = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert sorted(got) == sorted(want)
+    for name, grad in want.items():
+        assert torch.allclose(got[name], grad, rtol=1e-6, atol=1e-9), name
+
+
+def test_mba_stays_in_the_batch_penalty_and_has_no_direct_term():
+    from dinrec.feature_column import SparseFeat, VarLenSparseFeat
+
+    cols = [
+        SparseFeat("item_id", 4, embedding_dim=2),
+        VarLenSparseFeat(SparseFeat("hist_item_id", 4, 2, embedding_name="item_id"), 2),
+    ]
+    model = DIN(cols, ["item_id"], embedding_regularization="mba", init_std=0.3)
+    reg = Regularizer(model, {"item_id": torch.ones(4)})
+    batch = {"item_id": torch.tensor([1]), "hist_item_id": torch.tensor([[2, 0]])}
+    assert reg.batch_penalty(batch).item() == pytest.approx(reg(batch).item())
+    assert reg.add_direct_gradients() == 0.0
