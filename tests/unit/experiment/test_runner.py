@@ -1,0 +1,62 @@
+"""run_experiment in-process: the run directory, refusing to overwrite, finished resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dinrec.experiment.config import ConfigError, config_from_dict, load_config
+from dinrec.experiment.runner import read_result, run_experiment
+
+
+def test_a_run_writes_results_that_reload_and_a_config_that_reloads(
+    tmp_path: Path, tiny_raw_config: dict
+) -> None:
+    config = config_from_dict(tiny_raw_config)
+    result = run_experiment(config, tmp_path / "run", verbose=0)
+    assert read_result(tmp_path / "run") == result
+    assert result.best_epoch == 1 and result.epochs_run == 1
+    saved = load_config(tmp_path / "run" / "config.toml")
+    assert saved.output.dir == str((tmp_path / "run").resolve())
+    assert saved.replace(output=config.output) == config
+    manifest = json.loads((tmp_path / "run" / "model" / "manifest.json").read_text())
+    assert manifest["extra"]["epoch"] == 1
+
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run_experiment(config, tmp_path / "run", verbose=0)
+    again = run_experiment(config, tmp_path / "run", resume=True, verbose=0)
+    assert again.test == result.test
+
+
+def test_resume_needs_a_run_directory(tmp_path: Path, tiny_raw_config: dict) -> None:
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        run_experiment(config_from_dict(tiny_raw_config), tmp_path, resume=True, verbose=0)
+
+
+def test_the_same_seed_gives_the_same_run_and_another_seed_another(
+    tmp_path: Path, tiny_raw_config: dict
+) -> None:
+    config = config_from_dict(tiny_raw_config)
+    first = run_experiment(config, tmp_path / "a", verbose=0)
+    second = run_experiment(config, tmp_path / "b", verbose=0)
+    assert first.test == second.test
+    tiny_raw_config["training"]["seed"] = 7
+    other = run_experiment(config_from_dict(tiny_raw_config), tmp_path / "c", verbose=0)
+    assert other.test != first.test
+
+
+def test_an_attempt_killed_before_its_first_checkpoint_restarts_clean(
+    tmp_path: Path, tiny_raw_config: dict
+) -> None:
+    config = config_from_dict(tiny_raw_config)
+    run = tmp_path / "run"
+    run_experiment(config, run, verbose=0)
+    expected = (run / "metrics.jsonl").read_text()
+    (run / "checkpoint.pt").unlink()
+    (run / "results.json").unlink()
+    (run / ".checkpoint.pt.x1.tmp").write_bytes(b"torn")
+    run_experiment(config, run, resume=True, verbose=0)
+    assert (run / "metrics.jsonl").read_text().count("\n") == expected.count("\n") == 1
+    assert not (run / ".checkpoint.pt.x1.tmp").exists()
