@@ -1,0 +1,257 @@
+"""`dinrec train` under torchrun: one experiment run trained data-parallel over the ranks.
+
+    torchrun --nproc_per_node 2 -m dinrec train CONFIG.toml --out runs/x
+
+run_experiment hands over to run_distributed when torchrun started several workers. Then:
+
+- rank 0 creates the run directory and builds the dataset (if the config builds one); the
+  other ranks wait for it, then open it;
+- each rank reads only its row range of the train split (boundaries moved to user
+  boundaries, so each user's validation rows are held out as in one process) and of the
+  test split; training.batch_size is the global batch (batch_size / world per rank);
+- rank 0 alone writes train.log, metrics.jsonl, checkpoints, the model bundle, results.json
+  and plots, from the plain (unwrapped) model; validation and test scores are gathered from
+  every rank, so the metrics cover every row once;
+- after a torchrun restart (--max-restarts) the run continues from its last checkpoint: at
+  most `output.checkpoint_every` steps are trained again, and none are lost.
+
+This module imports dinrec.experiment lazily: training stays importable without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from dinrec.training.distributed import (
+    FaultInjection,
+    StopSync,
+    all_reduce_int,
+    barrier,
+    broadcast_object,
+    destroy,
+    init_from_env,
+    run_main_first,
+)
+from dinrec.training.distributed_data import ShardBatches
+from dinrec.training.distributed_sync import gather_scores
+from dinrec.training.distributed_trainer import wrap_trainer
+
+if TYPE_CHECKING:
+    from dinrec.data.dataset import Dataset
+    from dinrec.experiment.config import ExperimentConfig
+    from dinrec.experiment.runner import RunResult
+    from dinrec.experiment.tensors import SplitArrays
+
+
+def _row_group_starts(pf: pq.ParquetFile) -> np.ndarray:
+    """[G + 1] first row of each row group, then the row count."""
+    sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
+    return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+
+
+def user_boundary(path: Path, position: int, column: str) -> int:
+    """The first row at or after `position` that starts a new run of `column` (a user).
+
+    Reads only that column of the row groups from the one holding row position - 1 on,
+    until the value changes (a user's rows are contiguous in a split).
+    """
+    pf = pq.ParquetFile(path)
+    starts = _row_group_starts(pf)
+    total = int(starts[-1])
+    if position <= 0 or position >= total:
+        return min(max(position, 0), total)
+    group = int(np.searchsorted(starts, position - 1, side="right") - 1)
+    previous = None
+    while group < len(starts) - 1:
+        keys = pf.read_row_group(group, columns=[column]).column(0).to_numpy()
+        offset = int(starts[group])
+        begin = 0
+        if previous is None:
+            previous = keys[position - 1 - offset]
+            begin = position - offset
+        changed = np.flatnonzero(keys[begin:] != previous)
+        if changed.size:
+            return offset + begin + int(changed[0])
+        group += 1
+    return total
+
+
+def shard_range(num_rows: int, rank: int, world: int) -> tuple[int, int]:
+    """Rows [lo, hi) of rank's equal share of num_rows."""
+    return rank * num_rows // world, (rank + 1) * num_rows // world
+
+
+def read_rows(dataset: Dataset, split: str, lo: int, hi: int) -> SplitArrays:
+    """Rows [lo, hi) of a split as SplitArrays, reading only the row groups that hold them."""
+    from dinrec.data.dataset import to_numpy
+    from dinrec.data.protocols_samples import USER_KEY
+    from dinrec.experiment.tensors import SplitArrays
+
+    pf = pq.ParquetFile(dataset.split_path(split))
+    starts = _row_group_starts(pf)
+    groups = [g for g in range(len(starts) - 1) if starts[g] < hi and starts[g + 1] > lo]
+    if groups:
+        table = pf.read_row_groups(groups).slice(lo - int(starts[groups[0]]), hi - lo)
+    else:  # an empty range: ShardBatches then fails on every rank together
+        table = pf.schema_arrow.empty_table()
+    x, y = to_numpy(table)
+    return SplitArrays(x, y, table.column(USER_KEY).to_numpy().astype(np.int64))
+
+
+def split_rows(dataset: Dataset, split: str, rank: int, world: int) -> tuple[int, int]:
+    """This rank's [lo, hi) of a split, with both ends on user boundaries."""
+    from dinrec.data.protocols_samples import USER_KEY
+
+    path = dataset.split_path(split)
+    total = pq.ParquetFile(path).metadata.num_rows
+    lo, hi = shard_range(total, rank, world)
+    return user_boundary(path, lo, USER_KEY), user_boundary(path, hi, USER_KEY)
+
+
+def evaluate_shard(model: Any, dataset: Dataset, split: str, batch_size: int) -> dict[str, float]:
+    """{"auc", "gauc", "logloss"} over a whole split, each rank scoring its row range."""
+    from dinrec.data.protocols_samples import USER_KEY
+    from dinrec.experiment.tensors import batches
+    from dinrec.training.distributed import current
+    from dinrec.training.trainer import Trainer
+
+    env = current()
+    total = pq.ParquetFile(dataset.split_path(split)).metadata.num_rows
+    lo, hi = shard_range(total, env.rank, env.world_size)
+    part = batches(model.schema, read_rows(dataset, split, lo, hi), batch_size, False, 0)
+    trainer = Trainer(model, "adam", metrics=["auc", "gauc"], group_column=USER_KEY)
+    trainer.gather_scores = gather_scores
+    scores = trainer.evaluate(ShardBatches(part.features, part.labels, batch_size))
+    return {"auc": scores["auc"], "gauc": scores["gauc"], "logloss": scores["loss"]}
+
+
+class _Silent:
+    """RunLog's interface for ranks other than 0: they write no log."""
+
+    def __call__(self, message: str, echo: bool = True) -> None:
+        return None
+
+
+def run_distributed(
+    config: ExperimentConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    verbose: int = 1,
+    echo: TextIO | None = sys.stdout,
+) -> RunResult:
+    """run_experiment for one rank of a torchrun job (call it on every rank)."""
+    t = config.training
+    env = init_from_env(device="cpu", num_threads=t.num_threads or 1)
+    try:
+        return _run(config, Path(run_dir), resume, verbose, echo, env)
+    finally:
+        destroy()
+
+
+def _run(
+    config: ExperimentConfig, run_dir: Path, resume: bool, verbose: int,
+    echo: TextIO | None, env: Any,
+) -> RunResult:
+    from dinrec.bundle import load_model, save_model
+    from dinrec.data.splits import last_fraction_mask
+    from dinrec.experiment import runner
+    from dinrec.experiment.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from dinrec.experiment.config import ConfigError
+    from dinrec.experiment.data_source import prepare_dataset
+    from dinrec.experiment.recorder import RunLog, RunRecorder, read_records
+    from dinrec.experiment.tensors import batches
+
+    start = time.perf_counter()
+    t, main, world = config.training, env.is_main, env.world_size
+    # Rank 0's directory: the CLI's default name holds a timestamp that may differ per rank.
+    root = Path(broadcast_object(str(run_dir.resolve())))
+    config = config.replace(output=dataclasses.replace(config.output, dir=str(root)))
+    checkpoint = root / CHECKPOINT_FILE
+    # A torchrun restart runs the same command again: continue from the last checkpoint.
+    resume = resume or (env.restart_count > 0 and checkpoint.is_file())
+    if resume and (root / runner.RESULTS_FILE).is_file():
+        return runner.read_result(root)
+    if t.batch_size % world:
+        raise ConfigError(f"training.batch_size={t.batch_size} is the global batch and must be "
+                          f"a multiple of the {world} ranks")
+
+    def setup() -> Dataset:
+        if main:
+            runner._start(config, root, resume)
+        return prepare_dataset(config.data, root, progress=verbose > 0 and main)
+
+    dataset = run_main_first(setup)
+    log: Any = RunLog(root, echo if verbose else None) if main else _Silent()
+    log(f"{'resuming' if resume else 'starting'} run {config.output.name!r} in {root} on "
+        f"{world} ranks ({env.backend}); dataset {dataset.path}")
+    model = runner.build_experiment_model(config, dataset)
+    lo, hi = split_rows(dataset, "train", env.rank, world)
+    arrays = read_rows(dataset, "train", lo, hi)
+    ids = torch.arange(lo, hi)
+    validation = None
+    if t.validation_fraction > 0:
+        held = last_fraction_mask(arrays.groups, t.validation_fraction)
+        if all_reduce_int(int(held.any()), "max") == 0:
+            raise ValueError(f"training.validation_fraction={t.validation_fraction} leaves no "
+                             "validation rows; change it (0 disables validation)")
+        part = batches(model.schema, arrays.take(held), t.eval_batch_size, False, t.seed)
+        validation = ShardBatches(part.features, part.labels, t.eval_batch_size,
+                                  row_ids=ids[torch.from_numpy(held)])
+        arrays = arrays.take(~held)
+    part = batches(model.schema, arrays, t.batch_size // world, True, t.seed)
+    train = ShardBatches(part.features, part.labels, part.batch_size, shuffle=True, seed=t.seed)
+    log(f"rank {env.rank}: train rows [{lo}, {hi}), {train.local_rows} for training", echo=False)
+    trainer = wrap_trainer(model.trainer)
+    vocab = dataset.vocabularies().to_json_dict()
+
+    def save_best(epoch: int) -> None:
+        save_model(model, root / runner.BUNDLE_DIR, vocab=vocab, extra={
+            "run": config.output.name, "epoch": epoch + 1, "dataset": str(dataset.path),
+            "config": config.to_dict(), "world_size": world})
+
+    recorder = (RunRecorder(root, t.monitor if validation else None, t.patience,
+                            config.output.checkpoint_every, save_best, log) if main else None)
+    callbacks: list[Any] = [recorder] if recorder is not None else []
+    callbacks += [FaultInjection(env), StopSync()]
+    stopped = False
+    if resume and checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        trainer.load_state_dict(state["trainer"])  # every rank: the same weights and RNG
+        stopped = bool(state["recorder"]["stopped"])
+        if recorder is not None:
+            recorder.load_state(state["recorder"])
+        log(f"resumed from step {trainer.global_step} (epoch {trainer.progress.epoch + 1}, "
+            f"batch {trainer.progress.batches_done})")
+    else:
+        torch.manual_seed(t.seed)  # dropout: the same stream on every rank
+    if not stopped:
+        trainer.fit(train, t.epochs, 0, verbose if main else 0, callbacks, validation)
+    barrier()  # the best bundle is written
+    best = load_model(root / runner.BUNDLE_DIR)
+    test = evaluate_shard(best, dataset, "test", t.eval_batch_size)
+    best_epoch, epochs_run = broadcast_object(
+        (None if recorder is None or recorder.best_epoch is None else recorder.best_epoch + 1,
+         len(recorder.records) if recorder is not None else 0))
+    result = runner.RunResult(root, config.output.name, runner.describe_model(config), test,
+                              best_epoch, epochs_run, time.perf_counter() - start)
+    if main:
+        runner._write_json(root / runner.RESULTS_FILE, result.to_dict())
+        log(f"test (best epoch {best_epoch}): "
+            + " ".join(f"{k}={v:.4f}" for k, v in test.items()))
+        if config.output.plots:
+            from dinrec.experiment.plots import plot_training_curves
+
+            plot_training_curves({config.output.name: read_records(root)},
+                                 root / runner.CURVES_FILE)
+    barrier()
+    return result

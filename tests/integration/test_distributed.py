@@ -1,0 +1,212 @@
+"""DDP on 2 gloo processes on CPU against one process: same batches, same weights, same metrics.
+
+Each test spawns two ranks (torch.multiprocessing, rendezvous on a free 127.0.0.1 port);
+the ranks save what they computed, the test process compares it with a single-process run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from dinrec.feature_column import SparseFeat, VarLenSparseFeat
+from dinrec.inputs import prepare_inputs, prepare_labels
+from dinrec.models import DIN
+from dinrec.training.batches import TensorBatches
+
+WORLD = 2
+N_TRAIN, N_TEST = 128, 51  # 51: the evaluation shards are padded by one duplicate row
+GLOBAL_BATCH, EPOCHS = 32, 3  # 4 steps per epoch, 12 steps
+# The same arithmetic up to float32 summation order (per-rank means averaged by all-reduce vs
+# one batch mean; Dice's statistics summed per rank): after 12 Adam steps the weights (~0.1 to
+# 0.5) differ by at most ~2e-6 (Adam divides small gradients by their own scale, so their
+# rounding shows in the update). Metrics agree to 1e-6.
+ATOL = 1e-5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_data(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(0, 7, size=n)
+    hist = rng.integers(1, 40, size=(n, 6))
+    hist[np.arange(6)[None, :] >= lens[:, None]] = 0
+    items = rng.integers(1, 40, size=n)
+    x = {"user_id": rng.integers(0, 12, size=n), "item_id": items, "cate_id": items % 5,
+         "hist_item_id": hist, "hist_cate_id": np.where(hist > 0, hist % 5, 0)}
+    y = (rng.random(n) < 0.3 + 0.4 * (items % 2)).astype(np.float32)
+    return x, y
+
+
+def make_model(sparse: bool = False) -> Any:
+    cols = [SparseFeat("user_id", 12, embedding_dim=4), SparseFeat("item_id", 40, embedding_dim=6),
+            SparseFeat("cate_id", 5, embedding_dim=3),
+            VarLenSparseFeat(SparseFeat("hist_item_id", 40, embedding_dim=6,
+                                        embedding_name="item_id"), 6),
+            VarLenSparseFeat(SparseFeat("hist_cate_id", 5, embedding_dim=3,
+                                        embedding_name="cate_id"), 6)]
+    if sparse:  # SGD takes sparse gradients; no embedding L2 (it would make them dense)
+        model = DIN(cols, ["item_id", "cate_id"], dnn_hidden_units=(16, 8),
+                    att_hidden_size=(8, 4), l2_reg_embedding=0.0, sparse_embeddings=True, seed=3)
+        model.compile(torch.optim.SGD(model.parameters(), lr=0.5), metrics=["auc", "gauc"])
+    else:  # the paper's DIN: Dice in attention and MLP, mini-batch aware regularization
+        # init_std 0.05, not DeepCTR's 1e-4: with 1e-4 embeddings the MLP's pre-activations
+        # vary by ~1e-4 across the batch, Dice divides by their std (~eps) and amplifies the
+        # float32 rounding of any reordered sum by ~1e4 (one process against itself with
+        # another summation order differs as much); 0.05 compares the algorithms.
+        model = DIN(cols, ["item_id", "cate_id"], dnn_hidden_units=(16, 8),
+                    att_hidden_size=(8, 4), dnn_activation="dice", att_activation="dice",
+                    embedding_regularization="mba", mba_lambda=0.05, init_std=0.05, seed=3)
+        model.compile("adam", metrics=["auc", "gauc"], lr=1e-2)
+    return model
+
+
+def sources(model: Any) -> tuple[TensorBatches, TensorBatches]:
+    x, y = make_data(N_TRAIN, 0)
+    xt, yt = make_data(N_TEST, 1)
+    train = TensorBatches(prepare_inputs(model.schema, x), prepare_labels(y, N_TRAIN),
+                          GLOBAL_BATCH, shuffle=True, seed=7)
+    test = TensorBatches(prepare_inputs(model.schema, xt), prepare_labels(yt, N_TEST), 8)
+    return train, test
+
+
+def single_process(sparse: bool = False) -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = make_model(sparse)
+    train, test = sources(model)
+    history = model.trainer.fit(train, EPOCHS, verbose=0)
+    return {"state": model.state_dict(), "test": model.trainer.evaluate(test),
+            "history": history.history}
+
+
+def _join(rank: int, port: int) -> Any:
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "WORLD_SIZE": str(WORLD), "LOCAL_RANK": str(rank),
+                       "LOCAL_WORLD_SIZE": str(WORLD)})
+    from dinrec.training.distributed import init_from_env
+
+    return init_from_env(device="cpu")
+
+
+def _ddp_worker(rank: int, port: int, out: str, sparse_sync: str | None) -> None:
+    from dinrec.training.distributed import destroy
+    from dinrec.training.distributed_data import DistributedBatches
+    from dinrec.training.distributed_trainer import assert_same_parameters, wrap_trainer
+
+    _join(rank, port)
+    try:
+        torch.manual_seed(0)
+        model = make_model(sparse=sparse_sync is not None)
+        trainer = wrap_trainer(model.trainer, sparse_sync=sparse_sync or "auto")
+        train, test = sources(model)
+        sharded = DistributedBatches.from_tensor_batches(train)
+        history = trainer.fit(sharded, EPOCHS, verbose=0)
+        assert_same_parameters(model)
+        result = trainer.evaluate(DistributedBatches(test.features, test.labels, 4))
+        torch.save({"state": model.state_dict(), "test": result, "history": history.history,
+                    "steps": trainer.global_step}, Path(out) / f"rank{rank}.pt")
+    finally:
+        destroy()
+
+
+def run_ranks(tmp_path: Path, sparse_sync: str | None = None) -> list[dict[str, Any]]:
+    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path), sparse_sync), nprocs=WORLD)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+def assert_close_states(single: dict[str, torch.Tensor], ddp: dict[str, torch.Tensor]) -> None:
+    assert single.keys() == ddp.keys()
+    for name, value in single.items():
+        torch.testing.assert_close(ddp[name], value, atol=ATOL, rtol=0, msg=name)
+
+
+def test_ddp_over_two_ranks_equals_one_process_with_the_global_batch(tmp_path: Path) -> None:
+    single = single_process()
+    ranks = run_ranks(tmp_path)
+    # parameters identical on both ranks (assert_same_parameters checked it bitwise too)
+    for name, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][name]), name
+    assert ranks[0]["steps"] == EPOCHS * N_TRAIN // GLOBAL_BATCH
+    assert_close_states(single["state"], ranks[0]["state"])
+    # evaluation gathered from both ranks, the padded duplicate dropped: one process's metrics
+    for rank in ranks:
+        assert rank["test"] == pytest.approx(single["test"], abs=1e-6)
+
+
+@pytest.mark.parametrize("sparse_sync", ["ddp", "gather"])
+def test_sparse_embedding_gradients_synchronise(tmp_path: Path, sparse_sync: str) -> None:
+    single = single_process(sparse=True)
+    ranks = run_ranks(tmp_path, sparse_sync)
+    for name, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][name]), name
+    assert_close_states(single["state"], ranks[0]["state"])
+    assert ranks[0]["test"] == pytest.approx(single["test"], abs=1e-6)
+
+
+def _stream_worker(rank: int, port: int, path: str, out: str) -> None:
+    from dinrec.data.loader import ParquetBatchLoader
+    from dinrec.training.distributed import destroy
+    from dinrec.training.distributed_data import AgreedBatches
+    from dinrec.training.distributed_trainer import wrap_trainer
+
+    env = _join(rank, port)
+    try:
+        model = make_model()
+        trainer = wrap_trainer(model.trainer)
+        loader = ParquetBatchLoader(path, 8, shard=(env.rank, env.world_size), seed=1)
+        # as an iterable without len(): the per-step agreement is exercised too
+        unsized = AgreedBatches(iter_only(loader))
+        trainer.fit(AgreedBatches(loader), 2, verbose=0)
+        trainer.fit(unsized, 1, verbose=0)
+        torch.save({"steps": trainer.global_step, "local": len(loader),
+                    "freqs": trainer.regularizer.frequencies if trainer.regularizer else None},
+                   Path(out) / f"rank{rank}.pt")
+    finally:
+        destroy()
+
+
+class iter_only:
+    """A source with set_epoch and __iter__ but no __len__."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self) -> Any:
+        return iter(self.loader)
+
+
+def test_streaming_shards_with_unequal_batches_do_not_hang(tmp_path: Path) -> None:
+    x, y = make_data(72, 2)
+    table = pa.table({**{k: list(v) if v.ndim > 1 else v for k, v in x.items()}, "label": y})
+    path = tmp_path / "train.parquet"
+    # row groups of 24, 24, 16, 8 rows: rank 0 reads 24 + 16 (5 batches), rank 1 24 + 8 (4)
+    with pq.ParquetWriter(path, table.schema) as writer:
+        for lo, hi in ((0, 24), (24, 48), (48, 64), (64, 72)):
+            writer.write_table(table.slice(lo, hi - lo))
+    mp.spawn(_stream_worker, args=(free_port(), str(path), str(tmp_path)), nprocs=WORLD)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    assert [r["local"] for r in ranks] == [5, 4]
+    assert [r["steps"] for r in ranks] == [3 * 4, 3 * 4]  # 3 epochs cut to the fewest (4)
+    # MBA's frequencies count every row of the dataset once, whichever rank read it
+    model = make_model()
+    whole = TensorBatches(prepare_inputs(model.schema, x), prepare_labels(y, 72), 8)
+    model.trainer.prepare_regularizer(whole)
+    assert model.trainer.regularizer is not None
+    for table_name, counts in model.trainer.regularizer.frequencies.items():
+        assert torch.equal(ranks[0]["freqs"][table_name], counts)
