@@ -14,13 +14,16 @@ ids a large one: rare ids are where the overfitting is.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 
 from dinrec.feature_column import SparseFeat, VarLenSparseFeat
 from dinrec.layers.pooling import sequence_mask
-from dinrec.models.network import InterestNetwork
 from dinrec.training.batches import Batch
+
+if TYPE_CHECKING:  # the models package imports the trainer (Keras facade)
+    from dinrec.models.network import InterestNetwork
 
 
 def table_ids(model: InterestNetwork, batch: Batch) -> dict[str, torch.Tensor]:

@@ -11,18 +11,20 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from dinrec.metrics import Metric, compute_metrics, resolve_metrics
-from dinrec.models.network import InterestNetwork
 from dinrec.training.batches import Batch, epoch_batches, source_rows
 from dinrec.training.callbacks import Callback, History
 from dinrec.training.optimizers import make_optimizer
 from dinrec.training.regularization import Regularizer, count_frequencies
+
+if TYPE_CHECKING:  # the models package imports the trainer (Keras facade)
+    from dinrec.models.network import InterestNetwork
 
 LOSSES = ("binary_crossentropy", "logloss", "bce")
 Source = Iterable[tuple[Batch, torch.Tensor]]
