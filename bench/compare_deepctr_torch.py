@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> None:
                         choices=list(VARIANTS),
                         help="dinrec runs: eager (the defaults), compiled (compile_dense()), "
                         "bf16 (attention_bf16()), compiled+bf16 (both)")
-    parser.add_argument("--baseline-src", help="also run the dinrec under this src dir "
-                        "(`git archive <commit> src | tar -x -C DIR`, then DIR/src)")
+    parser.add_argument("--baseline-src", help="also run the dinrec under this src dir, with "
+                        "the first seed (`git archive <commit> src | tar -x -C DIR`, then DIR/src)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1024, 1, 2],
                         help="model seeds; GAUC moves by ~0.005 between seeds on ml100k, so "
                         "accuracy is compared on the median over seeds")
@@ -106,8 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     variants: list[tuple[str, str | None, list[str]]] = [
         (f"dinrec {v}", None, ["--options", args.options, *VARIANTS[v]]) for v in args.variants
     ]
-    if args.baseline_src:
-        variants.insert(0, ("dinrec baseline", args.baseline_src, []))
+    baseline = ("dinrec baseline", args.baseline_src, []) if args.baseline_src else None
     table: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     print(f"config: {json.dumps(CONFIG)}")
@@ -120,7 +119,9 @@ def main(argv: list[str] | None = None) -> None:
             for i, seed in enumerate(args.seeds):
                 CONFIG["seed"] = seed
                 # Alternate who goes first, so drift in the machine's load favours no one.
-                order = [*variants, ("DeepCTR-Torch 0.3.0", "", [])]
+                # The baseline (slow) runs with the first seed only.
+                first = [baseline] if baseline is not None and i == 0 else []
+                order = [*first, *variants, ("DeepCTR-Torch 0.3.0", "", [])]
                 for name, src, extra in order if i % 2 == 0 else order[::-1]:
                     if name.startswith("dinrec"):
                         res = run_worker(sys.executable, "run_dinrec.py", arrays, spec, extra,

@@ -40,6 +40,15 @@ class EpochTimer(Callback):
         self.cpu_seconds.append(time.process_time() - self._cpu)
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set (VmHWM). Not getrusage's ru_maxrss: Linux carries
+    that over exec from the forked parent, so a worker would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def split(path: str, name: str) -> dict[str, np.ndarray]:
     with np.load(path) as data:
         head = f"{name}_"
@@ -107,7 +116,7 @@ def main() -> None:
         "epoch_samples_per_cpu_s": [n_train / s for s in timer.cpu_seconds],
         "infer_samples_per_s": infer,
         "infer_samples_per_cpu_s": infer_cpu,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mib": peak_rss_mib(),
         "loss": history_.history.get("loss", []),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -78,7 +78,8 @@ class InterestNetwork(nn.Module):
         if self.attention is None:
             return False
         on_gpu = any(p.device.type == "cuda" for p in self.attention.parameters())
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private in torch
+        native = any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
         use = enabled and (on_gpu or native)
         self.attention.unit.packed_bf16(use)
         return use

@@ -69,3 +69,23 @@ def test_packed_attention_with_no_valid_behavior_gives_zero_interest():
     assert interest.tolist() == [[0.0] * 3] * 2 and weights.tolist() == [[0.0] * 4] * 2
     assert pool.unit.first_act is not None
     assert pool.unit.first_act.running_var.tolist() == [1.0] * 4  # nothing was estimated
+
+
+def test_bf16_packed_gemms_track_fp32_in_training():
+    torch.manual_seed(4)
+    pool = AttentionPooling(8, (16, 4), "dice").train()
+    low = copy.deepcopy(pool)
+    low.unit.packed_bf16()
+    q, keys = torch.randn(6, 8), torch.randn(6, 5, 8)
+    mask = torch.rand(6, 5) < 0.8
+    grads = []
+    for p in (pool, low):
+        k = keys.clone().requires_grad_()
+        interest, _ = p(q, k, mask)
+        interest.sum().backward()
+        grads.append((interest.detach(), k.grad))
+    (a, ga), (b, gb) = grads
+    assert torch.allclose(a, b, rtol=0.05, atol=0.02)
+    assert ga is not None and gb is not None
+    assert torch.allclose(ga, gb, rtol=0.05, atol=0.05)
+    assert list(low.state_dict()) == list(pool.state_dict())  # fp32 weights, same keys

@@ -42,3 +42,18 @@ def test_compile_dense_is_off_by_default_and_only_for_attention(random_data):
     assert model.attention is not None and not model.attention.unit.compiled
     assert model.compile_dense() and model.attention.unit.compiled
     assert not EmbeddingMLP(cols, hist).compile_dense()
+
+
+def test_bf16_attention_scores_stay_close_to_fp32(random_data):
+    x, _y, cols, hist = random_data
+    model = DIN(cols, hist, init_std=0.3)
+    feats = prepare_inputs(model.schema, x)
+    model.eval()
+    with torch.no_grad():
+        fp32 = model(feats)
+        if not model.attention_bf16():
+            return  # no native bf16 on this CPU: the option stays off
+        assert model.attention is not None and model.attention.unit.matmul_dtype is torch.bfloat16
+        low = model(feats)
+    np.testing.assert_allclose(low.numpy(), fp32.numpy(), rtol=0.05, atol=2e-3)
+    assert not model.attention_bf16(False) and model.attention.unit.matmul_dtype is None
