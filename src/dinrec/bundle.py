@@ -33,6 +33,21 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def swap_directory(tmp: Path, target: Path) -> None:
+    """Move a fully written directory `tmp` to `target`, replacing what was there.
+
+    The old directory is moved aside first, so a reader sees either the old or the new
+    directory, never a half-written one.
+    """
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def save_model(
     model: torch.nn.Module,
     path: str | os.PathLike[str],
@@ -73,15 +88,7 @@ def save_model(
         save_file(state, str(tmp / "weights.safetensors"))
         if vocab is not None:
             _write_json(tmp / "vocab.json", vocab)
-        # Swap in: an old bundle at `path` is moved aside first, so a reader sees either the
-        # old or the new directory, never a half-written one.
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_directory(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dinrec.bundle import load_model
+from dinrec.bundle import load_model, swap_directory
 from dinrec.feature_column import DenseFeat, VarLenSparseFeat
 from dinrec.schema import FeatureSchema
 from dinrec.serving.broadcast import PositionalForward, candidate_inputs, user_inputs
@@ -87,13 +87,7 @@ def export_onnx(bundle: str | os.PathLike[str], *, check: bool = True) -> Path:
         if check:
             _check(module, tmp, example)
         target = root / ONNX_DIR
-        old = None
-        if target.exists():
-            old = root / f".{ONNX_DIR}.old-{os.getpid()}"
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_directory(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
