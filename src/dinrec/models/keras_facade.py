@@ -32,6 +32,7 @@ class KerasFacade(InterestNetwork):
         *,
         lr: float | None = None,
         gauc_group: str | None = None,
+        retain_memory: bool = True,
     ) -> None:
         """Choose optimizer, loss and metrics (names; unknown names raise).
 
@@ -41,8 +42,10 @@ class KerasFacade(InterestNetwork):
             metrics: e.g. ['auc', 'gauc', 'binary_crossentropy', 'accuracy'].
             lr: learning rate for a named optimizer (Keras defaults otherwise).
             gauc_group: the input GAUC groups by (default user_id / user / uid).
+            retain_memory: keep freed memory in the heap between steps (glibc; fewer page
+                faults, same peak RSS; see dinrec.training.allocator).
         """
-        self._trainer = Trainer(self, optimizer, loss, metrics, gauc_group, lr)
+        self._trainer = Trainer(self, optimizer, loss, metrics, gauc_group, lr, retain_memory)
 
     @property
     def trainer(self) -> Trainer:
