@@ -107,6 +107,10 @@ def build_experiment_model(config: ExperimentConfig, dataset: Dataset) -> Any:
                                        use_profile=config.model.use_profile)
     model = build_model(FeatureSchema.resolve(columns, history), config.model.network)
     t = config.training
+    if t.compile_dense:
+        model.compile_dense()
+    if t.attention_bf16:
+        model.attention_bf16()  # stays fp32 (returns False) where the CPU lacks native bf16
     model.compile(t.optimizer, "binary_crossentropy", list(TEST_METRICS), lr=t.learning_rate,
                   gauc_group=USER_KEY)
     return model

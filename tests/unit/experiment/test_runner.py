@@ -60,3 +60,21 @@ def test_an_attempt_killed_before_its_first_checkpoint_restarts_clean(
     run_experiment(config, run, resume=True, verbose=0)
     assert (run / "metrics.jsonl").read_text().count("\n") == expected.count("\n") == 1
     assert not (run / ".checkpoint.pt.x1.tmp").exists()
+
+
+@pytest.mark.parametrize("compile_dense", [False, True])
+def test_speed_options_reach_the_activation_unit(
+    tiny_raw_config: dict, tiny_dataset: Path, compile_dense: bool
+) -> None:
+    import torch
+
+    from dinrec.data.dataset import load_dataset
+    from dinrec.experiment.runner import build_experiment_model
+
+    tiny_raw_config["training"].update(compile_dense=compile_dense, attention_bf16=True)
+    model = build_experiment_model(config_from_dict(tiny_raw_config), load_dataset(tiny_dataset))
+    unit = model.attention.unit
+    assert unit.compiled is compile_dense
+    native_bf16 = any(bool(getattr(torch.cpu, name, lambda: False)())
+                      for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    assert unit.matmul_dtype == (torch.bfloat16 if native_bf16 else None)
