@@ -26,7 +26,10 @@ class ModelConfig:
         only rows whose ids occur in the batch, each scaled by 1 / its training frequency).
     mba_lambda: strength of "mba"; None means DEFAULT_MBA_LAMBDA.
     init_std: std of the normal embedding initializer.
-    sparse_embeddings: sparse embedding gradients (then use an optimizer that accepts them).
+    sparse_embeddings: sparse embedding gradients: each step touches only the batch's rows
+        of each table (the win for huge vocabularies). The named optimizers handle them
+        ('adam' becomes row-wise LazyAdam). Needs embedding_regularization="mba" or
+        l2_reg_embedding=0: full-table L2 changes every row every step.
     """
 
     model: str = "DIN"
@@ -69,6 +72,14 @@ class ModelConfig:
             self._nonneg("mba_lambda")
         if not 0.0 <= float(self.dnn_dropout) < 1.0:
             raise ValueError(f"dnn_dropout must be in [0, 1), got {self.dnn_dropout!r}")
+        if (self.sparse_embeddings and self.embedding_regularization == "l2"
+                and self.l2_reg_embedding > 0):
+            raise ValueError(
+                f"sparse_embeddings=True with l2_reg_embedding={self.l2_reg_embedding} "
+                "(embedding_regularization='l2') penalises every row of every table each "
+                "step, a dense gradient; use embedding_regularization='mba' (L2 on the "
+                "batch's rows only, the paper's method) or l2_reg_embedding=0"
+            )
         if self.model == "DIN" and self.history_pooling != "attention":
             raise ValueError("DIN pools history by attention; use EmbeddingMLP for sum/mean")
         if self.model == "EmbeddingMLP" and self.history_pooling == "attention":

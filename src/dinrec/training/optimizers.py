@@ -7,14 +7,28 @@ from typing import Any
 
 import torch
 
+from dinrec.training.lazy_adam import LazyAdam
+
 # Keras defaults (DeepCTR users' expectation): adam/rmsprop 1e-3, adagrad 1e-3, sgd 1e-2.
 _DEFAULT_LR = {"adam": 1e-3, "adagrad": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3, "adamw": 1e-3}
 
 
+# Optimizers whose torch implementation takes sparse gradients as they are.
+_SPARSE_CAPABLE = ("adagrad", "sgd")
+
+
 def make_optimizer(
-    optimizer: Any, params: Iterable[torch.nn.Parameter], lr: float | None = None
+    optimizer: Any,
+    params: Iterable[torch.nn.Parameter],
+    lr: float | None = None,
+    sparse_params: Iterable[torch.nn.Parameter] = (),
 ) -> torch.optim.Optimizer:
-    """A torch optimizer from a name ('adam', 'adagrad', 'sgd', 'rmsprop', 'adamw') or itself."""
+    """A torch optimizer from a name ('adam', 'adagrad', 'sgd', 'rmsprop', 'adamw') or itself.
+
+    sparse_params: the parameters that get sparse gradients (embedding tables built with
+    sparse_embeddings=True). With them 'adam' becomes LazyAdam (Adam on the dense
+    parameters, row-wise Adam on the tables); 'adagrad' and 'sgd' take them as they are.
+    """
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
     if not isinstance(optimizer, str):
@@ -27,6 +41,17 @@ def make_optimizer(
         raise ValueError(f"unknown optimizer {optimizer!r}; valid: {sorted(_DEFAULT_LR)}")
     rate = _DEFAULT_LR[key] if lr is None else float(lr)
     trainable = [p for p in params if p.requires_grad]
+    sparse = {id(p) for p in sparse_params if p.requires_grad}
+    if sparse:
+        if key == "adam":
+            dense = [p for p in trainable if id(p) not in sparse]
+            return LazyAdam(trainable, lr=rate, fused=_fusable(dense))
+        if key not in _SPARSE_CAPABLE:
+            raise ValueError(
+                f"optimizer {optimizer!r} cannot take the sparse embedding gradients of "
+                "sparse_embeddings=True; use 'adam' (row-wise Adam on the tables), "
+                "'adagrad' or 'sgd'"
+            )
     if key in ("adam", "adamw"):
         cls = torch.optim.Adam if key == "adam" else torch.optim.AdamW
         if _fusable(trainable):

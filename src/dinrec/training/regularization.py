@@ -93,7 +93,9 @@ class Regularizer:
             for t, c in (frequencies or {}).items()
         }
 
-    def embedding_penalty(self, batch: Batch) -> torch.Tensor:
+    def embedding_penalty(self, batch: Batch, sparse_tables: bool = True) -> torch.Tensor:
+        """The embedding term; sparse_tables=False leaves out MBA's sparse-gradient tables
+        (their gradient is added directly, see add_direct_gradients)."""
         bank = self.model.embeddings
         total = torch.zeros(())
         if self.embedding_lambda == 0:
@@ -108,13 +110,39 @@ class Regularizer:
         if self.ids_hook is not None:
             ids_by_table = self.ids_hook(ids_by_table)
         for table, ids in ids_by_table.items():
-            weight = bank.table(table).weight
-            if not weight.requires_grad or ids.numel() == 0:
+            emb = bank.table(table)
+            if not emb.weight.requires_grad or ids.numel() == 0:
+                continue
+            if emb.sparse and not sparse_tables:
                 continue
             rows = torch.unique(ids)  # [U]: each present id once, however often it occurs
             scale = self.inverse_frequency[table][rows]  # [U]
-            total = total + (weight[rows].pow(2).sum(dim=1) * scale).sum()
+            total = total + (emb.weight[rows].pow(2).sum(dim=1) * scale).sum()
         return self.embedding_lambda * total
+
+    def _sparse_mba(self, batch: Batch) -> float:
+        """MBA on sparse-gradient tables, straight into their sparse gradients; returns the
+        penalty. Through autograd, weight[rows] would produce a dense [V, E] gradient."""
+        bank = self.model.embeddings
+        ids_by_table = table_ids(self.model, batch)
+        if self.ids_hook is not None:
+            ids_by_table = self.ids_hook(ids_by_table)
+        value = 0.0
+        for table, ids in ids_by_table.items():
+            emb = bank.table(table)
+            weight = emb.weight
+            if not (emb.sparse and weight.requires_grad) or ids.numel() == 0:
+                continue
+            rows = torch.unique(ids)  # [U]
+            scale = self.inverse_frequency[table][rows].unsqueeze(1)  # [U, 1]
+            w = weight.detach().index_select(0, rows)  # [U, E]
+            value += self.embedding_lambda * float((w.pow(2) * scale).sum())
+            # d/dw_j of lambda * ||w_j||^2 / n_j = 2 * lambda * w_j / n_j on the batch's rows.
+            values = w * scale * (2.0 * self.embedding_lambda)  # [U, E]
+            grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, weight.shape,
+                                           check_invariants=False)  # rows are unique
+            weight.grad = grad if weight.grad is None else weight.grad + grad
+        return value
 
     def dnn_penalty(self) -> torch.Tensor:
         total = torch.zeros(())
@@ -132,7 +160,7 @@ class Regularizer:
     def batch_penalty(self, batch: Batch) -> torch.Tensor:
         """The part of the penalty that depends on the batch (MBA), for autograd; 0 else."""
         if self.mode == "mba":
-            return self.embedding_penalty(batch)
+            return self.embedding_penalty(batch, sparse_tables=False)
         return torch.zeros(())
 
     def _direct_terms(self) -> list[tuple[float, torch.Tensor]]:
@@ -151,16 +179,20 @@ class Regularizer:
         return terms
 
     @torch.no_grad()
-    def add_direct_gradients(self) -> float:
-        """After backward: grad += 2 * lambda * w for every whole-tensor L2 term; returns
-        their penalty sum(lambda * ||w||^2).
+    def add_direct_gradients(self, batch: Batch | None = None) -> float:
+        """After backward: grad += 2 * lambda * w for every whole-tensor L2 term (and MBA's
+        rows of sparse-gradient tables, given the batch); returns the penalty they add.
 
         The same gradient as backpropagating lambda * ||w||^2, without ~6 autograd ops per
         table per step (full-table L2 is DeepCTR's default, so every step pays for it).
         """
+        sparse_value = 0.0
+        if (batch is not None and self.mode == "mba" and self.embedding_lambda != 0
+                and self.model.config.sparse_embeddings):
+            sparse_value = self._sparse_mba(batch)
         terms = self._direct_terms()
         if not terms:
-            return 0.0
+            return sparse_value
         weights = [w for _, w in terms]
         norms = torch._foreach_norm(weights)  # one op for every table: ||w|| each
         value = sum(lam * float(n) ** 2 for (lam, _), n in zip(terms, norms, strict=True))
@@ -171,4 +203,4 @@ class Regularizer:
                 weight.grad = weight.grad.to_dense().add_(weight, alpha=2.0 * lam)
             else:
                 weight.grad.add_(weight, alpha=2.0 * lam)
-        return float(value)
+        return float(value) + sparse_value

@@ -118,7 +118,9 @@ class Trainer:
         if retain_memory:
             retain_freed_memory()
         self.model = model
-        self.optimizer = make_optimizer(optimizer, model.parameters(), lr)
+        sparse = [t.weight for t in model.embeddings.tables.values()
+                  if isinstance(t, torch.nn.Embedding) and t.sparse]
+        self.optimizer = make_optimizer(optimizer, model.parameters(), lr, sparse)
         self.metrics: list[Metric] = resolve_metrics(list(metrics or []))
         self.group_column = group_column or default_group_column(model)
         if any(m.needs_groups for m in self.metrics) and self.group_column is None:
@@ -162,7 +164,7 @@ class Trainer:
         total.backward()
         # Whole-table L2 adds its gradient directly, without an autograd graph per table
         # (every rank holds the same weights, so under DDP this equals the reduced gradient).
-        direct = self.regularizer.add_direct_gradients()
+        direct = self.regularizer.add_direct_gradients(feats)
         self.optimizer.step()
         self.global_step += 1
         return total.detach() + direct, logits.detach()
