@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 ACTIVATIONS = ("relu", "dice", "prelu", "sigmoid", "tanh", "linear")
 
@@ -61,13 +63,17 @@ class Dice(nn.Module):
             # One fused op normalises and returns the batch statistics; its backward is one
             # fused kernel too (the eager chain mean/var/sub/mul/rsqrt is ~10 passes over
             # [N, H], and var along dim 0 alone is ~100x slower than mean on CPU).
-            u, mean, invstd = torch.native_batch_norm(
-                flat, None, None, None, None, True, 0.0, self.eps
-            )
+            if torch.compiler.is_compiling():  # Inductor fuses the plain ops better
+                u, mean, invstd = torch.native_batch_norm(
+                    flat, None, None, None, None, True, 0.0, self.eps
+                )
+                out = self._finish(flat, u)
+            else:
+                out, mean, invstd = _DiceTrain.apply(flat, self.alpha, self.eps)
             with torch.no_grad():
                 self.running_mean.lerp_(mean, self.momentum)
                 self.running_var.lerp_(invstd.pow(-2) - self.eps, self.momentum)
-            return self._finish(flat, u).reshape(x.shape)
+            return out.reshape(x.shape)
         # Masked statistics as weighted sums over all rows (no boolean gather): w [N] is 1
         # for valid rows, so mean = w @ x / n and var = w @ (x - mean)^2 / n.
         w = mask.reshape(1, -1).to(flat.dtype)  # [1, N]
@@ -103,6 +109,45 @@ class Dice(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.alpha.shape[0]}, eps={self.eps}, momentum={self.momentum}"
+
+
+class _DiceTrain(torch.autograd.Function):
+    """Dice with batch statistics, forward and backward by hand: x [N, H] -> f(x) [N, H].
+
+    Same values as native_batch_norm -> sigmoid -> x * (alpha + p (1 - alpha)) through
+    autograd, with fewer passes over [N, H]: p is computed in u's buffer, only x and p are
+    kept for backward (autograd keeps x, u, p and the factor), and the backward is one
+    batch-norm backward plus four element-wise passes (~15% less CPU time for the
+    activation unit's [9k, 64] Dice on ml100k).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: torch.Tensor, alpha: torch.Tensor, eps: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        u, mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, eps)
+        p = u.sigmoid_()  # [N, H]
+        out = torch.addcmul(alpha, p, 1.0 - alpha).mul_(x)  # x * (alpha + p (1 - alpha))
+        ctx.save_for_backward(x, p, alpha, mean, invstd)
+        ctx.eps = eps
+        ctx.mark_non_differentiable(mean, invstd)
+        return out, mean, invstd
+
+    @staticmethod
+    @once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: Any, grad: torch.Tensor, *_: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        x, p, alpha, mean, invstd = ctx.saved_tensors
+        gx = grad * x  # dL/d(factor), factor = alpha + p (1 - alpha)   [N, H]
+        grad_alpha = gx.sum(0) - (gx * p).sum(0)  # d factor / d alpha = 1 - p   [H]
+        # dL/du = gx * (1 - alpha) * p (1 - p), then through the normalisation.
+        grad_u = torch.ops.aten.sigmoid_backward(gx, p).mul_(1.0 - alpha)
+        grad_x, _, _ = torch.ops.aten.native_batch_norm_backward(
+            grad_u, x, None, None, None, mean, invstd, True, ctx.eps, [True, False, False]
+        )
+        grad_x.addcmul_(grad, torch.addcmul(alpha, p, 1.0 - alpha))  # + dL/dx at fixed factor
+        return grad_x, grad_alpha, None
 
 
 class PReLU(nn.Module):

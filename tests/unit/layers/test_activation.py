@@ -124,3 +124,12 @@ def test_dice_on_an_empty_batch_uses_moving_statistics():
     assert d(torch.zeros(0, 2)).shape == (0, 2)
     assert d(torch.ones(1, 3, 2), torch.zeros(1, 3, dtype=torch.bool)).shape == (1, 3, 2)
     assert d.running_var.tolist() == [1.0, 1.0]
+
+
+def test_dice_hand_written_backward_passes_gradcheck_in_float64():
+    from dinrec.layers.activation import _DiceTrain
+
+    torch.manual_seed(1)
+    x = (torch.randn(7, 3, dtype=torch.float64) * 2 + 0.5).requires_grad_()
+    alpha = torch.randn(3, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: _DiceTrain.apply(a, b, 1e-8)[0], (x, alpha))
