@@ -122,7 +122,7 @@ class _DiceTrain(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, x: torch.Tensor, alpha: torch.Tensor, eps: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         u, mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, eps)
@@ -135,7 +135,7 @@ class _DiceTrain(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: Any, grad: torch.Tensor, *_: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, None]:
         x, p, alpha, mean, invstd = ctx.saved_tensors
