@@ -60,7 +60,7 @@ class LazyAdam(torch.optim.Optimizer):
         return state
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Any = None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -78,9 +78,10 @@ class LazyAdam(torch.optim.Optimizer):
             if not dense:
                 continue
             states = [self._state(p, group["fused"]) for p in dense]
+            grads = [p.grad for p in dense if p.grad is not None]  # all of them (see above)
             adam_functional(
                 dense,
-                [p.grad for p in dense],
+                grads,
                 [s["exp_avg"] for s in states],
                 [s["exp_avg_sq"] for s in states],
                 [],

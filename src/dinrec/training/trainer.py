@@ -118,9 +118,12 @@ class Trainer:
         if retain_memory:
             retain_freed_memory()
         self.model = model
-        sparse = [t.weight for t in model.embeddings.tables.values()
-                  if isinstance(t, torch.nn.Embedding) and t.sparse]
-        self.optimizer = make_optimizer(optimizer, model.parameters(), lr, sparse)
+        sparse_tables = [
+            t.weight for t in model.embeddings.tables.values()
+            if isinstance(t, torch.nn.Embedding) and t.sparse
+            and isinstance(t.weight, torch.nn.Parameter)
+        ]
+        self.optimizer = make_optimizer(optimizer, model.parameters(), lr, sparse_tables)
         self.metrics: list[Metric] = resolve_metrics(list(metrics or []))
         self.group_column = group_column or default_group_column(model)
         if any(m.needs_groups for m in self.metrics) and self.group_column is None:
