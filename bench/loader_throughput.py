@@ -2,8 +2,9 @@
 
 Writes a synthetic sample store shaped like the one the dataset builder writes (int64 ids,
 profile columns, two post-padded list<int64> history columns of length maxlen, label,
-timestamp; zstd, as dinrec.data.dataset writes it) to a temporary directory, then
-times full epochs with torch and Arrow both limited to one thread and reports the median.
+timestamp; dinrec.data.dataset's codecs, lz4 lists and zstd scalars, and statistics) to a
+temporary directory, then times full epochs with torch and Arrow both limited to one thread and
+reports the median.
 
 Usage:
     python bench/loader_throughput.py [--rows 2000000] [--maxlen 50] [--batch-size 4096]
@@ -24,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from dinrec.data.dataset import parquet_compression
 from dinrec.data.loader import ParquetBatchLoader
 
 
@@ -33,14 +35,16 @@ def write_store(
 ) -> None:
     """Writes `rows` synthetic samples, one row group at a time (bounded memory).
 
-    Schema and writer settings mirror dinrec.data.dataset (non-null fields, zstd, one row
-    group per `row_group_rows`). non_null_elements declares the list elements non-null too,
-    which lets Arrow skip a definition level per value when decoding.
+    Schema and writer settings mirror dinrec.data.dataset (non-null fields, its per-column
+    codecs, statistics, one row group per `row_group_rows`). non_null_elements declares the
+    list elements non-null too, which lets Arrow skip a definition level per value when
+    decoding.
     """
     rng = np.random.default_rng(seed)
     n_items, n_cates = 100_000, 1_000
     schema = _schema(non_null_elements)
-    with pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True) as writer:
+    with pq.ParquetWriter(path, schema, compression=parquet_compression(schema),
+                          write_statistics=True) as writer:
         for start in range(0, rows, row_group_rows):
             n = min(row_group_rows, rows - start)
             # Zipf-like ids, like real logs; post-padded histories of random length.

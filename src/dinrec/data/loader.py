@@ -4,7 +4,10 @@ Reads a sample store (one row per sample; int64 id columns, float columns and fi
 list<int64> history columns) in bounded memory, whatever the dataset size: Arrow record batches
 of ``read_chunk_rows`` rows are decoded one at a time and copied into a preallocated shuffle
 window; full windows are permuted and cut into batches; rows left over from a window move to the
-front of the next one, so every batch but the last is full.
+front of the next one, so every batch but the last is full. Integer columns whose Parquet
+statistics show every value fits int32 (ids do) wait in the window as int32 and are widened back
+to int64 per batch: the copy and the random gather, most of the loader's time after Arrow's
+decode, then move half the bytes.
 
 Shuffling is two-level, as in a shuffle buffer: the order of the row groups is permuted every
 epoch, and rows are permuted within a window spanning several row groups. The order depends
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,36 +34,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from dinrec.data.parquet_layout import describe_column, read_layout, resolve_files
+
 # Columns that are never features unless asked for by name.
 _NON_FEATURES = ("timestamp",)
-
-
-@dataclass(frozen=True)
-class _Column:
-    """How one Parquet column becomes a tensor: output dtype and list width (0 = scalar)."""
-
-    name: str
-    dtype: np.dtype
-    width: int
-    chunk_row_bytes: int  # estimated bytes per row of a decoded chunk, Arrow and numpy
-
-    @property
-    def row_bytes(self) -> int:
-        return self.dtype.itemsize * max(self.width, 1)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (self.width,) if self.width else ()
-
-
-@dataclass(frozen=True)
-class _RowGroup:
-    file: int
-    index: int
-    num_rows: int
-    # Per top-level column: compressed plus uncompressed (still encoded) column chunk bytes,
-    # an upper estimate of what Arrow's reader holds for the row group besides decoded chunks.
-    reader_bytes: dict[str, int]
 
 
 def list_column_to_numpy(array: pa.Array | pa.ChunkedArray, name: str = "column") -> np.ndarray:
@@ -115,44 +92,6 @@ def _owns(a: np.ndarray) -> bool:
     return bool(a.flags.owndata)
 
 
-def _resolve_files(path: str | Path | Sequence[str | Path]) -> list[Path]:
-    if not isinstance(path, str | Path):
-        files = [Path(p) for p in path]
-    elif Path(path).is_dir():
-        files = sorted(Path(path).glob("*.parquet"))
-        if {"train.parquet", "test.parquet"} <= {f.name for f in files}:
-            raise ValueError(f"{path} holds both train.parquet and test.parquet; "
-                             f"pass one split, e.g. {Path(path) / 'train.parquet'}")
-    else:
-        files = [Path(path)]
-    missing = [f for f in files if not f.is_file()]
-    if not files or missing:
-        raise FileNotFoundError(f"no Parquet file at {missing[0] if missing else path}")
-    return files
-
-
-def _describe_column(name: str, t: pa.DataType, widths: set[int]) -> _Column:
-    """Output dtype, list width and decoded bytes per row of one column, from the metadata."""
-    width, value = 0, t
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        if len(widths) > 1 or min(widths, default=0) < 0:
-            raise ValueError(f"list column {name!r} is not fixed-length (row groups hold "
-                             f"{sorted(widths)} values per row, negative = not a whole number)")
-        width, value = (widths.pop() if widths else 0), t.value_type
-    dtype: np.dtype
-    if pa.types.is_integer(value):
-        dtype = np.dtype(np.int64)
-    elif pa.types.is_floating(value) or pa.types.is_boolean(value):
-        dtype = np.dtype(np.float32)
-    else:
-        raise TypeError(f"column {name!r} has Arrow type {t}; the loader reads integer ids and "
-                        "float values (map raw ids through the Vocabulary before writing)")
-    # Values (bools: bits, then a byte each in numpy), an offset and validity bits per row.
-    value_bytes = 2 if pa.types.is_boolean(value) else max(value.bit_width // 8, 1)
-    est = value_bytes * max(width, 1) + (8 if width else 0) + width // 8 + 2
-    return _Column(name, dtype, width, est)
-
-
 class ParquetBatchLoader:
     """Streams (features, labels) batches from Parquet sample files in bounded memory.
 
@@ -204,7 +143,7 @@ class ParquetBatchLoader:
     ) -> None:
         if min(batch_size, shuffle_buffer_rows, read_chunk_rows) < 1:
             raise ValueError("batch_size, shuffle_buffer_rows and read_chunk_rows must be >= 1")
-        self.files = _resolve_files(path)
+        self.files = resolve_files(path)
         self.batch_size = batch_size
         self.label_column = label_column
         self.shuffle = shuffle
@@ -218,7 +157,9 @@ class ParquetBatchLoader:
         if not 0 <= self._rank < world:
             raise ValueError(f"shard={shard} must be (rank, world_size) with 0 <= rank < world")
 
-        schema, groups, widths = self._read_metadata()
+        layout = read_layout(self.files)
+        schema, groups, widths = layout.schema, layout.groups, layout.widths
+        self._metadata = layout.metadata
         available = list(schema.names)
         if label_column not in available:
             raise KeyError(f"label column {label_column!r} not in {self.files[0]}; "
@@ -231,12 +172,14 @@ class ParquetBatchLoader:
         if label_column in columns:
             raise ValueError(f"label column {label_column!r} cannot also be a feature column")
         self.feature_columns: tuple[str, ...] = tuple(columns)
-        self._columns = [_describe_column(n, schema.field(n).type, set(widths.get(n, ())))
+        self._columns = [describe_column(n, schema.field(n).type, set(widths.get(n, ())),
+                                         layout.fits_int32.get(n, False))
                          for n in (*self.feature_columns, label_column)]
         if self._columns[-1].width:
             raise TypeError(f"label column {label_column!r} must be a scalar column")
         # Labels go to BCEWithLogits as float32, whatever integer type the store used.
-        self._columns[-1] = replace(self._columns[-1], dtype=np.dtype(np.float32))
+        self._columns[-1] = replace(self._columns[-1], dtype=np.dtype(np.float32),
+                                    store=np.dtype(np.float32))
         self._groups = [g for i, g in enumerate(groups) if i % world == self._rank]
         if shard is not None and not self._groups:
             raise ValueError(f"shard {shard} gets no row groups: the data has {len(groups)} "
@@ -247,43 +190,10 @@ class ParquetBatchLoader:
                               for g in self._groups]  # per row group, the columns read
         self.buffer_rows, self.read_chunk_rows = self._plan(shuffle_buffer_rows, read_chunk_rows)
 
-    def _read_metadata(self) -> tuple[pa.Schema, list[_RowGroup], dict[str, list[int]]]:
-        """Schema, row groups and list widths (leaf values / rows) of every file."""
-        schema: pa.Schema | None = None
-        groups: list[_RowGroup] = []
-        widths: dict[str, list[int]] = {}
-        self._metadata: list[pq.FileMetaData] = []
-        for f, file in enumerate(self.files):
-            meta = pq.ParquetFile(file).metadata
-            self._metadata.append(meta)
-            file_schema = meta.schema.to_arrow_schema()
-            if schema is None:
-                schema = file_schema
-            elif not file_schema.equals(schema):
-                raise ValueError(f"{file} has schema {file_schema}, {self.files[0]} has {schema}")
-            top = [meta.schema.column(j).path.split(".")[0] for j in range(meta.num_columns)]
-            leaves = {name: j for j, name in enumerate(top) if "." in meta.schema.column(j).path}
-            for r in range(meta.num_row_groups):
-                rg = meta.row_group(r)
-                if rg.num_rows == 0:
-                    continue
-                stored: dict[str, int] = {}
-                for j, name in enumerate(top):
-                    chunk = rg.column(j)
-                    size = chunk.total_compressed_size + chunk.total_uncompressed_size
-                    stored[name] = stored.get(name, 0) + size
-                groups.append(_RowGroup(f, r, rg.num_rows, stored))
-                for name, j in leaves.items():
-                    values = rg.column(j).num_values
-                    # A fractional width can never be a fixed length; keep it to report it.
-                    widths.setdefault(name, []).append(
-                        values // rg.num_rows if values % rg.num_rows == 0 else -values)
-        assert schema is not None
-        return schema, groups, widths
-
     def _plan(self, buffer_rows: int, chunk_rows: int) -> tuple[int, int]:
         """Window capacity (rows) and decode chunk size that fit the memory budget."""
-        row_bytes = sum(c.row_bytes for c in self._columns)
+        row_bytes = sum(c.row_bytes for c in self._columns)  # in the window (int32 ids)
+        out_row_bytes = sum(c.out_row_bytes for c in self._columns)  # in a batch (int64)
         chunk_row_bytes = sum(c.chunk_row_bytes for c in self._columns)
         budget = self.memory_budget_bytes
         # A window larger than the data (or a batch) would only waste memory; without
@@ -298,9 +208,10 @@ class ParquetBatchLoader:
         budget = budget * 9 // 10
         # The chunk in hand and the reader's decode buffers may take a quarter of the budget.
         chunk_rows = max(1, min(chunk_rows, budget // (12 * chunk_row_bytes)))
-        # Fixed costs: the open row group and its chunks, one output batch, the leftover copy.
+        # Fixed costs: the open row group and its chunks, one output batch, and either the
+        # leftover copy or the narrow gather a batch column is widened from (each <= a batch).
         fixed = (max(self._reader_bytes, default=0) + 3 * chunk_rows * chunk_row_bytes
-                 + 2 * self.batch_size * row_bytes)
+                 + 2 * self.batch_size * out_row_bytes)
         # Each window row also costs 8 bytes of permutation.
         capacity = min(buffer_rows, (budget - fixed) // (row_bytes + 8))
         if capacity < self.batch_size:
@@ -369,7 +280,8 @@ class ParquetBatchLoader:
         n_groups = len(self._groups)
         order = rng.permutation(n_groups).tolist() if self.shuffle else list(range(n_groups))
         cap = self.buffer_rows
-        window = [np.empty((cap, *c.shape), dtype=c.dtype) for c in self._columns]
+        # [cap] or [cap, T] per column, in the storage dtype (int32 ids where they fit).
+        window = [np.empty((cap, *c.shape), dtype=c.store) for c in self._columns]
         window_bytes = sum(w.nbytes for w in window)
         fill = 0
         for arrays, chunk_bytes in self._chunks(order):
@@ -379,7 +291,7 @@ class ParquetBatchLoader:
             while pos < n:
                 take = min(cap - fill, n - pos)
                 for w, a in zip(window, arrays, strict=True):
-                    w[fill : fill + take] = a[pos : pos + take]  # casts to the output dtype
+                    w[fill : fill + take] = a[pos : pos + take]  # casts to the storage dtype
                 fill, pos = fill + take, pos + take
                 if fill == cap:
                     fill = yield from self._emit(window, fill, rng, held, final=False)
@@ -404,12 +316,20 @@ class ParquetBatchLoader:
             lo, hi = i * b, min((i + 1) * b, n)
             # Fresh copies, so a batch the consumer keeps never aliases the window the next
             # fill overwrites. numpy, not torch: torch's intra-op threads made this gather
-            # 10x slower on a busy 2-core machine.
+            # 10x slower on a busy 2-core machine. The random gather moves int32 rows (half
+            # the bytes, the part bounded by memory latency); widening the [B, T] result to
+            # int64 is a sequential pass over cache-resident data.
+            columns = zip(window, self._columns, strict=True)
             if perm is None:
-                arrays = [w[lo:hi].copy() for w in window]
+                arrays = [w[lo:hi].astype(c.dtype) for w, c in columns]
+                narrow = 0
             else:
-                arrays = [np.take(w, perm[lo:hi], axis=0) for w in window]
-            self._track(held + sum(a.nbytes for a in arrays))
+                idx = perm[lo:hi]
+                arrays = [np.take(w, idx, axis=0).astype(c.dtype, copy=False) for w, c in columns]
+                # The int32 gather of the widest narrowed column, alive while it is widened.
+                narrow = max((len(idx) * c.row_bytes for c in self._columns
+                              if c.store != c.dtype), default=0)
+            self._track(held + narrow + sum(a.nbytes for a in arrays))
             tensors = [torch.from_numpy(a) for a in arrays]
             yield dict(zip(self.feature_columns, tensors[:-1], strict=True)), tensors[-1]
         left = n - full * b

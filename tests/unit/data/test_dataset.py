@@ -80,6 +80,19 @@ def test_parquet_schema_types(tmp_path) -> None:
     assert schema.metadata is None or b"pandas" not in schema.metadata
 
 
+def test_history_lists_are_lz4_and_other_columns_zstd_with_statistics(tmp_path) -> None:
+    write_rating(tmp_path)
+    meta = pq.ParquetFile(tmp_path / "train.parquet").metadata
+    chunks = {meta.row_group(0).column(j).path_in_schema: meta.row_group(0).column(j)
+              for j in range(meta.num_columns)}
+    codecs = {path: chunk.compression for path, chunk in chunks.items()}
+    assert codecs.pop("hist_item_id.list.element") == "LZ4"
+    assert codecs.pop("hist_cate_id.list.element") == "LZ4"
+    assert set(codecs.values()) == {"ZSTD"} and len(codecs) == 8
+    # The streaming loader narrows ids to int32 from these min/max statistics.
+    assert all(chunk.statistics.has_min_max for chunk in chunks.values())
+
+
 def test_dataset_json_contents(tmp_path) -> None:
     write_rating(tmp_path)
     data = json.loads((tmp_path / "dataset.json").read_text(encoding="utf-8"))

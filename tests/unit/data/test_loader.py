@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -11,15 +12,19 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from dinrec.data.dataset import parquet_compression
 from dinrec.data.loader import ParquetBatchLoader, list_column_to_numpy
+from dinrec.data.parquet_layout import read_layout
 
 
 def write_store(
-    path: Path, n_rows: int, *, maxlen: int = 5, row_group_size: int = 100, start: int = 0
+    path: Path, n_rows: int, *, maxlen: int = 5, row_group_size: int = 100, start: int = 0,
+    **write_options: Any,
 ) -> Path:
     """A sample store whose rows are self-describing: user_id is the row id r, and
     hist_item_id[r] = 10 * r + [0..T), label = r % 2, price = r / 2, so a test can check that
-    every column of a yielded row comes from the same stored row."""
+    every column of a yielded row comes from the same stored row. write_options go to
+    pq.write_table (codecs, statistics)."""
     rows = np.arange(start, start + n_rows, dtype=np.int64)
     hist = rows[:, None] * 10 + np.arange(maxlen)  # [N, T]
     offsets = pa.array(np.arange(0, n_rows * maxlen + 1, maxlen, dtype=np.int32))
@@ -33,7 +38,7 @@ def write_store(
         "label": (rows % 2).astype(np.int8),
         "timestamp": 1_600_000_000 + rows,
     })
-    pq.write_table(table, path, row_group_size=row_group_size)
+    pq.write_table(table, path, row_group_size=row_group_size, **write_options)
     return path
 
 
@@ -150,6 +155,62 @@ def test_a_window_mixes_several_row_groups(store: Path) -> None:
 
 def test_a_window_larger_than_the_data_shrinks_to_it(store: Path) -> None:
     assert ParquetBatchLoader(store, 64).buffer_rows == 1000
+
+
+def test_ids_wait_in_the_window_as_int32_when_the_statistics_allow(store: Path) -> None:
+    fits = read_layout([store]).fits_int32
+    assert fits["user_id"] and fits["hist_item_id"] and fits["gender"]
+    assert not fits["price"]  # floats are never narrowed
+
+
+def test_ids_beyond_int32_and_files_without_statistics_stay_int64(tmp_path: Path) -> None:
+    big = write_store(tmp_path / "big.parquet", 300, start=2**31 - 150)
+    bare = write_store(tmp_path / "bare.parquet", 300, write_statistics=False)
+    # Only the row groups past 2**31 fail; one is enough to keep the column int64.
+    assert not read_layout([big]).fits_int32["user_id"]
+    assert read_layout([big]).fits_int32["gender"]
+    assert not any(read_layout([bare]).fits_int32.values())
+    for path, first in ((big, 2**31 - 150), (bare, 0)):
+        # collect() checks that hist and label match user_id row by row.
+        ids = collect(ParquetBatchLoader(path, 64, shuffle_buffer_rows=128, read_chunk_rows=40))
+        np.testing.assert_array_equal(np.sort(ids), first + np.arange(300))
+
+
+def test_zstd_and_lz4_stores_yield_the_same_batches(tmp_path: Path) -> None:
+    # Stores written before the lists moved to lz4 (zstd everywhere) still read the same.
+    old = write_store(tmp_path / "old.parquet", 500, compression="zstd")
+    schema = pq.read_schema(old)
+    new = write_store(tmp_path / "new.parquet", 500, compression=parquet_compression(schema))
+    assert pq.ParquetFile(new).metadata.row_group(0).column(3).compression == "LZ4"
+    for epoch in range(2):
+        batches = []
+        for path in (old, new):
+            loader = ParquetBatchLoader(path, 64, seed=5, shuffle_buffer_rows=200)
+            loader.set_epoch(epoch)
+            batches.append(list(loader))
+        assert len(batches[0]) == len(batches[1]) == 8
+        for (fa, la), (fb, lb) in zip(*batches, strict=True):
+            assert torch.equal(la, lb)
+            for name, tensor in fa.items():
+                assert tensor.dtype == fb[name].dtype and torch.equal(tensor, fb[name])
+
+
+def test_shuffled_batches_equal_the_stored_rows_and_span_windows(store: Path) -> None:
+    # 1000 rows, a 300-row window, 64-row batches: leftovers carry over window boundaries.
+    table = pq.read_table(store)
+    hist = list_column_to_numpy(table["hist_cate_id"])
+    loader = ParquetBatchLoader(store, 64, shuffle_buffer_rows=300, read_chunk_rows=37)
+    seen = np.zeros(1000, dtype=np.int64)
+    for features, labels in loader:
+        rows = features["user_id"].numpy()
+        seen[rows] += 1
+        assert features["hist_cate_id"].dtype == torch.int64
+        np.testing.assert_array_equal(features["hist_cate_id"].numpy(), hist[rows])
+        np.testing.assert_array_equal(features["item_id"].numpy(), rows % 7)
+        np.testing.assert_array_equal(features["gender"].numpy(), rows % 3)
+        np.testing.assert_array_equal(features["price"].numpy(), (rows / 2).astype(np.float32))
+        np.testing.assert_array_equal(labels.numpy(), (rows % 2).astype(np.float32))
+    assert np.all(seen == 1)
 
 
 def test_list_column_to_numpy_honours_the_slice_offset() -> None:
