@@ -4,17 +4,14 @@ train, resume after SIGKILL, evaluate, predict, explain, compare, demo, and conf
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.cli_process import epoch_records, run_python
 
 TINY_CONFIG = """
 [data]
@@ -49,12 +46,7 @@ plots = false
 
 def dinrec(*args: str, cwd: Path, env: dict[str, str] | None = None
            ) -> subprocess.CompletedProcess[str]:
-    child_env = dict(os.environ)
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT / "src"), *filter(None, [child_env.get("PYTHONPATH")])])
-    child_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "dinrec", *args], capture_output=True,
-                          text=True, cwd=cwd, env=child_env, timeout=180)
+    return run_python(["-m", "dinrec", *args], cwd=cwd, env=env, timeout=180)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -69,12 +61,6 @@ def one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> N
     assert len(lines) == 1, result.stderr
     for needle in needles:
         assert needle in lines[0]
-
-
-def epoch_metrics(run: Path) -> list[dict[str, float]]:
-    """metrics.jsonl without the wall-clock field."""
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +83,14 @@ def test_train_writes_the_run_directory(finished_run: Path) -> None:
         assert (finished_run / name).exists(), name
     results = json.loads((finished_run / "results.json").read_text())
     assert set(results["test"]) == {"auc", "gauc", "logloss"}
-    assert [r["epoch"] for r in epoch_metrics(finished_run)] == [1, 2]
-    assert "val_gauc" in epoch_metrics(finished_run)[0]
+    assert [r["epoch"] for r in epoch_records(finished_run)] == [1, 2]
+    assert "val_gauc" in epoch_records(finished_run)[0]
 
 
 def test_resume_after_sigkill_mid_epoch_gives_the_same_final_metrics(
     work: Path, finished_run: Path
 ) -> None:
-    steps_per_epoch = epoch_metrics(finished_run)[0]["step"]
+    steps_per_epoch = epoch_records(finished_run)[0]["step"]
     kill_at = next(s for s in range(int(steps_per_epoch) + 4, 10_000) if s % 3)  # not a ckpt
     killed = dinrec("train", "tiny.toml", "--out", "run-killed", "--quiet", cwd=work,
                     env={"DINREC_FAULT_KILL_AT_STEP": str(kill_at)})
@@ -120,7 +106,7 @@ def test_resume_after_sigkill_mid_epoch_gives_the_same_final_metrics(
     resumed = json.loads((run / "results.json").read_text())
     assert resumed["test"] == full["test"]
     assert resumed["best_epoch"] == full["best_epoch"]
-    assert epoch_metrics(run) == epoch_metrics(finished_run)
+    assert epoch_records(run) == epoch_records(finished_run)
 
 
 def test_evaluate_prints_the_runs_test_metrics(work: Path, finished_run: Path) -> None:

@@ -6,20 +6,22 @@ the ranks save what they computed, the test process compares it with a single-pr
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.multiprocessing as mp
+from tests.integration.distributed_setup import (
+    din_columns,
+    free_port,
+    join,
+    make_data,
+    tensor_batches,
+)
 
-from dinrec.feature_column import SparseFeat, VarLenSparseFeat
-from dinrec.inputs import prepare_inputs, prepare_labels
 from dinrec.models import DIN
 from dinrec.training.batches import TensorBatches
 
@@ -33,31 +35,8 @@ GLOBAL_BATCH, EPOCHS = 32, 3  # 4 steps per epoch, 12 steps
 ATOL = 1e-5
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def make_data(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    rng = np.random.default_rng(seed)
-    lens = rng.integers(0, 7, size=n)
-    hist = rng.integers(1, 40, size=(n, 6))
-    hist[np.arange(6)[None, :] >= lens[:, None]] = 0
-    items = rng.integers(1, 40, size=n)
-    x = {"user_id": rng.integers(0, 12, size=n), "item_id": items, "cate_id": items % 5,
-         "hist_item_id": hist, "hist_cate_id": np.where(hist > 0, hist % 5, 0)}
-    y = (rng.random(n) < 0.3 + 0.4 * (items % 2)).astype(np.float32)
-    return x, y
-
-
 def make_model(sparse: bool = False) -> Any:
-    cols = [SparseFeat("user_id", 12, embedding_dim=4), SparseFeat("item_id", 40, embedding_dim=6),
-            SparseFeat("cate_id", 5, embedding_dim=3),
-            VarLenSparseFeat(SparseFeat("hist_item_id", 40, embedding_dim=6,
-                                        embedding_name="item_id"), 6),
-            VarLenSparseFeat(SparseFeat("hist_cate_id", 5, embedding_dim=3,
-                                        embedding_name="cate_id"), 6)]
+    cols = din_columns(item_dim=6, cate_dim=3)
     if sparse:  # SGD takes sparse gradients; no embedding L2 (it would make them dense)
         model = DIN(cols, ["item_id", "cate_id"], dnn_hidden_units=(16, 8),
                     att_hidden_size=(8, 4), l2_reg_embedding=0.0, sparse_embeddings=True, seed=3)
@@ -77,9 +56,8 @@ def make_model(sparse: bool = False) -> Any:
 def sources(model: Any) -> tuple[TensorBatches, TensorBatches]:
     x, y = make_data(N_TRAIN, 0)
     xt, yt = make_data(N_TEST, 1)
-    train = TensorBatches(prepare_inputs(model.schema, x), prepare_labels(y, N_TRAIN),
-                          GLOBAL_BATCH, shuffle=True, seed=7)
-    test = TensorBatches(prepare_inputs(model.schema, xt), prepare_labels(yt, N_TEST), 8)
+    train = tensor_batches(model, x, y, GLOBAL_BATCH, shuffle=True, seed=7)
+    test = tensor_batches(model, xt, yt, 8)
     return train, test
 
 
@@ -92,21 +70,12 @@ def single_process(sparse: bool = False) -> dict[str, Any]:
             "history": history.history}
 
 
-def _join(rank: int, port: int) -> Any:
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-                       "WORLD_SIZE": str(WORLD), "LOCAL_RANK": str(rank),
-                       "LOCAL_WORLD_SIZE": str(WORLD)})
-    from dinrec.training.distributed import init_from_env
-
-    return init_from_env(device="cpu")
-
-
 def _ddp_worker(rank: int, port: int, out: str, sparse_sync: str | None) -> None:
     from dinrec.training.distributed import destroy
     from dinrec.training.distributed_data import DistributedBatches
     from dinrec.training.distributed_trainer import assert_same_parameters, wrap_trainer
 
-    _join(rank, port)
+    join(rank, port, WORLD)
     try:
         torch.manual_seed(0)
         model = make_model(sparse=sparse_sync is not None)
@@ -162,7 +131,7 @@ def _stream_worker(rank: int, port: int, path: str, out: str) -> None:
     from dinrec.training.distributed_data import AgreedBatches
     from dinrec.training.distributed_trainer import wrap_trainer
 
-    env = _join(rank, port)
+    env = join(rank, port, WORLD)
     try:
         model = make_model()
         trainer = wrap_trainer(model.trainer)
@@ -205,7 +174,7 @@ def test_streaming_shards_with_unequal_batches_do_not_hang(tmp_path: Path) -> No
     assert [r["steps"] for r in ranks] == [3 * 4, 3 * 4]  # 3 epochs cut to the fewest (4)
     # MBA's frequencies count every row of the dataset once, whichever rank read it
     model = make_model()
-    whole = TensorBatches(prepare_inputs(model.schema, x), prepare_labels(y, 72), 8)
+    whole = tensor_batches(model, x, y, 8)
     model.trainer.prepare_regularizer(whole)
     assert model.trainer.regularizer is not None
     for table_name, counts in model.trainer.regularizer.frequencies.items():

@@ -5,15 +5,12 @@ like the run that was never interrupted."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.cli_process import epoch_records, run_python
+from tests.integration.distributed_setup import free_port
 
 CONFIG = """
 [data]
@@ -43,30 +40,14 @@ plots = false
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def torchrun(*args: str, cwd: Path, restarts: int = 0, env: dict[str, str] | None = None
              ) -> subprocess.CompletedProcess[str]:
-    child_env = dict(os.environ)
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT / "src"), *filter(None, [child_env.get("PYTHONPATH")])])
-    child_env["PYTHONWARNINGS"] = "ignore"
-    child_env.update(env or {})
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+    command = ["-m", "torch.distributed.run", "--nproc_per_node", "2",
                "--max-restarts", str(restarts), "--monitor-interval", "0.2",
                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
                "-m", "dinrec", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=child_env,
-                          timeout=240)
-
-
-def epoch_records(run: Path) -> list[dict[str, float]]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+    return run_python(command, cwd=cwd, env={"PYTHONWARNINGS": "ignore", **(env or {})},
+                      timeout=240)
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,20 @@ Skipped where torchrec / fbgemm-gpu-cpu are not installed (they are optional).""
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from tests.integration.distributed_setup import (
+    din_columns,
+    free_port,
+    join,
+    make_data,
+    tensor_batches,
+)
 
-from dinrec.feature_column import SparseFeat, VarLenSparseFeat
-from dinrec.inputs import prepare_inputs, prepare_labels
 from dinrec.models import DIN
 from dinrec.training.batches import TensorBatches
 from dinrec.training.distributed_torchrec import torchrec_available
@@ -26,41 +28,9 @@ pytestmark = pytest.mark.skipif(not torchrec_available(),
 WORLD, N_TRAIN, STEPS_BATCH = 2, 128, 32
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _join(rank: int, port: int) -> None:
-    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-                       "WORLD_SIZE": str(WORLD), "LOCAL_RANK": str(rank),
-                       "LOCAL_WORLD_SIZE": str(WORLD)})
-    from dinrec.training.distributed import init_from_env
-
-    init_from_env(device="cpu")
-
-
-def make_data(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    rng = np.random.default_rng(seed)
-    lens = rng.integers(0, 7, size=n)
-    hist = rng.integers(1, 40, size=(n, 6))
-    hist[np.arange(6)[None, :] >= lens[:, None]] = 0
-    items = rng.integers(1, 40, size=n)
-    x = {"user_id": rng.integers(0, 12, size=n), "item_id": items, "cate_id": items % 5,
-         "hist_item_id": hist, "hist_cate_id": np.where(hist > 0, hist % 5, 0)}
-    y = (rng.random(n) < 0.3 + 0.4 * (items % 2)).astype(np.float32)
-    return x, y
-
-
 def make_model() -> Any:
     # FBGEMM's kernels take dims that are multiples of 4
-    cols = [SparseFeat("user_id", 12, embedding_dim=4), SparseFeat("item_id", 40, embedding_dim=8),
-            SparseFeat("cate_id", 5, embedding_dim=4),
-            VarLenSparseFeat(SparseFeat("hist_item_id", 40, embedding_dim=8,
-                                        embedding_name="item_id"), 6),
-            VarLenSparseFeat(SparseFeat("hist_cate_id", 5, embedding_dim=4,
-                                        embedding_name="cate_id"), 6)]
+    cols = din_columns(item_dim=8, cate_dim=4)
     # PReLU (Dice's synchronised statistics are tested with DDP); no embedding regularization
     # on sharded tables
     model = DIN(cols, ["item_id", "cate_id"], dnn_hidden_units=(16, 8), att_hidden_size=(8, 4),
@@ -72,8 +42,7 @@ def make_model() -> Any:
 
 def batches(model: Any) -> TensorBatches:
     x, y = make_data(N_TRAIN, 0)
-    return TensorBatches(prepare_inputs(model.schema, x), prepare_labels(y, N_TRAIN),
-                         STEPS_BATCH, shuffle=True, seed=7)
+    return tensor_batches(model, x, y, STEPS_BATCH, shuffle=True, seed=7)
 
 
 def full_tables(model: Any) -> dict[str, torch.Tensor]:
@@ -100,7 +69,7 @@ def _worker(rank: int, port: int, out: str, sharding: str) -> None:
     from dinrec.training.distributed_data import DistributedBatches
     from dinrec.training.distributed_torchrec import wrap_trainer_torchrec
 
-    _join(rank, port)
+    join(rank, port, WORLD)
     try:
         model = make_model()
         source = batches(model)

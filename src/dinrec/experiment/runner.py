@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -122,7 +123,7 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def _start(config: ExperimentConfig, run_dir: Path, resume: bool) -> None:
+def prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool) -> None:
     """Create or check the run directory; a fresh run never overwrites another run."""
     if resume:
         if not (run_dir / CONFIG_FILE).is_file():
@@ -135,6 +136,49 @@ def _start(config: ExperimentConfig, run_dir: Path, resume: bool) -> None:
                           f"`dinrec train --resume {run_dir}` or choose another output.dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(dump_config(config), encoding="utf-8")
+
+
+def resume_or_start(
+    trainer: Trainer, recorder: RunRecorder | None, checkpoint: Path, resume: bool, seed: int,
+    log: Callable[[str], None],
+) -> bool:
+    """Continue from the run's checkpoint, or start the training state fresh.
+
+    Args:
+        trainer: restored from the checkpoint (weights, optimizer, RNG, epoch position).
+        recorder: restored too, or emptied on a fresh start; None on the ranks of a
+            distributed run that keep no records (all but rank 0).
+        checkpoint: the run's checkpoint file; resuming without one starts fresh.
+        seed: training.seed, seeding dropout on a fresh start.
+
+    Returns:
+        Whether the checkpointed run had already stopped early (nothing left to train).
+    """
+    if resume and checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        trainer.load_state_dict(state["trainer"])
+        if recorder is not None:
+            recorder.load_state(state["recorder"])
+        log(f"resumed from step {trainer.global_step} (epoch {trainer.progress.epoch + 1}, "
+            f"batch {trainer.progress.batches_done})")
+        return bool(state["recorder"]["stopped"])
+    if recorder is not None:
+        recorder.start_fresh()  # drop records of an attempt killed before its 1st checkpoint
+    torch.manual_seed(seed)  # dropout (the same stream on every rank); model.seed sets weights
+    return False
+
+
+def write_result(config: ExperimentConfig, result: RunResult, log: Callable[[str], None]) -> None:
+    """Finish the run directory: results.json (atomically, and last but for the plots: it
+    marks the run finished), the test line in train.log, and curves.png (output.plots)."""
+    _write_json(result.run_dir / RESULTS_FILE, result.to_dict())
+    shown = " ".join(f"{k}={v:.4f}" for k, v in result.test.items())
+    log(f"test (best epoch {result.best_epoch}): {shown}")
+    if config.output.plots:
+        from dinrec.experiment.plots import plot_training_curves
+
+        plot_training_curves({config.output.name: read_records(result.run_dir)},
+                             result.run_dir / CURVES_FILE)
 
 
 def run_experiment(
@@ -164,7 +208,7 @@ def run_experiment(
     start = time.perf_counter()
     root = Path(run_dir).resolve()
     config = config.replace(output=dataclasses.replace(config.output, dir=str(root)))
-    _start(config, root, resume)
+    prepare_run_dir(config, root, resume)
     if resume and (root / RESULTS_FILE).is_file():
         return read_result(root)
     log = RunLog(root, echo if verbose else None)
@@ -197,40 +241,23 @@ def run_experiment(
     recorder = RunRecorder(root, t.monitor if validation else None, t.patience,
                            config.output.checkpoint_every, save_best, log)
     trainer: Trainer = model.trainer
-    checkpoint = root / CHECKPOINT_FILE
-    if resume and checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
-        trainer.load_state_dict(state["trainer"])
-        recorder.load_state(state["recorder"])
-        log(f"resumed from step {trainer.global_step} (epoch {trainer.progress.epoch + 1}, "
-            f"batch {trainer.progress.batches_done})")
-    else:
-        recorder.start_fresh()
-        torch.manual_seed(t.seed)  # dropout; the weights are seeded by model.seed
-    if not recorder.stopped:
+    stopped = resume_or_start(trainer, recorder, root / CHECKPOINT_FILE, resume, t.seed, log)
+    if not stopped:
         trainer.fit(train, t.epochs, 0, verbose, [recorder], validation)
-    result = _finish(config, root, dataset, recorder, start, log)
-    if config.output.plots:
-        from dinrec.experiment.plots import plot_training_curves
-
-        plot_training_curves({config.output.name: read_records(root)}, root / CURVES_FILE)
+    result = _test_best(config, root, dataset, recorder, start)
+    write_result(config, result, log)
     return result
 
 
-def _finish(
-    config: ExperimentConfig, root: Path, dataset: Dataset, recorder: RunRecorder,
-    start: float, log: RunLog,
+def _test_best(
+    config: ExperimentConfig, root: Path, dataset: Dataset, recorder: RunRecorder, start: float
 ) -> RunResult:
-    """Test the best bundle and write results.json."""
+    """The result of the run: the best bundle's test metrics."""
     best = load_model(root / BUNDLE_DIR)
     test = evaluate_arrays(best, read_split(dataset, "test"), config.training.eval_batch_size)
     best_epoch = recorder.best_epoch + 1 if recorder.best_epoch is not None else None
-    result = RunResult(root, config.output.name, describe_model(config), test, best_epoch,
-                       len(recorder.records), round(time.perf_counter() - start, 3))
-    _write_json(root / RESULTS_FILE, result.to_dict())
-    shown = " ".join(f"{k}={v:.4f}" for k, v in test.items())
-    log(f"test (best epoch {best_epoch}): {shown}")
-    return result
+    return RunResult(root, config.output.name, describe_model(config), test, best_epoch,
+                     len(recorder.records), round(time.perf_counter() - start, 3))
 
 
 def evaluate_arrays(

@@ -10,6 +10,22 @@ import torch
 Batch = dict[str, torch.Tensor]
 
 
+def epoch_permutation(num_rows: int, seed: int, epoch: int) -> torch.Tensor:
+    """The row order of a shuffled epoch ([num_rows] int64), a function of (seed, epoch) only:
+    TensorBatches and its sharded twin DistributedBatches must draw the same one."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_rows, generator=gen)
+
+
+def take_rows(
+    features: Batch, labels: torch.Tensor | None, index: torch.Tensor | slice
+) -> tuple[Batch, torch.Tensor]:
+    """Rows `index` of every feature and of the labels, as a batch source yields them: an
+    empty label tensor when there are none (prediction), so every batch is a pair."""
+    feats = {k: v[index] for k, v in features.items()}
+    return feats, labels[index] if labels is not None else torch.empty(0)
+
+
 @runtime_checkable
 class BatchSource(Protocol):
     """Anything fit/evaluate can iterate: yields (features, labels [B] float32) per batch.
@@ -21,7 +37,30 @@ class BatchSource(Protocol):
     def __iter__(self) -> Iterator[tuple[Batch, torch.Tensor]]: ...
 
 
-class TensorBatches:
+class InMemoryRows:
+    """Features and labels held as tensors, the batching settings, and the epoch that orders
+    the rows: what TensorBatches and the sharded in-memory sources of distributed_data
+    (DistributedBatches, ShardBatches) hold alike. Subclasses say which rows each epoch
+    yields, in what order."""
+
+    def __init__(self, features: Batch, labels: torch.Tensor | None, batch_size: int,
+                 shuffle: bool, seed: int) -> None:
+        # bool is an int subclass: batch_size=True is a mistake, not one row per batch.
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.features = features
+        self.labels = labels
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the shuffle for an epoch (as DistributedSampler.set_epoch)."""
+        self.epoch = epoch
+
+
+class TensorBatches(InMemoryRows):
     """Tensors prepared once per fit, cut into batches by indexing (no per-sample Python).
 
     Args:
@@ -40,19 +79,9 @@ class TensorBatches:
         shuffle: bool = False,
         seed: int = 0,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.features = features
-        self.labels = labels
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = 0
+        super().__init__(features, labels, batch_size, shuffle, seed)
         first = next(iter(features.values()))
         self.num_rows = int(first.shape[0])
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return -(-self.num_rows // self.batch_size)
@@ -79,21 +108,11 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[Batch, torch.Tensor]]:
         n, bs = self.num_rows, self.batch_size
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order: torch.Tensor | None = torch.randperm(n, generator=gen)
-        else:
-            order = None
+        # Unshuffled batches are slices (views, no copy); shuffled ones gather by index.
+        order = epoch_permutation(n, self.seed, self.epoch) if self.shuffle else None
         for start in range(0, n, bs):
-            if order is None:
-                sl = slice(start, start + bs)
-                feats = {k: v[sl] for k, v in self.features.items()}
-                labels = self.labels[sl] if self.labels is not None else torch.empty(0)
-            else:
-                idx = order[start : start + bs]
-                feats = {k: v[idx] for k, v in self.features.items()}
-                labels = self.labels[idx] if self.labels is not None else torch.empty(0)
-            yield feats, labels
+            index = slice(start, start + bs) if order is None else order[start : start + bs]
+            yield take_rows(self.features, self.labels, index)
 
 
 def epoch_batches(

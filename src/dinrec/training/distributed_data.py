@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from dinrec.training.batches import Batch, TensorBatches, epoch_batches
+from dinrec.training.batches import (
+    Batch,
+    InMemoryRows,
+    TensorBatches,
+    epoch_batches,
+    epoch_permutation,
+    take_rows,
+)
 from dinrec.training.distributed import (
     all_gather_rows,
     all_reduce_int,
@@ -38,12 +45,6 @@ from dinrec.training.distributed import (
     get_rank,
     get_world_size,
 )
-
-
-def epoch_permutation(num_rows: int, seed: int, epoch: int) -> torch.Tensor:
-    """The order TensorBatches(shuffle=True, seed=seed) uses in `epoch` ([num_rows] int64)."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(num_rows, generator=gen)
 
 
 def _wrap_to(order: torch.Tensor, length: int) -> torch.Tensor:
@@ -63,16 +64,12 @@ def _frequencies(model: Any, batches: Iterable[tuple[Batch, torch.Tensor]]) -> d
             for name, c in counts.items()}
 
 
-class _IndexedBatches:
+class _IndexedBatches(InMemoryRows):
     """In-memory rows yielded in an order of local row indices that depends on the epoch."""
 
-    def __init__(self, features: Batch, labels: torch.Tensor | None, batch_size: int) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.features = features
-        self.labels = labels
-        self.batch_size = batch_size
-        self.epoch = 0
+    def __init__(self, features: Batch, labels: torch.Tensor | None, batch_size: int,
+                 shuffle: bool, seed: int) -> None:
+        super().__init__(features, labels, batch_size, shuffle, seed)
         self.local_rows = int(next(iter(features.values())).shape[0])
 
     # subclasses: the local row index of each row yielded this epoch, and its global id
@@ -85,9 +82,6 @@ class _IndexedBatches:
     def real_rows(self) -> torch.Tensor:
         """Local indices of the rows that are this rank's own (no padding), for counting."""
         raise NotImplementedError
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     @property
     def num_rows(self) -> int:
@@ -102,8 +96,7 @@ class _IndexedBatches:
         return self.global_ids(self.order()).numpy()
 
     def _take(self, index: torch.Tensor) -> tuple[Batch, torch.Tensor]:
-        feats = {k: v[index] for k, v in self.features.items()}
-        return feats, self.labels[index] if self.labels is not None else torch.empty(0)
+        return take_rows(self.features, self.labels, index)
 
     def __iter__(self) -> Iterator[tuple[Batch, torch.Tensor]]:
         for index in self.order().split(self.batch_size):
@@ -140,9 +133,7 @@ class DistributedBatches(_IndexedBatches):
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
-        super().__init__(features, labels, batch_size)
-        self.shuffle = shuffle
-        self.seed = seed
+        super().__init__(features, labels, batch_size, shuffle, seed)
         self.rank = get_rank() if rank is None else rank
         self.world_size = get_world_size() if world_size is None else world_size
         if not 0 <= self.rank < self.world_size:
@@ -203,9 +194,7 @@ class ShardBatches(_IndexedBatches):
         seed: int = 0,
         row_ids: torch.Tensor | None = None,
     ) -> None:
-        super().__init__(features, labels, batch_size)
-        self.shuffle = shuffle
-        self.seed = seed
+        super().__init__(features, labels, batch_size, shuffle, seed)
         self.rank = get_rank()
         # Collective on every rank, so an empty shard fails on all ranks together.
         sizes = [int(n) for n in all_gather_rows(torch.tensor([self.local_rows]))]

@@ -165,10 +165,10 @@ def _run(
     from dinrec.bundle import load_model, save_model
     from dinrec.data.splits import last_fraction_mask
     from dinrec.experiment import runner
-    from dinrec.experiment.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from dinrec.experiment.checkpoint import CHECKPOINT_FILE
     from dinrec.experiment.config import ConfigError
     from dinrec.experiment.data_source import prepare_dataset
-    from dinrec.experiment.recorder import RunLog, RunRecorder, read_records
+    from dinrec.experiment.recorder import RunLog, RunRecorder
     from dinrec.experiment.tensors import batches
 
     start = time.perf_counter()
@@ -187,7 +187,7 @@ def _run(
 
     def setup() -> Dataset:
         if main:
-            runner._start(config, root, resume)
+            runner.prepare_run_dir(config, root, resume)
         return prepare_dataset(config.data, root, progress=verbose > 0 and main)
 
     dataset = run_main_first(setup)
@@ -223,17 +223,8 @@ def _run(
                             config.output.checkpoint_every, save_best, log) if main else None)
     callbacks: list[Any] = [recorder] if recorder is not None else []
     callbacks += [FaultInjection(env), StopSync()]
-    stopped = False
-    if resume and checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
-        trainer.load_state_dict(state["trainer"])  # every rank: the same weights and RNG
-        stopped = bool(state["recorder"]["stopped"])
-        if recorder is not None:
-            recorder.load_state(state["recorder"])
-        log(f"resumed from step {trainer.global_step} (epoch {trainer.progress.epoch + 1}, "
-            f"batch {trainer.progress.batches_done})")
-    else:
-        torch.manual_seed(t.seed)  # dropout: the same stream on every rank
+    # Every rank restores the trainer (the same weights and RNG); rank 0 its records too.
+    stopped = runner.resume_or_start(trainer, recorder, checkpoint, resume, t.seed, log)
     if not stopped:
         trainer.fit(train, t.epochs, 0, verbose if main else 0, callbacks, validation)
     barrier()  # the best bundle is written
@@ -245,13 +236,6 @@ def _run(
     result = runner.RunResult(root, config.output.name, runner.describe_model(config), test,
                               best_epoch, epochs_run, time.perf_counter() - start)
     if main:
-        runner._write_json(root / runner.RESULTS_FILE, result.to_dict())
-        log(f"test (best epoch {best_epoch}): "
-            + " ".join(f"{k}={v:.4f}" for k, v in test.items()))
-        if config.output.plots:
-            from dinrec.experiment.plots import plot_training_curves
-
-            plot_training_curves({config.output.name: read_records(root)},
-                                 root / runner.CURVES_FILE)
+        runner.write_result(config, result, log)
     barrier()
     return result

@@ -1,0 +1,129 @@
+"""What both benchmark workers (run_dinrec.py, run_deepctr_torch.py) do around their model.
+
+Reading the job, timing epochs and inference, measuring peak RSS and writing the result file
+are the same for every framework, so they live here and the two workers only build, fit and
+predict. run_deepctr_torch.py runs in its own virtualenv without dinrec, so this module
+imports only the standard library, numpy and torch. The workers are run as scripts, which
+puts bench/ on sys.path: they import this module as `worker_harness`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+INFER_ROWS = 40_960  # 10 batches of 4096: enough to time, short enough for the slow side
+INFER_REPEATS = 3
+
+
+def worker_parser() -> argparse.ArgumentParser:
+    """The arguments ml100k_data.run_worker passes every worker: ARRAYS SPEC_JSON OUT_NPZ."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("arrays")
+    parser.add_argument("spec")
+    parser.add_argument("out")
+    return parser
+
+
+def load_job(spec_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(spec, config) of the job file, with torch pinned to the config's thread count.
+
+    Threads are set here, before any model is built, so every framework is timed on the
+    same number of intra-op threads and one inter-op thread.
+    """
+    job = json.loads(Path(spec_path).read_text())
+    spec, cfg = job["spec"], job["config"]
+    torch.set_num_threads(cfg["threads"])
+    torch.set_num_interop_threads(1)
+    return spec, cfg
+
+
+def split_arrays(path: str, split: str) -> dict[str, np.ndarray]:
+    """{column: array} of one split ("train" / "test") of an arrays file (prefix removed)."""
+    with np.load(path) as data:
+        head = f"{split}_"
+        return {k[len(head):]: data[k] for k in data.files if k.startswith(head)}
+
+
+class EpochClock:
+    """Wall and CPU time of each epoch (the framework's whole epoch loop, metrics included).
+
+    A mixin, not a callback: each worker combines it with its own framework's Callback
+    base (`class EpochTimer(EpochClock, Callback)`), which this module cannot import.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()  # DeepCTR-Torch's Callback sets model/params in its __init__
+        self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
+        self._start = self._cpu = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._start, self._cpu = time.perf_counter(), time.process_time()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+        self.cpu_seconds.append(time.process_time() - self._cpu)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set (VmHWM). Not getrusage's ru_maxrss: Linux carries
+    that over exec from the forked parent, so a worker would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_inference(
+    predict: Callable[[dict[str, np.ndarray]], object],
+    train: Mapping[str, np.ndarray],
+    names: list[str],
+) -> tuple[list[float], list[float]]:
+    """(samples/s, samples per CPU-second) of `predict` on the first INFER_ROWS training rows,
+    once per repeat; the repeats let the report take a median."""
+    x = {n: train[n][:INFER_ROWS] for n in names}
+    rows = int(x[names[0]].shape[0])
+    wall: list[float] = []
+    cpu_rates: list[float] = []
+    for _ in range(INFER_REPEATS):
+        start, cpu = time.perf_counter(), time.process_time()
+        predict(x)
+        wall.append(rows / (time.perf_counter() - start))
+        cpu_rates.append(rows / (time.process_time() - cpu))
+    return wall, cpu_rates
+
+
+def write_result(
+    out: str,
+    framework: str,
+    scores: Any,
+    timer: EpochClock,
+    n_train: int,
+    infer: tuple[list[float], list[float]],
+    loss: list[float],
+) -> None:
+    """Write OUT_NPZ as ml100k_data.run_worker reads it: `scores` (test probabilities) and
+    `result` (a JSON string). Peak RSS is read here, after the last predict."""
+    infer_wall, infer_cpu = infer
+    result = {
+        "framework": framework,
+        "epoch_seconds": timer.seconds,
+        "epoch_samples_per_s": [n_train / s for s in timer.seconds],
+        "epoch_samples_per_cpu_s": [n_train / s for s in timer.cpu_seconds],
+        "infer_samples_per_s": infer_wall,
+        "infer_samples_per_cpu_s": infer_cpu,
+        "peak_rss_mib": peak_rss_mib(),
+        "loss": loss,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    np.savez(out, scores=np.asarray(scores).reshape(-1), result=np.array(json.dumps(result)))
