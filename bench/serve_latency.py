@@ -8,6 +8,8 @@ fixed time after a warm-up; everything stops by itself.
 
     python bench/serve_latency.py                      # torch backend, concurrency 1 and 8
     python bench/serve_latency.py --backend onnx --seconds 10
+    python bench/serve_latency.py --backend onnx --server-arg=--cache-users=0 \
+        --server-arg=--cache-items=0                   # every call reads the store
 
 Reports p50 / p99 latency, requests/s and errors per concurrency level.
 """
@@ -164,7 +166,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured time per level")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--json", action="store_true", help="print results as JSON lines")
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="extra `dinrec serve` argument (repeatable), e.g. "
+                        "--server-arg=--cache-users=0")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     spec = DemoSpec(n_users=100, n_items=10_000, n_categories=100, maxlen=args.maxlen,
                     embedding_dim=16)
     rng = np.random.default_rng(1)
@@ -173,7 +179,8 @@ def main() -> int:
         bundle, store = prepare(Path(tmp), spec, args.backend)
         port = free_port()
         server = start_server(bundle, store, port, args.backend,
-                              ["--inference-threads", str(args.inference_threads)])
+                              ["--inference-threads", str(args.inference_threads),
+                               *args.server_arg])
         try:
             request = rank_request(port, candidates)
             results = [
@@ -186,10 +193,11 @@ def main() -> int:
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
-    print(f"dinrec serve, backend {args.backend}, inference threads {args.inference_threads}, "
-          f"1 user x "
-          f"{args.candidates} candidates, maxlen {args.maxlen} (full history), "
-          f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}")
+    extra = f" {' '.join(args.server_arg)}" if args.server_arg else ""
+    print(f"dinrec serve, backend {args.backend}, inference threads {args.inference_threads}"
+          f"{extra}, 1 user x {args.candidates} candidates, maxlen {args.maxlen} (full "
+          f"history), cpus {os.cpu_count()}, load average {load_before:.2f} before, "
+          f"{os.getloadavg()[0]:.2f} after")
     for r in results:
         if args.json:
             print(json.dumps(r))

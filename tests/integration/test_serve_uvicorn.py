@@ -112,6 +112,26 @@ def test_concurrent_clients_mixing_events_and_rank_see_their_events(server: Serv
     assert errors == []
 
 
+def test_a_write_by_another_process_is_seen_by_the_next_rank_call(server: Server) -> None:
+    from dinrec.serving.store_sqlite import SQLiteStore
+
+    body = {"user_id": "x9", "candidates": ["i1", "i2", "i3"]}
+    with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as http:
+        for _ in range(2):  # the second answer comes from the server's cache
+            first = http.post("/v1/rank", json=body).json()
+            assert (first["cold_start"], first["history_length"]) == (True, 0)
+        # This test process is the other writer, as `dinrec store load` would be.
+        store = SQLiteStore(server.folder / "store.db")
+        try:
+            store.replace_users({"x9": [("i4", "c4", 1.0), ("i5", "c5", 2.0)]},
+                                {"x9": {"gender": "f"}})
+        finally:
+            store.close()
+        after = http.post("/v1/rank", json=body).json()
+        assert (after["cold_start"], after["history_length"], after["defaulted"]) == (
+            False, 2, [])
+
+
 def test_reload_under_load_drops_no_request(server: Server) -> None:
     stop = threading.Event()
     failures: list[str] = []

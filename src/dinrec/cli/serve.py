@@ -58,6 +58,17 @@ def register(subparsers: Any) -> None:
         help="requests scored at once, each on its own thread (default 2; 0: on the event "
         "loop thread)",
     )
+    parser.add_argument(
+        "--cache-users", type=int, default=10_000, metavar="N",
+        help="users whose encoded history and profile stay cached between rank calls "
+        "(default %(default)s; 0: read the store every call); any write to the store, by "
+        "any process, invalidates the cache",
+    )
+    parser.add_argument(
+        "--cache-items", type=int, default=200_000, metavar="N",
+        help="candidate items whose category and encoded ids stay cached (default "
+        "%(default)s; 0: none)",
+    )
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads of torch (default 1, see docs/serving.md)")
     parser.add_argument("--log-level", default="info",
@@ -119,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         max_candidates=args.max_candidates, max_events=args.max_events,
         max_body_bytes=args.max_body_bytes, api_key=api_key,
         inference_threads=args.inference_threads, user_feature=args.user_feature,
+        cache_users=args.cache_users, cache_items=args.cache_items,
     )
     app = create_app(config)  # loads the bundle and opens the store before binding
     uvicorn.run(

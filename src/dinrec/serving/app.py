@@ -10,6 +10,10 @@
     GET  /metrics       Prometheus text
     GET  /docs, /redoc, /openapi.json
 
+Well-formed POST /v1/rank requests are answered by RankRoute (rank_route.py), pure ASGI in
+front of the router; everything else, and every rank request that fails validation, by the
+FastAPI routes below.
+
 Every error is JSON {"error": "<field>: <what>", "field": ..., "detail": [...]} with a 4xx
 status for a bad request and 500 for a fault, never a traceback. Rank, score and events run
 on a few worker threads (ServeConfig.inference_threads): the model's kernels release the GIL,
@@ -35,6 +39,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 import dinrec
 from dinrec.serving.encoding import RequestError
 from dinrec.serving.middleware import Guard
+from dinrec.serving.rank_route import RankRoute
 from dinrec.serving.schemas import (
     ErrorResponse,
     EventsRequest,
@@ -169,10 +174,13 @@ def create_app(config: ServeConfig, service: RankingService | None = None) -> Fa
         anyio.CapacityLimiter(config.inference_threads) if config.inference_threads else None
     )
 
-    async def handle(work: Callable[[Any], dict[str, Any]], body: Any) -> Response:
+    async def run(work: Callable[[Any], dict[str, Any]], body: Any) -> dict[str, Any]:
         if limiter is None:
-            return JSONResponse(work(body))
-        return JSONResponse(await anyio.to_thread.run_sync(work, body, limiter=limiter))
+            return work(body)
+        return await anyio.to_thread.run_sync(work, body, limiter=limiter)
+
+    async def handle(work: Callable[[Any], dict[str, Any]], body: Any) -> Response:
+        return JSONResponse(await run(work, body))
 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RequestError, _request_error)
@@ -206,6 +214,7 @@ def create_app(config: ServeConfig, service: RankingService | None = None) -> Fa
     @app.post("/v1/rank", response_model=RankResponse, responses=ERRORS)
     async def rank(body: RankRequest) -> Response:
         """Rank candidates for a user; an unknown user is a cold start (empty history)."""
+        # Well-formed JSON requests are answered by RankRoute before reaching here.
         return await handle(service.rank, body)
 
     @app.post("/v1/score", response_model=ScoreResponse, responses=ERRORS)
@@ -231,6 +240,8 @@ def create_app(config: ServeConfig, service: RankingService | None = None) -> Fa
         return JSONResponse(result)
 
     paths = [getattr(route, "path", "") for route in app.routes]
+    # Added first, so it runs inside Guard (API key, body limit, metrics).
+    app.add_middleware(RankRoute, service=service, run=run)
     app.add_middleware(
         Guard, metrics=service.metrics, api_key=config.api_key,
         max_body_bytes=config.max_body_bytes, open_paths=OPEN_PATHS,

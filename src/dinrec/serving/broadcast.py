@@ -136,7 +136,11 @@ class BroadcastForward(nn.Module):
         # The query's share (bias included) initialises the batched product's output.
         first = torch.baddbmm(unit.query_part(query).unsqueeze(1), keys_c, a)  # [C, T, H]
         mask_c = _rows(mask, n, row_user)  # [C, T]
-        scores = unit.scores_from_parts(first, mask_c)  # [C, T]
+        # The rest of the MLP on [C*T, H] rows: 2-D, each Linear exports as one Gemm with its
+        # bias fused instead of a batched MatMul plus an Add pass over [C, T, H].
+        t = first.shape[1]
+        flat = unit.scores_from_parts(first.reshape(n * t, -1), mask_c.reshape(n * t))
+        scores = flat.reshape(n, t)  # [C, T]
         weights = mask_scores(scores, mask_c, attention.weight_normalization)
         if row_user is None and keys.shape[0] == 1:
             return torch.matmul(weights, keys[0])  # [C, T] @ [T, Eq] -> [C, Eq]

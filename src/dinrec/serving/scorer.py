@@ -30,7 +30,7 @@ from dinrec.data.vocabulary import META_KEY, Vocabularies, Vocabulary
 from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
 from dinrec.models.network import InterestNetwork
 from dinrec.serving.broadcast import BroadcastForward
-from dinrec.serving.encoding import Arrays, FeatureEncoder
+from dinrec.serving.encoding import Arrays, FeatureEncoder, UserFeatures
 
 BACKENDS = ("torch", "onnx")
 # Files whose bytes make a model version: same files, same version.
@@ -192,7 +192,10 @@ class Scorer:
             profile: raw profile values by input name; absent ones are defaulted.
         """
         user = self.encoder.user(user_id, profile or {}, history)
-        items = self.encoder.items(candidates, categories)
+        return self.rank_encoded(user, self.encoder.items(candidates, categories))
+
+    def rank_encoded(self, user: UserFeatures, items: Arrays) -> RankScores:
+        """rank() from inputs encoded already (FeatureEncoder.user / .items)."""
         return RankScores(sigmoid(self.backend.logits(user.arrays, items)), user.defaulted)
 
     def score(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:

@@ -1,8 +1,13 @@
 """RankingService: what the HTTP endpoints do, without HTTP: rank, score, events, reload.
 
-The model is held as one reference to an immutable Scorer. A request reads it once and uses
-that Scorer to the end; a reload builds and warms the new Scorer first and then replaces the
-reference, so no request ever sees a half-loaded model and none fails during a swap.
+The model is held as one reference to an immutable Scorer (with its RankCache). A request
+reads it once and uses that Scorer to the end; a reload builds and warms the new Scorer first
+and then replaces the reference, so no request ever sees a half-loaded model and none fails
+during a swap.
+
+A rank call reads the user's record and the candidates' categories through the RankCache
+(see rank_cache.py): valid while the store's generation is unchanged, so events appended by
+this or any other process are seen by the next rank call.
 """
 
 from __future__ import annotations
@@ -10,14 +15,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dinrec.serving.encoding import RequestError
+from dinrec.serving.encoding import Arrays, FeatureEncoder, RequestError
 from dinrec.serving.metrics import ServingMetrics
+from dinrec.serving.rank_cache import (
+    DEFAULT_ITEMS,
+    DEFAULT_USERS,
+    CachedItem,
+    CachedUser,
+    RankCache,
+    item_arrays,
+)
 from dinrec.serving.schemas import EventsRequest, RankRequest, ScoreRequest
 from dinrec.serving.scorer import BACKENDS, Scorer
 from dinrec.serving.stores import Behavior, BehaviorStore, open_store, redact
@@ -45,6 +59,9 @@ class ServeConfig:
             (default 2: torch and ONNX Runtime release the GIL inside their kernels, so two
             requests overlap on two cores while the event loop parses the next ones); 0 runs
             them on the event loop thread itself.
+        cache_users: users whose stored record and encoded inputs are cached (LRU; 0: none).
+        cache_items: candidate items whose category and encoded ids are cached (0: none).
+            Both are valid while the store's generation is unchanged (rank_cache.py).
     """
 
     bundle: str
@@ -57,6 +74,8 @@ class ServeConfig:
     user_feature: str | None = None
     history_keep: int | None = None
     inference_threads: int = 2
+    cache_users: int = DEFAULT_USERS
+    cache_items: int = DEFAULT_ITEMS
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -64,10 +83,21 @@ class ServeConfig:
         for name in ("max_candidates", "max_events", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("cache_users", "cache_items"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.inference_threads < 0:
             raise ValueError(f"inference_threads must be >= 0, got {self.inference_threads}")
         if self.api_key is not None and not self.api_key:
             raise ValueError("api_key is empty")
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """The model and the cache of inputs encoded for it: replaced together on reload."""
+
+    scorer: Scorer
+    cache: RankCache
 
 
 class RankingService:
@@ -89,18 +119,26 @@ class RankingService:
     ) -> None:
         self.config = config
         self.metrics = metrics or ServingMetrics()
-        self._scorer = scorer or Scorer.load(
+        self._current = self._serving(scorer or Scorer.load(
             config.bundle, backend=config.backend, user_feature=config.user_feature
-        )
+        ))
         self._bundle = config.bundle
         self.store = store or open_store(config.store)
         self._reload_lock = threading.Lock()
-        self.metrics.serving(self._scorer.version, self._scorer.backend.name)
+        self.metrics.serving(self.scorer.version, self.scorer.backend.name)
+
+    def _serving(self, scorer: Scorer) -> _Serving:
+        return _Serving(scorer, RankCache(self.config.cache_users, self.config.cache_items))
 
     @property
     def scorer(self) -> Scorer:
         """The Scorer serving now (read once per request)."""
-        return self._scorer
+        return self._current.scorer
+
+    @property
+    def cache(self) -> RankCache:
+        """The cache of the Scorer serving now."""
+        return self._current.cache
 
     def _check_count(self, field: str, n: int, limit: int) -> None:
         if n > limit:
@@ -108,38 +146,99 @@ class RankingService:
 
     def rank(self, request: RankRequest) -> dict[str, Any]:
         """Score the candidates for the user; best first (top_k of them if given)."""
-        scorer = self._scorer
+        current = self._current  # read once: a reload swaps model and cache together
+        scorer = current.scorer
         self._check_count("candidates", len(request.candidates), self.config.max_candidates)
-        record, categories = self.store.lookup(
-            str(request.user_id), scorer.maxlen, [str(c) for c in request.candidates]
-        )
-        # The store may hold profile values of features this model does not read.
-        allowed = set(scorer.encoder.profile_features)
-        profile = {k: v for k, v in record.profile.items() if k in allowed}
-        profile.update(request.profile)
-        result = scorer.rank(
-            request.user_id, request.candidates, categories, record.history, profile
-        )
-        probabilities = result.probabilities
+        user, items = self._inputs(scorer, current.cache, request)
+        probabilities = scorer.rank_encoded(user.features, items).probabilities
+        if not np.isfinite(probabilities).all():
+            # A fault (500), as json.dumps made it; orjson would quietly write null.
+            raise ValueError(f"model {scorer.version} gave non-finite scores")
         order = np.argsort(-probabilities, kind="stable")[: request.top_k]
         self.metrics.scored("rank", len(request.candidates))
-        if not record.known:
+        if not user.known:
             self.metrics.count(self.metrics.cold_starts)
+        candidates = request.candidates
         return {
             "user_id": request.user_id,
             "model_version": scorer.version,
-            "cold_start": not record.known,
-            "history_length": min(len(record.history), scorer.maxlen),
+            "cold_start": not user.known,
+            "history_length": user.history_length,
             "items": [
-                {"item_id": request.candidates[i], "score": float(probabilities[i])}
-                for i in order.tolist()
+                {"item_id": candidates[i], "score": p}
+                for i, p in zip(order.tolist(), probabilities[order].tolist(), strict=True)
             ],
-            "defaulted": list(result.defaulted),
+            "defaulted": list(user.features.defaulted),
         }
+
+    def _inputs(
+        self, scorer: Scorer, cache: RankCache, request: RankRequest
+    ) -> tuple[CachedUser, Arrays]:
+        """(the user's inputs, the candidates' inputs): from the cache where it holds them
+        for the store's current generation, else read from the store (and cached)."""
+        user_id = str(request.user_id)
+        candidates = request.candidates
+        encoder = scorer.encoder
+        generation = self._generation()  # before any read: see rank_cache.py
+        cache.begin(generation)
+        # Profile values in the request override stored ones: such inputs are not cached.
+        user = None if request.profile else cache.user(generation, user_id)
+        entries = cache.items(generation, candidates)
+        missing = [i for i, e in enumerate(entries) if e is None]
+        if user is None or missing:
+            record, found = self.store.lookup(
+                user_id, scorer.maxlen if user is None else 0,
+                [str(candidates[i]) for i in missing],
+            )
+            if user is None:
+                # The store may hold profile values of features this model does not read.
+                allowed = set(encoder.profile_features)
+                profile = {k: v for k, v in record.profile.items() if k in allowed}
+                profile.update(request.profile)
+                user = CachedUser(
+                    record.known, min(len(record.history), scorer.maxlen),
+                    encoder.user(request.user_id, profile, record.history),
+                )
+                if not request.profile:
+                    cache.put_user(generation, user_id, user)
+            if missing:
+                fresh = self._encode_items(encoder, candidates, entries, missing, found)
+                cache.put_items(generation, [candidates[i] for i in missing], fresh)
+                for i, entry in zip(missing, fresh, strict=True):
+                    entries[i] = entry
+        return user, item_arrays(encoder.candidates, [e for e in entries if e is not None])
+
+    @staticmethod
+    def _encode_items(
+        encoder: FeatureEncoder, candidates: Sequence[Any], entries: Sequence[CachedItem | None],
+        missing: Sequence[int], found: Sequence[str | None],
+    ) -> list[CachedItem]:
+        """Encode the candidates at `missing` (their stored categories `found`)."""
+        try:
+            arrays = encoder.items([candidates[i] for i in missing], found)
+        except RequestError:
+            # Encode them all, so the error names the position in the request.
+            every: list[str | None] = [None if e is None else e.category for e in entries]
+            for i, category in zip(missing, found, strict=True):
+                every[i] = category
+            encoder.items(candidates, every)
+            raise
+        columns = [arrays[name].tolist() for name in encoder.candidates]
+        return [
+            CachedItem(category, tuple(column[n] for column in columns))
+            for n, category in enumerate(found)
+        ]
+
+    def _generation(self) -> Hashable:
+        """The store's generation, or None when it cannot tell (then nothing is cached)."""
+        if not self.config.cache_users and not self.config.cache_items:
+            return None
+        read = getattr(self.store, "generation", None)  # stores written before it existed
+        return None if read is None else read()
 
     def score(self, request: ScoreRequest) -> dict[str, Any]:
         """Score self-contained rows."""
-        scorer = self._scorer
+        scorer = self.scorer
         self._check_count("rows", len(request.rows), self.config.max_candidates)
         scores = scorer.score(request.rows)
         self.metrics.scored("score", len(request.rows))
@@ -148,7 +247,7 @@ class RankingService:
     @property
     def history_keep(self) -> int:
         """Behaviors kept per user: what the model reads, unless configured."""
-        return self.config.history_keep or max(self._scorer.maxlen, 1)
+        return self.config.history_keep or max(self.scorer.maxlen, 1)
 
     def append(self, request: EventsRequest) -> dict[str, Any]:
         """Append behaviors; the next rank call of each user sees them."""
@@ -173,7 +272,7 @@ class RankingService:
         with self._reload_lock:
             path = bundle or self._bundle
             started = time.perf_counter()
-            previous = self._scorer
+            previous = self.scorer
             try:
                 if not Path(path).is_dir():
                     raise FileNotFoundError(f"no bundle directory at {path}")
@@ -183,7 +282,7 @@ class RankingService:
             except Exception:
                 self.metrics.count(self.metrics.reloads, 1.0, "failed")
                 raise
-            self._scorer = fresh  # the swap: one reference assignment
+            self._current = self._serving(fresh)  # the swap: one reference assignment
             self._bundle = path
             self.metrics.count(self.metrics.reloads, 1.0, "ok")
             self.metrics.serving(fresh.version, fresh.backend.name)
@@ -198,7 +297,7 @@ class RankingService:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, details): a model is loaded and the store answers."""
         details: dict[str, Any] = {
-            "model_version": self._scorer.version, "store": redact(self.store.url)
+            "model_version": self.scorer.version, "store": redact(self.store.url)
         }
         try:
             self.store.ping()
@@ -208,7 +307,7 @@ class RankingService:
         return True, details
 
     def model_info(self) -> dict[str, Any]:
-        info = self._scorer.describe()
+        info = self.scorer.describe()
         info["bundle"] = self._bundle
         info["store"] = redact(self.store.url)
         info["limits"] = {

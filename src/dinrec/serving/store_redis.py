@@ -8,6 +8,8 @@ Keys (PREFIX defaults to "dinrec:"):
     PREFIX p:USER   string: the profile as JSON
     PREFIX items    hash: item -> category
     PREFIX seq      counter handing out SEQ
+    PREFIX gen      counter bumped by every write (generation(): cached reads stay valid
+                    while it is unchanged); a writer bumps it after its data is in
 
 A rank lookup is one round trip (a pipeline of ZRANGE, GET, HMGET); an append is one
 MULTI/EXEC transaction, so a reader sees all of it or none of it.
@@ -65,6 +67,10 @@ class RedisStore:
     def _items_key(self) -> str:
         return f"{self.prefix}items"
 
+    @property
+    def _generation_key(self) -> str:
+        return f"{self.prefix}gen"
+
     def _member(self, seq: int, item: str, category: str | None) -> str:
         return f"{seq:0{SEQ_WIDTH}x}|" + json.dumps([item, category], ensure_ascii=False)
 
@@ -111,6 +117,7 @@ class RedisStore:
         cats: dict[Any, Any] = {e.item_id: e.category for e in events if e.category is not None}
         if cats:
             pipe.hset(self._items_key, mapping=cats)
+        pipe.incr(self._generation_key)  # in the same transaction as the data
         pipe.execute()
 
     def replace_users(
@@ -142,11 +149,13 @@ class RedisStore:
                 pipe.execute()
                 queued = 0
         pipe.execute()
+        self.client.incr(self._generation_key)  # after every chunk is in
 
     def put_items(self, categories: Mapping[str, str]) -> None:
         entries = list(categories.items())
         for lo in range(0, len(entries), PIPELINE_CHUNK * 10):
             self.client.hset(self._items_key, mapping=dict(entries[lo : lo + PIPELINE_CHUNK * 10]))
+        self.client.incr(self._generation_key)
 
     def counts(self) -> dict[str, int]:
         users: set[str] = set()
@@ -161,6 +170,9 @@ class RedisStore:
 
     def ping(self) -> None:
         self.client.ping()
+
+    def generation(self) -> int:
+        return int(self.client.get(self._generation_key) or 0)
 
     def close(self) -> None:
         self.client.close()

@@ -3,6 +3,10 @@
 WAL lets readers run while one writer commits, also across processes (several server
 workers, or `dinrec store load` beside a running server). Each thread gets its own
 connection: a sqlite3 connection must not be used by two threads at once.
+
+generation() is SQLite's `PRAGMA data_version` on a connection of its own that never
+writes: it changes on every commit by any other connection, in this process or another,
+and costs ~5 us, so the server can cache what it read and check it per request.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ class SQLiteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._watch: sqlite3.Connection | None = None  # generation(); never writes
+        self._watch_lock = threading.Lock()
+        self._watch_opens = 0
         # executescript commits on its own; IF NOT EXISTS makes a concurrent open harmless.
         self._conn().executescript(SCHEMA)
 
@@ -183,7 +190,23 @@ class SQLiteStore:
     def ping(self) -> None:
         self._conn().execute("SELECT 1").fetchone()
 
+    def generation(self) -> int:
+        with self._watch_lock:
+            if self._watch is None:
+                self._watch = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                    check_same_thread=False,
+                )
+                self._watch_opens += 1
+            version = int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+            # data_version counts per connection: a reopened one must not repeat old values.
+            return (self._watch_opens << 40) + version
+
     def close(self) -> None:
+        with self._watch_lock:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:

@@ -94,6 +94,12 @@ class BehaviorStore(Protocol):
         """Raise if the store cannot be reached."""
         ...
 
+    def generation(self) -> int | None:
+        """A number that changes whenever anything in the store changes, whoever writes it
+        (another thread, server process or `dinrec store load`); read before a lookup, it
+        tells whether data cached since is still current. None: cannot tell (no caching)."""
+        ...
+
     def close(self) -> None: ...
 
 

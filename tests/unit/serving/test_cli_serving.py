@@ -14,6 +14,7 @@ def test_serve_export_and_store_are_registered() -> None:
     args = parser.parse_args(["serve", "b"])
     assert (args.host, args.port, args.max_candidates, args.backend, args.threads) == (
         "127.0.0.1", 8000, 1000, "torch", 1)
+    assert (args.cache_users, args.cache_items) == (10_000, 200_000)
     assert parser.parse_args(["export", "b", "--format", "onnx"]).format == "onnx"
     assert parser.parse_args(["store", "info", "--store", "sqlite:///x"]).action == "info"
 
@@ -38,3 +39,13 @@ def test_export_of_a_missing_bundle_exits_2(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(tmp_path / "nope")]) == 2
     assert "no model bundle directory" in capsys.readouterr().err
+
+
+def test_serve_with_a_negative_cache_size_exits_2(
+    demo_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["serve", str(demo_bundle), "--store", f"sqlite:///{tmp_path / 's.db'}",
+                 "--cache-users", "-1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cache_users must be >= 0, got -1" in err and "Traceback" not in err

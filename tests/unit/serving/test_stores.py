@@ -125,3 +125,28 @@ def test_store_urls_are_checked_and_redacted() -> None:
         open_store("sqlite:///")
     assert redact("redis://:secret@host:6379/0") == "redis://:***@host:6379/0"
     assert redact("sqlite:///a.db") == "sqlite:///a.db"
+
+
+def test_generation_changes_on_every_write_by_anyone_and_not_on_reads(
+    store: BehaviorStore, store_url: str
+) -> None:
+    seen = [store.generation()]
+    store.lookup("u", 5, ["a"])
+    store.ping()
+    assert store.generation() == seen[-1]  # reads leave it alone
+    other = open_store(store_url)  # another writer: another process, or `dinrec store load`
+    try:
+        writes = [
+            lambda: store.append(_events("u", ["a"]), keep=5),
+            lambda: other.append(_events("v", ["b"]), keep=5),
+            lambda: other.replace_users({"w": [("c", None, 1.0)]}, {"w": {"gender": "f"}}),
+            lambda: other.put_items({"a": "new"}),
+        ]
+        for write in writes:
+            write()
+            now = store.generation()
+            assert now is not None and now not in seen
+            seen.append(now)
+        assert other.generation() is not None
+    finally:
+        other.close()
