@@ -1,8 +1,9 @@
 """Loader throughput benchmark: samples/s of ParquetBatchLoader on one thread.
 
-Writes a synthetic sample store shaped like the one the dataset builder writes (int64 ids,
-profile columns, two post-padded list<int64> history columns of length maxlen, label,
-timestamp; dinrec.data.dataset's codecs, lz4 lists and zstd scalars, and statistics) to a
+Writes a synthetic sample store shaped like the one the dataset builder writes (ids stored as
+dinrec.data.dataset stores them, int32 below 2**31, profile columns, two post-padded list
+history columns of length maxlen, label, timestamp; the dataset's codecs, lz4 lists and zstd
+scalars, and statistics) to a
 temporary directory, then times full epochs with torch and Arrow both limited to one thread and
 reports the median.
 
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from dinrec.data.dataset import parquet_compression
+from dinrec.data.dataset import id_storage_type, parquet_compression
 from dinrec.data.loader import ParquetBatchLoader
 
 
@@ -41,8 +42,8 @@ def write_store(
     decoding.
     """
     rng = np.random.default_rng(seed)
-    n_items, n_cates = 100_000, 1_000
-    schema = _schema(non_null_elements)
+    n_items, n_cates, n_users = 100_000, 1_000, 500_000
+    schema = _schema(non_null_elements, id_storage_type(n_users))
     with pq.ParquetWriter(path, schema, compression=parquet_compression(schema),
                           write_statistics=True) as writer:
         for start in range(0, rows, row_group_rows):
@@ -54,13 +55,16 @@ def write_store(
             hist_item = np.where(pad, 0, items[:, 1:])
             hist_cate = np.where(pad, 0, items[:, 1:] % n_cates + 2)
             offsets = pa.array(np.arange(0, n * maxlen + 1, maxlen, dtype=np.int32))
-            users = rng.integers(2, 500_000, n)
+            users = rng.integers(2, n_users, n)
+            lists = {name: pa.ListArray.from_arrays(
+                offsets, pa.array(values.ravel(), schema.field(name).type.value_type),
+                type=schema.field(name).type)
+                for name, values in (("hist_item_id", hist_item), ("hist_cate_id", hist_cate))}
             columns = {
                 "user_key": users, "user_id": users,
                 "gender": rng.integers(2, 4, n), "age": rng.integers(2, 7, n),
                 "item_id": items[:, 0], "cate_id": items[:, 0] % n_cates + 2,
-                "hist_item_id": pa.ListArray.from_arrays(offsets, pa.array(hist_item.ravel())),
-                "hist_cate_id": pa.ListArray.from_arrays(offsets, pa.array(hist_cate.ravel())),
+                **lists,
                 "hist_len": lengths,
                 "label": rng.integers(0, 2, n).astype(np.int8),
                 "timestamp": 1_600_000_000 + start + np.arange(n, dtype=np.int64),
@@ -68,13 +72,14 @@ def write_store(
             writer.write_table(pa.table(columns, schema=schema), row_group_size=row_group_rows)
 
 
-def _schema(non_null_elements: bool) -> pa.Schema:
+def _schema(non_null_elements: bool, id_type: pa.DataType) -> pa.Schema:
+    """dinrec.data.dataset's layout: ids as the writer stores them (id_storage_type)."""
     ids = ["user_key", "user_id", "gender", "age", "item_id", "cate_id"]
-    fields = [pa.field(c, pa.int64(), nullable=False) for c in ids]
-    element = pa.field("element", pa.int64(), nullable=not non_null_elements)
+    fields = [pa.field(c, id_type, nullable=False) for c in ids]
+    element = pa.field("element", id_type, nullable=not non_null_elements)
     fields += [pa.field(c, pa.list_(element), nullable=False)
                for c in ("hist_item_id", "hist_cate_id")]
-    fields += [pa.field("hist_len", pa.int64(), nullable=False),
+    fields += [pa.field("hist_len", id_type, nullable=False),
                pa.field("label", pa.int8(), nullable=False),
                pa.field("timestamp", pa.int64(), nullable=False)]
     return pa.schema(fields)

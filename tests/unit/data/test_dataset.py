@@ -73,11 +73,23 @@ def test_parquet_schema_types(tmp_path) -> None:
     assert schema.names == ["user_key", "user_id", "gender", "item_id", "cate_id",
                             "hist_item_id", "hist_cate_id", "hist_len", "label", "timestamp"]
     hist_type = schema.field("hist_item_id").type
-    assert pa.types.is_list(hist_type) and hist_type.value_type == pa.int64()
+    # Encoded ids are stored as int32 (they are vocabulary indices); readers widen them.
+    assert pa.types.is_list(hist_type) and hist_type.value_type == pa.int32()
     assert not hist_type.value_field.nullable  # lets Arrow skip validity bitmaps
-    assert schema.field("item_id").type == pa.int64()
+    assert schema.field("item_id").type == pa.int32()
+    assert schema.field("hist_len").type == pa.int32()
+    assert schema.field("timestamp").type == pa.int64()
     assert schema.field("label").type == pa.int8()
     assert schema.metadata is None or b"pandas" not in schema.metadata
+    x, _ = to_numpy(pq.read_table(tmp_path / "train.parquet"))
+    assert {a.dtype for a in x.values()} == {np.dtype(np.int64)}
+
+
+def test_ids_beyond_int32_are_stored_as_int64() -> None:
+    from dinrec.data.dataset import id_storage_type
+
+    assert id_storage_type(2**31 - 1) == pa.int32()
+    assert id_storage_type(2**31) == pa.int64()
 
 
 def test_history_lists_are_lz4_and_other_columns_zstd_with_statistics(tmp_path) -> None:
