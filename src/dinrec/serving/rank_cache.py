@@ -1,4 +1,4 @@
-"""What a rank call reads and encodes, cached between calls while the store is unchanged.
+"""What a rank call reads and encodes, cached between calls while what it came from is unchanged.
 
 A rank call for a known user re-reads the same history, profile and candidate categories
 from the store and maps them through the same vocabularies every time (~0.5-1 ms of Python
@@ -7,12 +7,16 @@ per call for 100 candidates and a 50-behavior history). RankCache keeps, per mod
 - per user (bounded LRU): its encoded user-side input arrays (~1 kB at maxlen 50);
 - per candidate item (bounded, oldest out first): its stored category and encoded ids.
 
-Validity: every entry belongs to one store generation (BehaviorStore.generation(), read
-BEFORE the store is read, so data cached under a generation is never older than it). A
-request whose generation differs from the cache's empties it: any write to the store, by
-this process or another one, invalidates everything, and the next call re-reads. A store
-that cannot tell its generation (None) is never cached. A reload brings a new model and a new
-RankCache, since encoded ids depend on the vocabulary.
+Validity, per user: every rank call first reads the store's Versions for its user (epoch,
+item generation, the user's version; BehaviorStore.versions(), one cheap read BEFORE the
+store is read, so data cached under a version is never older than it). A user entry is
+stamped with the user's version it was read under and hits only while the store still
+reports that version: a write for user V leaves user U's entry alone, while any write for U,
+by this process, another one or `dinrec store load`, makes U's next call re-read. Item
+entries belong to one item generation, which moves only when a category is added or
+changed; a newer one empties them. Another epoch (a store wiped or replaced) empties
+everything. A store that cannot tell (None) is never cached. A reload brings a new model and
+a new RankCache, since encoded ids depend on the vocabulary.
 
 The cached arrays are shared by concurrent requests: the backends only read their inputs.
 """
@@ -21,16 +25,18 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dinrec.serving.encoding import Arrays, UserFeatures
+from dinrec.serving.stores import Versions
 
 DEFAULT_USERS = 10_000
 DEFAULT_ITEMS = 200_000
+_NO_EPOCH = object()  # before the first request (None is an epoch: a store never written)
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,8 @@ class CachedItem:
 
 
 class RankCache:
-    """Bounded caches of users (LRU) and items (oldest first out) for one model, stamped with
-    a store generation; safe to use from several threads.
+    """Bounded caches of users (LRU, each stamped with its version) and items (oldest first
+    out, all of one item generation) for one model; safe to use from several threads.
 
     Args:
         max_users: users kept (least recently used dropped first); 0 disables user caching.
@@ -69,58 +75,73 @@ class RankCache:
         self.max_users = max_users
         self.max_items = max_items
         self._lock = threading.Lock()
-        self._generation: Hashable = None
-        self._users: OrderedDict[str, CachedUser] = OrderedDict()
+        self._epoch: object = _NO_EPOCH
+        self._item_generation = -1
+        self._users: OrderedDict[str, tuple[int, CachedUser]] = OrderedDict()
         self._items: OrderedDict[Any, CachedItem] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def begin(self, generation: Hashable) -> None:
-        """Start a request that read `generation` from the store: a different generation
-        than the cached one drops every entry."""
-        if generation is None:
+    def begin(self, versions: Versions | None) -> None:
+        """Start a request that read `versions` from the store: another epoch drops every
+        entry, a newer item generation every item."""
+        if versions is None:
             return
         with self._lock:
-            if generation != self._generation:
+            if versions.epoch != self._epoch:
                 self._users.clear()
                 self._items.clear()
-                self._generation = generation
+                self._epoch = versions.epoch
+                self._item_generation = versions.items
+            elif versions.items > self._item_generation:
+                # Only forward: a request that read an older generation (a write landed
+                # between two requests' reads) must not throw out entries that are newer.
+                self._items.clear()
+                self._item_generation = versions.items
 
-    def user(self, generation: Hashable, user_id: str) -> CachedUser | None:
-        """The cached user, if cached under `generation`."""
-        if generation is None or self.max_users <= 0:
+    def user(self, versions: Versions | None, user_id: str) -> CachedUser | None:
+        """The cached user, if cached under the user's version in `versions`."""
+        if versions is None or self.max_users <= 0:
             return None
         with self._lock:
-            if generation != self._generation:
+            if versions.epoch != self._epoch:
                 return None
-            entry = self._users.get(user_id)
-            if entry is None:
+            found = self._users.get(user_id)
+            if found is None or found[0] != versions.user:
                 self.misses += 1
                 return None
             self._users.move_to_end(user_id)
             self.hits += 1
-            return entry
+            return found[1]
 
-    def put_user(self, generation: Hashable, user_id: str, entry: CachedUser) -> None:
-        """Cache a user read under `generation` (ignored if the store moved on since)."""
-        if generation is None or self.max_users <= 0:
+    def put_user(self, versions: Versions | None, user_id: str, entry: CachedUser) -> None:
+        """Cache a user read after `versions` was current (kept unless a read under a newer
+        version of the user is cached already)."""
+        if versions is None or self.max_users <= 0:
             return
         with self._lock:
-            if generation != self._generation:
+            if versions.epoch != self._epoch:
                 return
-            self._users[user_id] = entry
+            current = self._users.get(user_id)
+            if current is not None and current[0] > versions.user:
+                return
+            self._users[user_id] = (versions.user, entry)
             self._users.move_to_end(user_id)
             while len(self._users) > self.max_users:
                 self._users.popitem(last=False)
 
+    def _items_current(self, versions: Versions | None) -> bool:
+        return (
+            versions is not None and self.max_items > 0 and versions.epoch == self._epoch
+            and versions.items == self._item_generation
+        )
+
     def items(
-        self, generation: Hashable, candidates: Sequence[Any]
+        self, versions: Versions | None, candidates: Sequence[Any]
     ) -> list[CachedItem | None]:
-        """Per candidate: its cached entry under `generation`, or None."""
-        if generation is None or self.max_items <= 0:
-            return [None] * len(candidates)
+        """Per candidate: its cached entry under the item generation in `versions`, or None."""
         with self._lock:
-            if generation != self._generation:
+            if not self._items_current(versions):
                 return [None] * len(candidates)
             get = self._items.get
             # Plain lookups: items are evicted oldest-put first, which spares the hot path
@@ -128,12 +149,10 @@ class RankCache:
             return [get(c) for c in candidates]
 
     def put_items(
-        self, generation: Hashable, candidates: Sequence[Any], entries: Sequence[CachedItem]
+        self, versions: Versions | None, candidates: Sequence[Any], entries: Sequence[CachedItem]
     ) -> None:
-        if generation is None or self.max_items <= 0:
-            return
         with self._lock:
-            if generation != self._generation:
+            if not self._items_current(versions):
                 return
             for candidate, entry in zip(candidates, entries, strict=True):
                 self._items[candidate] = entry

@@ -6,8 +6,9 @@ and then replaces the reference, so no request ever sees a half-loaded model and
 during a swap.
 
 A rank call reads the user's record and the candidates' categories through the RankCache
-(see rank_cache.py): valid while the store's generation is unchanged, so events appended by
-this or any other process are seen by the next rank call.
+(see rank_cache.py): a user's entry is valid while the store reports the same version of
+that user, items while the item generation is unchanged, so events appended by this or any
+other process are seen by the user's next rank call, and other users' events cost nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from dinrec.serving.rank_cache import (
 )
 from dinrec.serving.schemas import EventsRequest, RankRequest, ScoreRequest
 from dinrec.serving.scorer import BACKENDS, Scorer
-from dinrec.serving.stores import Behavior, BehaviorStore, open_store, redact
+from dinrec.serving.stores import Behavior, BehaviorStore, Versions, open_store, redact
 
 log = logging.getLogger("dinrec.serving")
 
@@ -61,7 +62,7 @@ class ServeConfig:
             them on the event loop thread itself.
         cache_users: users whose stored record and encoded inputs are cached (LRU; 0: none).
         cache_items: candidate items whose category and encoded ids are cached (0: none).
-            Both are valid while the store's generation is unchanged (rank_cache.py).
+            Valid while the store reports the same versions (rank_cache.py).
     """
 
     bundle: str
@@ -175,15 +176,15 @@ class RankingService:
         self, scorer: Scorer, cache: RankCache, request: RankRequest
     ) -> tuple[CachedUser, Arrays]:
         """(the user's inputs, the candidates' inputs): from the cache where it holds them
-        for the store's current generation, else read from the store (and cached)."""
+        for the store's current versions, else read from the store (and cached)."""
         user_id = str(request.user_id)
         candidates = request.candidates
         encoder = scorer.encoder
-        generation = self._generation()  # before any read: see rank_cache.py
-        cache.begin(generation)
+        versions = self._versions(user_id)  # before any read: see rank_cache.py
+        cache.begin(versions)
         # Profile values in the request override stored ones: such inputs are not cached.
-        user = None if request.profile else cache.user(generation, user_id)
-        entries = cache.items(generation, candidates)
+        user = None if request.profile else cache.user(versions, user_id)
+        entries = cache.items(versions, candidates)
         missing = [i for i, e in enumerate(entries) if e is None]
         if user is None or missing:
             record, found = self.store.lookup(
@@ -200,10 +201,10 @@ class RankingService:
                     encoder.user(request.user_id, profile, record.history),
                 )
                 if not request.profile:
-                    cache.put_user(generation, user_id, user)
+                    cache.put_user(versions, user_id, user)
             if missing:
                 fresh = self._encode_items(encoder, candidates, entries, missing, found)
-                cache.put_items(generation, [candidates[i] for i in missing], fresh)
+                cache.put_items(versions, [candidates[i] for i in missing], fresh)
                 for i, entry in zip(missing, fresh, strict=True):
                     entries[i] = entry
         return user, item_arrays(encoder.candidates, [e for e in entries if e is not None])
@@ -229,12 +230,13 @@ class RankingService:
             for n, category in enumerate(found)
         ]
 
-    def _generation(self) -> Hashable:
-        """The store's generation, or None when it cannot tell (then nothing is cached)."""
+    def _versions(self, user_id: str) -> Versions | None:
+        """The store's versions for the user, or None when it cannot tell (then nothing is
+        cached) or nothing is to be cached (then the read is saved)."""
         if not self.config.cache_users and not self.config.cache_items:
             return None
-        read = getattr(self.store, "generation", None)  # stores written before it existed
-        return None if read is None else read()
+        read = getattr(self.store, "versions", None)  # stores written before it existed
+        return None if read is None else read(user_id)
 
     def score(self, request: ScoreRequest) -> dict[str, Any]:
         """Score self-contained rows."""

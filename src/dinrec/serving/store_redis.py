@@ -8,25 +8,46 @@ Keys (PREFIX defaults to "dinrec:"):
     PREFIX p:USER   string: the profile as JSON
     PREFIX items    hash: item -> category
     PREFIX seq      counter handing out SEQ
-    PREFIX gen      counter bumped by every write (generation(): cached reads stay valid
-                    while it is unchanged); a writer bumps it after its data is in
+    PREFIX v:USER   counter: the user's version, INCR'd with every write of h:USER or p:USER
+    PREFIX igen     counter: the item generation, INCR'd when an item's category is added or
+                    changed (not when an event repeats a known one)
+    PREFIX epoch    random token, SET NX by every write: after a wipe the counters restart,
+                    under a new epoch, so they never meet entries cached before
+
+versions() is one MGET of epoch, igen and v:USER. Every write bumps what it changes in the
+same MULTI/EXEC as its data, so data read after a version is never older than it.
 
 A rank lookup is one round trip (a pipeline of ZRANGE, GET, HMGET); an append is one
-MULTI/EXEC transaction, so a reader sees all of it or none of it.
+MULTI/EXEC transaction, so a reader sees all of it or none of it; replace_users writes each
+user in one MULTI/EXEC too (in chunks of users).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from dinrec.serving.stores import Behavior, UserRecord
+from dinrec.serving.stores import Behavior, UserRecord, Versions
 
 DEFAULT_PREFIX = "dinrec:"
 SEQ_WIDTH = 16  # hex digits of the arrival number in a member
 PIPELINE_CHUNK = 2000
+# KEYS: items hash, igen; ARGV: item, category, item, category, ...  Sets the categories and
+# bumps igen only if one was new or different, atomically (a script runs alone).
+SET_CATEGORIES = """
+local changed = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    changed = changed + 1
+  end
+end
+if changed > 0 then redis.call('INCR', KEYS[2]) end
+return changed
+"""
 
 
 def _split_prefix(url: str) -> tuple[str, str]:
@@ -67,9 +88,25 @@ class RedisStore:
     def _items_key(self) -> str:
         return f"{self.prefix}items"
 
+    def _version_key(self, user: str) -> str:
+        return f"{self.prefix}v:{user}"
+
     @property
-    def _generation_key(self) -> str:
-        return f"{self.prefix}gen"
+    def _item_generation_key(self) -> str:
+        return f"{self.prefix}igen"
+
+    @property
+    def _epoch_key(self) -> str:
+        return f"{self.prefix}epoch"
+
+    def _begin_write(self, pipe: Any) -> None:
+        """Queue what every write transaction starts with: the epoch, if the store has none."""
+        pipe.set(self._epoch_key, secrets.token_hex(8), nx=True)
+
+    def _set_categories(self, pipe: Any, categories: Mapping[str, str]) -> None:
+        if categories:
+            flat = [v for pair in categories.items() for v in pair]
+            pipe.eval(SET_CATEGORIES, 2, self._items_key, self._item_generation_key, *flat)
 
     def _member(self, seq: int, item: str, category: str | None) -> str:
         return f"{seq:0{SEQ_WIDTH}x}|" + json.dumps([item, category], ensure_ascii=False)
@@ -108,16 +145,17 @@ class RedisStore:
             return
         seq = self._next_seqs(len(events))
         pipe = self.client.pipeline(transaction=True)
+        self._begin_write(pipe)
         for i, event in enumerate(events):
             member = self._member(seq + i, event.item_id, event.category)
             pipe.zadd(self._history_key(event.user_id), {member: float(event.timestamp)})
         for user in sorted({e.user_id for e in events}):
             # Keep the `keep` highest-ranked (latest) members.
             pipe.zremrangebyrank(self._history_key(user), 0, -(max(keep, 1) + 1))
-        cats: dict[Any, Any] = {e.item_id: e.category for e in events if e.category is not None}
-        if cats:
-            pipe.hset(self._items_key, mapping=cats)
-        pipe.incr(self._generation_key)  # in the same transaction as the data
+            pipe.incr(self._version_key(user))  # in the same transaction as the data
+        self._set_categories(
+            pipe, {e.item_id: e.category for e in events if e.category is not None}
+        )
         pipe.execute()
 
     def replace_users(
@@ -127,35 +165,41 @@ class RedisStore:
     ) -> None:
         total = sum(len(h) for h in histories.values())
         seq = self._next_seqs(total) if total else 0
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=True)
         queued = 0
-        for user, events in histories.items():
-            key = self._history_key(user)
-            pipe.delete(key)
-            if events:
+        # Chunks of whole users, each one MULTI/EXEC: a user's data and the bump of its
+        # version land together, so a reader never caches half a user under a new version.
+        for user in dict.fromkeys([*histories, *profiles]):
+            if not queued:
+                self._begin_write(pipe)
+            if user in histories:
+                key = self._history_key(user)
+                pipe.delete(key)
                 members = {}
-                for item, category, ts in events:
+                for item, category, ts in histories[user]:
                     members[self._member(seq, item, category)] = float(ts)
                     seq += 1
-                pipe.zadd(key, members)
+                if members:
+                    pipe.zadd(key, members)
+                queued += 2
+            if user in profiles:
+                pipe.set(self._profile_key(user), json.dumps(dict(profiles[user]), sort_keys=True))
+                queued += 1
+            pipe.incr(self._version_key(user))
             queued += 1
             if queued >= PIPELINE_CHUNK:
                 pipe.execute()
                 queued = 0
-        for user, profile in profiles.items():
-            pipe.set(self._profile_key(user), json.dumps(dict(profile), sort_keys=True))
-            queued += 1
-            if queued >= PIPELINE_CHUNK:
-                pipe.execute()
-                queued = 0
-        pipe.execute()
-        self.client.incr(self._generation_key)  # after every chunk is in
+        if queued:
+            pipe.execute()
 
     def put_items(self, categories: Mapping[str, str]) -> None:
         entries = list(categories.items())
         for lo in range(0, len(entries), PIPELINE_CHUNK * 10):
-            self.client.hset(self._items_key, mapping=dict(entries[lo : lo + PIPELINE_CHUNK * 10]))
-        self.client.incr(self._generation_key)
+            pipe = self.client.pipeline(transaction=True)
+            self._begin_write(pipe)
+            self._set_categories(pipe, dict(entries[lo : lo + PIPELINE_CHUNK * 10]))
+            pipe.execute()
 
     def counts(self) -> dict[str, int]:
         users: set[str] = set()
@@ -171,8 +215,12 @@ class RedisStore:
     def ping(self) -> None:
         self.client.ping()
 
-    def generation(self) -> int:
-        return int(self.client.get(self._generation_key) or 0)
+    def versions(self, user_id: str) -> Versions:
+        # One MGET: atomic, so the three values belong to one moment of the store.
+        epoch, items, user = self.client.mget(
+            [self._epoch_key, self._item_generation_key, self._version_key(user_id)]
+        )
+        return Versions(None if epoch is None else str(epoch), int(items or 0), int(user or 0))
 
     def close(self) -> None:
         self.client.close()

@@ -4,22 +4,27 @@ WAL lets readers run while one writer commits, also across processes (several se
 workers, or `dinrec store load` beside a running server). Each thread gets its own
 connection: a sqlite3 connection must not be used by two threads at once.
 
-generation() is SQLite's `PRAGMA data_version` on a connection of its own that never
-writes: it changes on every commit by any other connection, in this process or another,
-and costs ~5 us, so the server can cache what it read and check it per request.
+versions() (what the rank cache checks per request) is one indexed SELECT of the store's
+epoch, its item generation and the user's version (~5 us). Every write bumps the versions
+it affects in the same transaction as its data: the user's row in user_versions on a write
+of their history or profile, `items` in meta only when an item's category is added or
+changed (so a steady stream of events does not empty every cached item). Files written
+before these tables existed are migrated on open: the tables are created, and a user without
+a row is version 0 until their first write makes it 1.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dinrec.serving.stores import SQLITE_SCHEME, Behavior, UserRecord
+from dinrec.serving.stores import SQLITE_SCHEME, Behavior, UserRecord, Versions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS behaviors (
@@ -34,7 +39,18 @@ CREATE TABLE IF NOT EXISTS profiles (user_id TEXT PRIMARY KEY, profile TEXT NOT 
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, category TEXT NOT NULL)
     WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS user_versions (user_id TEXT PRIMARY KEY, version INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (key, value) VALUES ('items', 0);
 """
+# The epoch is set once, by whoever creates the file (or migrates an old one).
+EPOCH_SQL = "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)"
+VERSIONS_SQL = (
+    "SELECT (SELECT value FROM meta WHERE key = 'epoch'), "
+    "(SELECT value FROM meta WHERE key = 'items'), "
+    "(SELECT version FROM user_versions WHERE user_id = ?)"
+)
 # SQLite's default limit on bound parameters is 32766 since 3.32, 999 before; stay under both.
 CHUNK = 900
 BUSY_TIMEOUT_S = 10.0
@@ -55,11 +71,11 @@ class SQLiteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._watch: sqlite3.Connection | None = None  # generation(); never writes
-        self._watch_lock = threading.Lock()
-        self._watch_opens = 0
-        # executescript commits on its own; IF NOT EXISTS makes a concurrent open harmless.
-        self._conn().executescript(SCHEMA)
+        # executescript commits on its own; IF NOT EXISTS / OR IGNORE make a concurrent open
+        # (or one of a file from before user_versions existed) harmless.
+        conn = self._conn()
+        conn.executescript(SCHEMA)
+        conn.execute(EPOCH_SQL, (secrets.token_hex(8),))
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -135,7 +151,9 @@ class SQLiteStore:
                 "INSERT INTO behaviors (user_id, ts, item_id, category) VALUES (?, ?, ?, ?)",
                 [(e.user_id, float(e.timestamp), e.item_id, e.category) for e in events],
             )
-            self._trim(db, {e.user_id for e in events}, keep)
+            users = {e.user_id for e in events}
+            self._trim(db, users, keep)
+            self._bump_users(db, users)
             cats = {e.item_id: e.category for e in events if e.category is not None}
             self._upsert_items(db, cats)
 
@@ -148,12 +166,28 @@ class SQLiteStore:
         )
 
     @staticmethod
+    def _bump_users(db: sqlite3.Connection, users: Iterable[str]) -> None:
+        """Advance these users' versions (a first write creates the row at 1, so an entry
+        cached at version 0 is stale too)."""
+        db.executemany(
+            "INSERT INTO user_versions (user_id, version) VALUES (?, 1) "
+            "ON CONFLICT(user_id) DO UPDATE SET version = version + 1",
+            [(user,) for user in sorted(users)],
+        )
+
+    @staticmethod
     def _upsert_items(db: sqlite3.Connection, categories: Mapping[str, str]) -> None:
+        """Set categories; bump the item generation only if one was added or changed: events
+        mostly repeat known categories, which must not empty every cached item."""
+        before = db.total_changes
         db.executemany(
             "INSERT INTO items (item_id, category) VALUES (?, ?) "
-            "ON CONFLICT(item_id) DO UPDATE SET category = excluded.category",
+            "ON CONFLICT(item_id) DO UPDATE SET category = excluded.category "
+            "WHERE items.category IS NOT excluded.category",
             list(categories.items()),
         )
+        if db.total_changes != before:
+            db.execute("UPDATE meta SET value = value + 1 WHERE key = 'items'")
 
     def replace_users(
         self,
@@ -172,6 +206,8 @@ class SQLiteStore:
                 "ON CONFLICT(user_id) DO UPDATE SET profile = excluded.profile",
                 [(u, json.dumps(dict(p), sort_keys=True)) for u, p in profiles.items()],
             )
+            # Only the users replaced: a bulk load leaves everyone else's cache entries be.
+            self._bump_users(db, {*histories, *profiles})
 
     def put_items(self, categories: Mapping[str, str]) -> None:
         with self._write() as db:
@@ -190,23 +226,14 @@ class SQLiteStore:
     def ping(self) -> None:
         self._conn().execute("SELECT 1").fetchone()
 
-    def generation(self) -> int:
-        with self._watch_lock:
-            if self._watch is None:
-                self._watch = sqlite3.connect(
-                    self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                    check_same_thread=False,
-                )
-                self._watch_opens += 1
-            version = int(self._watch.execute("PRAGMA data_version").fetchone()[0])
-            # data_version counts per connection: a reopened one must not repeat old values.
-            return (self._watch_opens << 40) + version
+    def versions(self, user_id: str) -> Versions:
+        # One statement in autocommit mode: one read snapshot, the latest commit of any
+        # connection in any process (WAL); fetchall runs it to the end, so no read
+        # transaction (and no old snapshot) is left open for the next call.
+        [(epoch, items, user)] = self._conn().execute(VERSIONS_SQL, (user_id,)).fetchall()
+        return Versions(None if epoch is None else str(epoch), int(items or 0), int(user or 0))
 
     def close(self) -> None:
-        with self._watch_lock:
-            if self._watch is not None:
-                self._watch.close()
-                self._watch = None
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:

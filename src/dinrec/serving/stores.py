@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 SQLITE_SCHEME = "sqlite:///"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -55,6 +55,27 @@ class UserRecord:
     known: bool
     profile: dict[str, Any] = field(default_factory=dict)
     history: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+class Versions(NamedTuple):
+    """What a rank call reads from the store before anything else, to validate its cache.
+
+    Within one epoch both counters only grow, and every write bumps them in the same
+    transaction as its data (or after it), so data read after a Versions is never older
+    than it: a cached entry stays exact while the counter it was read under is unchanged.
+
+    Args:
+        epoch: the store's identity, set when it is created; a store wiped or replaced gets
+            another one (or None until its first write), so counters that restart never
+            meet entries cached before.
+        items: bumped whenever an item's stored category is added or changed.
+        user: the user's own counter, bumped by every write of the user's history or
+            profile; 0 for a user never written.
+    """
+
+    epoch: str | None
+    items: int
+    user: int
 
 
 class BehaviorStore(Protocol):
@@ -94,10 +115,11 @@ class BehaviorStore(Protocol):
         """Raise if the store cannot be reached."""
         ...
 
-    def generation(self) -> int | None:
-        """A number that changes whenever anything in the store changes, whoever writes it
-        (another thread, server process or `dinrec store load`); read before a lookup, it
-        tells whether data cached since is still current. None: cannot tell (no caching)."""
+    def versions(self, user_id: str) -> Versions | None:
+        """The store's epoch, item generation and the user's version, in one cheap read
+        that sees every write committed before it, whoever made it (another thread, server
+        process or `dinrec store load`). None: cannot tell (the server caches nothing).
+        Optional: a store without this method is never cached."""
         ...
 
     def close(self) -> None: ...

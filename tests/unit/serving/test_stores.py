@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -127,26 +129,79 @@ def test_store_urls_are_checked_and_redacted() -> None:
     assert redact("sqlite:///a.db") == "sqlite:///a.db"
 
 
-def test_generation_changes_on_every_write_by_anyone_and_not_on_reads(
+def test_versions_move_per_user_and_per_item_change_and_not_on_reads(
     store: BehaviorStore, store_url: str
 ) -> None:
-    seen = [store.generation()]
+    start = store.versions("u")
+    assert start is not None and (start.items, start.user) == (0, 0)
     store.lookup("u", 5, ["a"])
     store.ping()
-    assert store.generation() == seen[-1]  # reads leave it alone
+    assert store.versions("u") == start  # reads leave it alone
     other = open_store(store_url)  # another writer: another process, or `dinrec store load`
     try:
-        writes = [
-            lambda: store.append(_events("u", ["a"]), keep=5),
-            lambda: other.append(_events("v", ["b"]), keep=5),
-            lambda: other.replace_users({"w": [("c", None, 1.0)]}, {"w": {"gender": "f"}}),
-            lambda: other.put_items({"a": "new"}),
-        ]
-        for write in writes:
-            write()
-            now = store.generation()
-            assert now is not None and now not in seen
-            seen.append(now)
-        assert other.generation() is not None
+        store.append(_events("u", ["a"]), keep=5)  # u's history and a new item category
+        first = store.versions("u")
+        assert first.epoch is not None and (first.items, first.user) == (1, 1)
+        assert other.versions("u") == first
+        other.append(_events("v", ["a"]), keep=5)  # another user, a known category
+        assert store.versions("u") == first and store.versions("v").user == 1
+        other.append(_events("u", ["a"]), keep=5)
+        assert store.versions("u") == first._replace(user=2)
+        other.replace_users({"w": [("c", None, 1.0)]}, {"x": {"gender": "f"}})
+        assert [store.versions(n).user for n in ("u", "w", "x")] == [2, 1, 1]
+        other.put_items({"a": "c-a"})  # the same category: nothing changed
+        assert store.versions("u").items == 1
+        other.put_items({"a": "new"})
+        other.append([Behavior("y", "b", "c-b", 1.0)], keep=5)  # a category first seen
+        assert store.versions("u") == first._replace(items=3, user=2)
     finally:
         other.close()
+
+
+def test_sqlite_store_of_the_previous_schema_opens_and_versions_from_zero(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE behaviors (seq INTEGER PRIMARY KEY, user_id TEXT NOT NULL,
+            ts REAL NOT NULL, item_id TEXT NOT NULL, category TEXT);
+        CREATE INDEX behaviors_by_user ON behaviors (user_id, ts, seq);
+        CREATE TABLE profiles (user_id TEXT PRIMARY KEY, profile TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE items (item_id TEXT PRIMARY KEY, category TEXT NOT NULL) WITHOUT ROWID;
+        INSERT INTO behaviors (user_id, ts, item_id, category) VALUES ('u', 1, 'a', 'x');
+        INSERT INTO profiles VALUES ('u', '{"gender": "f"}');
+        INSERT INTO items VALUES ('a', 'x');
+    """)
+    conn.close()
+    store = open_store(f"sqlite:///{path}")
+    again = open_store(f"sqlite:///{path}")  # a second opener keeps the first one's epoch
+    try:
+        record, cats = store.lookup("u", 5, ["a"])
+        assert (record.history, record.profile, cats) == ([("a", "x")], {"gender": "f"}, ["x"])
+        before = store.versions("u")
+        assert before.epoch is not None and (before.items, before.user) == (0, 0)
+        assert again.versions("u") == before
+        store.append([Behavior("u", "b", "x", 2.0)], keep=5)  # the first write makes 1
+        assert again.versions("u") == before._replace(items=1, user=1)
+        assert store.counts() == {"users": 1, "behaviors": 2, "items": 2}
+    finally:
+        store.close()
+        again.close()
+
+
+def test_a_wiped_redis_store_never_repeats_an_epoch(redis_url: str) -> None:
+    url = f"{redis_url}?prefix=wipe{uuid.uuid4().hex[:8]}:"
+    store = open_store(url)
+    try:
+        store.append(_events("u", ["a"]), keep=5)
+        cached = store.versions("u")
+        client = store.client  # type: ignore[attr-defined]
+        client.delete(*client.keys(store.prefix + "*"))  # type: ignore[attr-defined]
+        assert store.versions("u").epoch is None  # no longer the epoch anything was cached in
+        store.append(_events("u", ["b"]), keep=5)  # counters restart...
+        now = store.versions("u")
+        assert (now.items, now.user) == (cached.items, cached.user)
+        assert now.epoch not in (None, cached.epoch)  # ...under a new epoch
+    finally:
+        store.close()
