@@ -105,12 +105,14 @@ def run_worker(
     spec: dict[str, Any],
     extra: list[str] | None = None,
     pythonpath: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run a worker on an arrays file; returns its JSON result plus test scores.
 
     The worker is called as `python script ARRAYS SPEC_JSON OUT_NPZ [extra...]` and writes
     OUT_NPZ with `scores` (test probabilities) and `result` (a JSON string). `pythonpath`
     puts another dinrec source tree first (e.g. a `git archive` of the baseline commit).
+    `env`: extra environment variables for the worker, on top of one_thread_env().
     """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.npz"
@@ -118,10 +120,11 @@ def run_worker(
         spec_path.write_text(json.dumps({"spec": spec, "config": CONFIG}))
         cmd = [python, str(Path(__file__).parent / script), str(arrays), str(spec_path),
                str(out), *(extra or [])]
-        env = one_thread_env()
+        worker_env = one_thread_env()
+        worker_env.update(env or {})
         if pythonpath is not None:
-            env["PYTHONPATH"] = pythonpath
-        proc = subprocess.run(cmd, env=env, text=True, capture_output=True)
+            worker_env["PYTHONPATH"] = pythonpath
+        proc = subprocess.run(cmd, env=worker_env, text=True, capture_output=True)
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
             raise RuntimeError(f"{script} failed with exit code {proc.returncode}")

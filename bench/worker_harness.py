@@ -1,9 +1,12 @@
-"""What both benchmark workers (run_dinrec.py, run_deepctr_torch.py) do around their model.
+"""What every benchmark worker (run_dinrec.py, run_deepctr_torch.py, run_deepctr_tf.py) does
+around its model.
 
 Reading the job, timing epochs and inference, measuring peak RSS and writing the result file
-are the same for every framework, so they live here and the two workers only build, fit and
-predict. run_deepctr_torch.py runs in its own virtualenv without dinrec, so this module
-imports only the standard library, numpy and torch. The workers are run as scripts, which
+are the same for every framework, so they live here and the workers only build, fit and
+predict. run_deepctr_torch.py and run_deepctr_tf.py run in their own virtualenvs without
+dinrec, and the TensorFlow one without torch, so this module imports only the standard library
+and numpy at module level; torch is imported where the torch workers' defaults need it (thread
+pinning in load_job, the version fields in write_result). The workers are run as scripts, which
 puts bench/ on sys.path: they import this module as `worker_harness`.
 """
 
@@ -18,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 INFER_ROWS = 40_960  # 10 batches of 4096: enough to time, short enough for the slow side
 INFER_REPEATS = 3
@@ -33,16 +35,33 @@ def worker_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_job(spec_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(spec, config) of the job file, with torch pinned to the config's thread count.
+def pin_torch_threads(threads: int) -> None:
+    """torch on `threads` intra-op threads and one inter-op thread (load_job's default)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+
+
+def torch_versions() -> dict[str, Any]:
+    """The framework fields of a torch worker's result (write_result's default)."""
+    import torch
+
+    return {"torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def load_job(
+    spec_path: str, pin_threads: Callable[[int], None] = pin_torch_threads
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(spec, config) of the job file, with the framework pinned to the config's thread count.
 
     Threads are set here, before any model is built, so every framework is timed on the
-    same number of intra-op threads and one inter-op thread.
+    same number of intra-op threads and one inter-op thread. `pin_threads` does it for
+    the worker's framework (torch by default).
     """
     job = json.loads(Path(spec_path).read_text())
     spec, cfg = job["spec"], job["config"]
-    torch.set_num_threads(cfg["threads"])
-    torch.set_num_interop_threads(1)
+    pin_threads(cfg["threads"])
     return spec, cfg
 
 
@@ -110,9 +129,11 @@ def write_result(
     n_train: int,
     infer: tuple[list[float], list[float]],
     loss: list[float],
+    versions: Mapping[str, Any] | None = None,
 ) -> None:
     """Write OUT_NPZ as ml100k_data.run_worker reads it: `scores` (test probabilities) and
-    `result` (a JSON string). Peak RSS is read here, after the last predict."""
+    `result` (a JSON string). Peak RSS is read here, after the last predict. `versions`:
+    the framework fields of the result (torch's version and thread count by default)."""
     infer_wall, infer_cpu = infer
     result = {
         "framework": framework,
@@ -123,7 +144,6 @@ def write_result(
         "infer_samples_per_cpu_s": infer_cpu,
         "peak_rss_mib": peak_rss_mib(),
         "loss": loss,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **(torch_versions() if versions is None else versions),
     }
     np.savez(out, scores=np.asarray(scores).reshape(-1), result=np.array(json.dumps(result)))
