@@ -2,8 +2,8 @@
 
 Writes a synthetic sample store shaped like the one the dataset builder writes (ids stored as
 dinrec.data.dataset stores them, int32 below 2**31, profile columns, two post-padded list
-history columns of length maxlen, label, timestamp; the dataset's codecs, lz4 lists and zstd
-scalars, and statistics) to a
+history columns of length maxlen, label, timestamp; the dataset's encodings: PLAIN lz4 lists,
+dictionary-encoded zstd scalars, statistics) to a
 temporary directory, then times full epochs with torch and Arrow both limited to one thread and
 reports the median.
 
@@ -26,7 +26,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from dinrec.data.dataset import id_storage_type, parquet_compression
+from dinrec.data.dataset import (
+    id_storage_type,
+    parquet_compression,
+    parquet_dictionary_columns,
+)
 from dinrec.data.loader import ParquetBatchLoader
 
 
@@ -45,6 +49,7 @@ def write_store(
     n_items, n_cates, n_users = 100_000, 1_000, 500_000
     schema = _schema(non_null_elements, id_storage_type(n_users))
     with pq.ParquetWriter(path, schema, compression=parquet_compression(schema),
+                          use_dictionary=parquet_dictionary_columns(schema),
                           write_statistics=True) as writer:
         for start in range(0, rows, row_group_rows):
             n = min(row_group_rows, rows - start)

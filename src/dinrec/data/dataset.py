@@ -249,6 +249,17 @@ def _schema(profile: Sequence[str], id_type: pa.DataType) -> pa.Schema:
     return pa.schema(ids + lists + tail)
 
 
+def parquet_dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns written with dictionary encoding: every column but the history lists.
+
+    The lists are stored PLAIN (lz4-compressed): with int32 ids, Arrow decodes them ~1.75x
+    faster than dictionary pages (the dictionary gather was a third of the decode) for a
+    file ~20% larger (1M rows, maxlen 50: 110 -> 131 MiB).
+    """
+    return [f.name for f in schema
+            if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))]
+
+
 def parquet_compression(schema: pa.Schema) -> dict[str, str]:
     """Codec per Parquet leaf column: lz4 for list columns, zstd for the rest.
 
@@ -284,6 +295,7 @@ def _write_split(
     # No pandas metadata and a fixed writer configuration: the bytes depend on the data only.
     # Statistics let the loader keep ids as int32 in its shuffle window (parquet_layout).
     with pq.ParquetWriter(path, schema, compression=parquet_compression(schema),
+                          use_dictionary=parquet_dictionary_columns(schema),
                           write_statistics=True) as writer:
         for lo in range(0, n, row_group_size):
             hi = min(lo + row_group_size, n)

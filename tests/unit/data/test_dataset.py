@@ -103,6 +103,10 @@ def test_history_lists_are_lz4_and_other_columns_zstd_with_statistics(tmp_path) 
     assert set(codecs.values()) == {"ZSTD"} and len(codecs) == 8
     # The streaming loader narrows ids to int32 from these min/max statistics.
     assert all(chunk.statistics.has_min_max for chunk in chunks.values())
+    # History lists are PLAIN (faster to decode); the scalar columns use dictionaries.
+    for path, chunk in chunks.items():
+        dictionary = chunk.dictionary_page_offset is not None
+        assert dictionary == (not path.endswith(".list.element")), path
 
 
 def test_dataset_json_contents(tmp_path) -> None:

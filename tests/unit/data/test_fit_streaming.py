@@ -74,7 +74,7 @@ def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_dataset("synthetic", None, "click-log", out, maxlen=MAXLEN, seed=3,
                   reader_options={"n_users": 80, "n_items": 300, "n_categories": 6,
                                   "mean_impressions": 30.0},
-                  row_group_size=500)
+                  row_group_size=250)
     return out
 
 
