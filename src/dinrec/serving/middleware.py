@@ -143,20 +143,25 @@ class Guard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: wait for the disconnect as usual
-
-        return replay
+        return replaying_receive(b"".join(chunks), receive)
 
 
 async def _too_large(send: Send, limit: int) -> None:
     await send_json(
         send, 413, {"error": f"request body is larger than {limit} bytes", "field": "body"}
     )
+
+
+def replaying_receive(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the already-read body to the app once, then defers to the
+    original (which, after the body, waits for the disconnect as usual)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dinrec.serving.encoding import RequestError
-from dinrec.serving.middleware import ASGIApp, Message, Receive, Scope, Send
+from dinrec.serving.middleware import ASGIApp, Receive, Scope, Send, replaying_receive
 from dinrec.serving.schemas import RankRequest
 from dinrec.serving.service import RankingService
 
@@ -123,13 +123,4 @@ async def _body(receive: Receive) -> tuple[bytes | None, Receive]:
         if not message.get("more_body", False):
             break
     body = b"".join(chunks)
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
+    return body, replaying_receive(body, receive)

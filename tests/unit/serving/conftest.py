@@ -119,3 +119,4 @@ def store(store_url: str) -> Iterator[BehaviorStore]:
         yield opened
     finally:
         opened.close()
+

@@ -3,12 +3,12 @@ for one user leaves every other user's entry cached."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.unit.serving.store_files import write_previous_schema_store
 
 from dinrec.serving.encoding import UserFeatures
 from dinrec.serving.rank_cache import CachedItem, CachedUser, RankCache, item_arrays
@@ -211,18 +211,11 @@ def test_a_bulk_load_is_seen_and_spares_users_it_does_not_name(
 
 def _old_schema_store(path: Path) -> None:
     """A store file as written before per-user versions existed, holding u1's behaviors."""
-    conn = sqlite3.connect(path)
-    conn.executescript("""
-        CREATE TABLE behaviors (seq INTEGER PRIMARY KEY, user_id TEXT NOT NULL,
-            ts REAL NOT NULL, item_id TEXT NOT NULL, category TEXT);
-        CREATE INDEX behaviors_by_user ON behaviors (user_id, ts, seq);
-        CREATE TABLE profiles (user_id TEXT PRIMARY KEY, profile TEXT NOT NULL) WITHOUT ROWID;
-        CREATE TABLE items (item_id TEXT PRIMARY KEY, category TEXT NOT NULL) WITHOUT ROWID;
+    write_previous_schema_store(path, """
         INSERT INTO behaviors (user_id, ts, item_id, category) VALUES
             ('u1', 1, 'i1', 'c1'), ('u1', 2, 'i2', 'c2');
         INSERT INTO items VALUES ('i1', 'c1'), ('i2', 'c2'), ('i5', 'c5');
     """)
-    conn.close()
 
 
 def test_a_store_file_of_the_previous_schema_is_served_and_cached(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import uuid
 from pathlib import Path
 
 import pytest
+from tests.unit.serving.store_files import write_previous_schema_store
 
 from dinrec.serving.stores import Behavior, BehaviorStore, open_store, redact
 
@@ -162,18 +162,11 @@ def test_sqlite_store_of_the_previous_schema_opens_and_versions_from_zero(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path)
-    conn.executescript("""
-        CREATE TABLE behaviors (seq INTEGER PRIMARY KEY, user_id TEXT NOT NULL,
-            ts REAL NOT NULL, item_id TEXT NOT NULL, category TEXT);
-        CREATE INDEX behaviors_by_user ON behaviors (user_id, ts, seq);
-        CREATE TABLE profiles (user_id TEXT PRIMARY KEY, profile TEXT NOT NULL) WITHOUT ROWID;
-        CREATE TABLE items (item_id TEXT PRIMARY KEY, category TEXT NOT NULL) WITHOUT ROWID;
+    write_previous_schema_store(path, """
         INSERT INTO behaviors (user_id, ts, item_id, category) VALUES ('u', 1, 'a', 'x');
         INSERT INTO profiles VALUES ('u', '{"gender": "f"}');
         INSERT INTO items VALUES ('a', 'x');
     """)
-    conn.close()
     store = open_store(f"sqlite:///{path}")
     again = open_store(f"sqlite:///{path}")  # a second opener keeps the first one's epoch
     try:
