@@ -36,6 +36,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dinrec.data.parquet_format import (
+    id_storage_type,
+    parquet_compression,
+    parquet_dictionary_columns,
+)
 from dinrec.data.protocols_samples import (
     CATE_ID,
     HIST_CATE_ID,
@@ -223,18 +228,6 @@ def write_dataset(
     return meta
 
 
-def id_storage_type(bound: int) -> pa.DataType:
-    """The Parquet type encoded ids are stored as, given that every id is below `bound`:
-    int32 when bound <= 2**31 - 1 (conservatively), else int64.
-
-    Encoded ids are vocabulary indices, so they fit int32 unless a table has 2**31 rows.
-    Stored narrow, Arrow decodes half the bytes (the streaming loader's main cost: 1.42M ->
-    1.85M decoded rows per CPU-second at maxlen 50); every reader widens them back, so
-    features are int64 wherever dinrec hands them out (to_numpy, ParquetBatchLoader).
-    """
-    return pa.int32() if bound < 2**31 else pa.int64()
-
-
 def _schema(profile: Sequence[str], id_type: pa.DataType) -> pa.Schema:
     ids = [pa.field(name, id_type, nullable=False)
            for name in (USER_KEY, USER_ID, *profile, ITEM_ID, CATE_ID)]
@@ -247,35 +240,6 @@ def _schema(profile: Sequence[str], id_type: pa.DataType) -> pa.Schema:
             pa.field(LABEL, pa.int8(), nullable=False),
             pa.field(TIMESTAMP, pa.int64(), nullable=False)]
     return pa.schema(ids + lists + tail)
-
-
-def parquet_dictionary_columns(schema: pa.Schema) -> list[str]:
-    """Columns written with dictionary encoding: every column but the history lists.
-
-    The lists are stored PLAIN (lz4-compressed): with int32 ids, Arrow decodes them ~1.75x
-    faster than dictionary pages (the dictionary gather was a third of the decode) for a
-    file ~20% larger (1M rows, maxlen 50: 110 -> 131 MiB).
-    """
-    return [f.name for f in schema
-            if not (pa.types.is_list(f.type) or pa.types.is_large_list(f.type))]
-
-
-def parquet_compression(schema: pa.Schema) -> dict[str, str]:
-    """Codec per Parquet leaf column: lz4 for list columns, zstd for the rest.
-
-    The history lists are almost all of a sample's bytes and of the streaming loader's decode
-    time; Arrow decodes lz4 pages ~12% faster than zstd (2M rows, maxlen 50,
-    bench/loader_throughput.py) for files ~20% larger. Readers need nothing: the codec is
-    stored per column chunk, so files written with zstd everywhere still read the same.
-    """
-    codecs: dict[str, str] = {}
-    for field in schema:
-        if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
-            # Leaf path of a list column in Parquet's compliant nested layout.
-            codecs[f"{field.name}.list.element"] = "lz4"
-        else:
-            codecs[field.name] = "zstd"
-    return codecs
 
 
 def _write_split(

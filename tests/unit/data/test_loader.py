@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from dinrec.data.dataset import parquet_compression
 from dinrec.data.loader import ParquetBatchLoader, list_column_to_numpy
+from dinrec.data.parquet_format import parquet_compression
 from dinrec.data.parquet_layout import read_layout
 
 
