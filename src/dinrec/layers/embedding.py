@@ -89,3 +89,15 @@ class EmbeddingBank(nn.Module):
         if emb.sparse or not (emb.weight.requires_grad and torch.is_grad_enabled()):
             return emb(ids)
         return _Gather.apply(emb.weight, ids)
+
+
+def sparse_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Trainable weights of embeddings that produce sparse gradients, by parameter name
+    (sparse_embeddings=True): the optimizer and DDP treat them apart."""
+    out: dict[str, nn.Parameter] = {}
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        sparse = isinstance(module, nn.Embedding) and module.sparse
+        if sparse and isinstance(weight, nn.Parameter) and weight.requires_grad:
+            out[f"{name}.weight" if name else "weight"] = weight
+    return out

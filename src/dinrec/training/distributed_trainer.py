@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from dinrec.layers.embedding import sparse_parameters
 from dinrec.training.distributed import current
 from dinrec.training.distributed_sync import (
     GlobalTableIds,
@@ -44,17 +45,6 @@ SPARSE_SYNC = ("auto", "ddp", "gather")
 def unwrap(module: nn.Module) -> nn.Module:
     """The plain module inside a DDP wrapper (the module itself otherwise)."""
     return module.module if isinstance(module, DistributedDataParallel) else module
-
-
-def sparse_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Trainable weights of embeddings that produce sparse gradients, by parameter name."""
-    out: dict[str, nn.Parameter] = {}
-    for name, module in model.named_modules():
-        weight = getattr(module, "weight", None)
-        sparse = isinstance(module, nn.Embedding) and module.sparse
-        if sparse and isinstance(weight, nn.Parameter) and weight.requires_grad:
-            out[f"{name}.weight" if name else "weight"] = weight
-    return out
 
 
 def wrap_trainer(

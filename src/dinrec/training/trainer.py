@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dinrec.layers.embedding import sparse_parameters
 from dinrec.metrics import Metric, compute_metrics, resolve_metrics
 from dinrec.training.allocator import retain_freed_memory
 from dinrec.training.batches import Batch, epoch_batches, source_rows
@@ -118,12 +119,8 @@ class Trainer:
         if retain_memory:
             retain_freed_memory()
         self.model = model
-        sparse_tables = [
-            t.weight for t in model.embeddings.tables.values()
-            if isinstance(t, torch.nn.Embedding) and t.sparse
-            and isinstance(t.weight, torch.nn.Parameter)
-        ]
-        self.optimizer = make_optimizer(optimizer, model.parameters(), lr, sparse_tables)
+        self.optimizer = make_optimizer(optimizer, model.parameters(), lr,
+                                        sparse_parameters(model).values())
         self.metrics: list[Metric] = resolve_metrics(list(metrics or []))
         self.group_column = group_column or default_group_column(model)
         if any(m.needs_groups for m in self.metrics) and self.group_column is None:
