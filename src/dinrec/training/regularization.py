@@ -93,9 +93,7 @@ class Regularizer:
             for t, c in (frequencies or {}).items()
         }
 
-    def embedding_penalty(self, batch: Batch, sparse_tables: bool = True) -> torch.Tensor:
-        """The embedding term; sparse_tables=False leaves out MBA's sparse-gradient tables
-        (their gradient is added directly, see add_direct_gradients)."""
+    def embedding_penalty(self, batch: Batch) -> torch.Tensor:
         bank = self.model.embeddings
         total = torch.zeros(())
         if self.embedding_lambda == 0:
@@ -110,14 +108,12 @@ class Regularizer:
         if self.ids_hook is not None:
             ids_by_table = self.ids_hook(ids_by_table)
         for table, ids in ids_by_table.items():
-            emb = bank.table(table)
-            if not emb.weight.requires_grad or ids.numel() == 0:
-                continue
-            if emb.sparse and not sparse_tables:
+            weight = bank.table(table).weight
+            if not weight.requires_grad or ids.numel() == 0:
                 continue
             rows = torch.unique(ids)  # [U]: each present id once, however often it occurs
             scale = self.inverse_frequency[table][rows]  # [U]
-            total = total + (emb.weight[rows].pow(2).sum(dim=1) * scale).sum()
+            total = total + (weight[rows].pow(2).sum(dim=1) * scale).sum()
         return self.embedding_lambda * total
 
     def _sparse_mba(self, batch: Batch) -> float:
@@ -159,8 +155,10 @@ class Regularizer:
     # ----- the training step's split: autograd for MBA, direct gradients for full L2 -------
     def batch_penalty(self, batch: Batch) -> torch.Tensor:
         """The part of the penalty that depends on the batch (MBA), for autograd; 0 else."""
-        if self.mode == "mba":
-            return self.embedding_penalty(batch, sparse_tables=False)
+        # With sparse_embeddings (every table sparse) MBA goes straight into the sparse
+        # gradients after backward instead (add_direct_gradients), ids gathered once.
+        if self.mode == "mba" and not self.model.config.sparse_embeddings:
+            return self.embedding_penalty(batch)
         return torch.zeros(())
 
     def _direct_terms(self) -> list[tuple[float, torch.Tensor]]:
