@@ -144,3 +144,11 @@ def test_din_with_sparse_embeddings_and_adam_trains_and_leaves_unseen_rows_alone
     assert not torch.equal(after[1:8], before[1:8])
     losses = history.history["loss"]
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_lazy_adam_names_a_bad_setting() -> None:
+    w = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match=r"invalid lr=-0\.1"):
+        LazyAdam([w], lr=-0.1)
+    with pytest.raises(ValueError, match=r"betas=\(0.9, 1.0\)"):
+        LazyAdam([w], betas=(0.9, 1.0))
