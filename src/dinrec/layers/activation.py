@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from dinrec.kernels import dice as native_dice
+
 ACTIVATIONS = ("relu", "dice", "prelu", "sigmoid", "tanh", "linear")
 
 
@@ -63,16 +65,16 @@ class Dice(nn.Module):
             # One fused op normalises and returns the batch statistics; its backward is one
             # fused kernel too (the eager chain mean/var/sub/mul/rsqrt is ~10 passes over
             # [N, H], and var along dim 0 alone is ~100x slower than mean on CPU).
-            if torch.compiler.is_compiling():  # Inductor fuses the plain ops better
+            if native_dice.supports(flat):  # two passes forward, two backward (dice.c)
+                out, mean, invstd = native_dice.dice_train(flat, self.alpha, self.eps)
+            elif torch.compiler.is_compiling():  # Inductor fuses the plain ops better
                 u, mean, invstd = torch.native_batch_norm(
                     flat, None, None, None, None, True, 0.0, self.eps
                 )
                 out = self._finish(flat, u)
             else:
                 out, mean, invstd = _DiceTrain.apply(flat, self.alpha, self.eps)
-            with torch.no_grad():
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(invstd.pow(-2) - self.eps, self.momentum)
+            self._update_moving(mean, invstd)
             return out.reshape(x.shape)
         # Masked statistics as weighted sums over all rows (no boolean gather): w [N] is 1
         # for valid rows, so mean = w @ x / n and var = w @ (x - mean)^2 / n.
@@ -88,6 +90,24 @@ class Dice(nn.Module):
             self.running_var.lerp_(var.detach(), self.momentum)
         u = centered * torch.rsqrt(var + self.eps)
         return self._finish(flat, u).reshape(x.shape)
+
+    def forward_rows(self, x: torch.Tensor, bias: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Dice of x + bias[rows] without a mask: x [N, H], bias [B, H], rows [N] -> [N, H].
+
+        The activation unit's first layer is a per-behavior GEMM plus the sample's query part
+        (one row of bias per sample); in training the native kernel adds that row on the fly
+        and returns its gradient as a per-sample sum, so the [N, H] sum is never gathered.
+        """
+        if self.training and self.sync is None and native_dice.supports(x):
+            out, mean, invstd = native_dice.dice_train(x, self.alpha, self.eps, bias, rows)
+            self._update_moving(mean, invstd)
+            return out
+        return self.forward(x + bias.index_select(0, rows))
+
+    def _update_moving(self, mean: torch.Tensor, invstd: torch.Tensor) -> None:
+        with torch.no_grad():
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(invstd.pow(-2) - self.eps, self.momentum)
 
     def _finish(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """f = x * (alpha + p * (1 - alpha)) with p = sigmoid(u): p*s + (1-p)*alpha*s."""

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinrec.layers.activation import make_activation
+from dinrec.kernels.rows import key_query, weighted_row_sum
+from dinrec.layers.activation import Dice, make_activation
 from dinrec.layers.compiled import CompiledOrEager
 from dinrec.layers.mlp import MLP
 from dinrec.layers.packing import Packed, pack
@@ -106,22 +107,46 @@ def _packed_scores(
 ) -> torch.Tensor:
     """ActivationUnit.packed_scores, as a function so one compiled version serves all units."""
     w_key, w_query = unit.split_first()
-    q = query.index_select(0, rows)  # [N, E]
-    kq = torch.cat([keys, keys * q], dim=-1)  # [N, 2E]
+    # [k, k*q] per behavior [N, 2E]; in training one pass each way (dinrec/kernels/rows.c),
+    # not gather + mul + cat and their backward (the inference export traces torch ops).
+    kq = key_query(keys, query, rows, native=unit.training)
     query_part = torch.addmm(unit.first.bias, query, w_query.t())  # [B, H], once per row
     low = unit.matmul_dtype
+    act = unit.first_act
+    if act is None or unit.out is None:  # no hidden layer: the first layer is the score
+        return _packed_first(kq, w_key, query_part, rows, low).squeeze(-1)
+    if isinstance(act, Dice) and act.training:
+        # Dice adds the sample's query part row by row itself (and sums its gradient per
+        # sample), so the [N, H] gathered bias is never built.
+        h = act.forward_rows(_mm(kq, w_key.t(), low), query_part, rows)  # [N, H]
+    else:
+        h = act(_packed_first(kq, w_key, query_part, rows, low), None)  # [N, H]
     if low is None:
-        first = torch.addmm(query_part.index_select(0, rows), kq, w_key.t())  # [N, H]
-        return unit.scores_from_parts(first, None)
-    first = _low_mm(kq, w_key.t(), low) + query_part.index_select(0, rows)  # [N, H]
-    if unit.first_act is None or unit.out is None:
-        return first.squeeze(-1)
-    h = unit.first_act(first, None)  # [N, H]
-    # The unit's MLP has no BatchNorm or dropout (see __init__), only Linear -> activation.
-    for linear, act in zip(unit.rest.linears, unit.rest.acts, strict=True):
-        assert isinstance(linear, nn.Linear)
-        h = act(_low_mm(h, linear.weight.t(), low) + linear.bias, None)
+        h = unit.rest(h, None)
+    else:
+        # The unit's MLP has no BatchNorm or dropout (see __init__), only Linear -> activation.
+        for linear, layer_act in zip(unit.rest.linears, unit.rest.acts, strict=True):
+            assert isinstance(linear, nn.Linear)
+            h = layer_act(_low_mm(h, linear.weight.t(), low) + linear.bias, None)
     return unit.out(h).squeeze(-1)  # [N]
+
+
+def _packed_first(
+    kq: torch.Tensor,
+    w_key: torch.Tensor,
+    query_part: torch.Tensor,
+    rows: torch.Tensor,
+    low: torch.dtype | None,
+) -> torch.Tensor:
+    """The first layer's pre-activation: kq [N, 2E] @ w_key.T + query_part[rows] -> [N, H]."""
+    if low is None:
+        return torch.addmm(query_part.index_select(0, rows), kq, w_key.t())
+    return _low_mm(kq, w_key.t(), low) + query_part.index_select(0, rows)
+
+
+def _mm(x: torch.Tensor, weight_t: torch.Tensor, low: torch.dtype | None) -> torch.Tensor:
+    """x @ weight_t in fp32, or with `low`-precision inputs (fp32 result)."""
+    return torch.mm(x, weight_t) if low is None else _low_mm(x, weight_t, low)
 
 
 # bf16 GEMMs on CPU go through oneDNN, which builds (JIT-compiles) and caches one kernel per
@@ -145,7 +170,7 @@ def _packed_interest(
     """(interest [B, E], scores [N]) without weight normalization: one function to compile,
     so the weighted sum and its backward fuse with the unit's last layer."""
     scores = _packed_scores(unit, query, keys, rows)  # [N]
-    interest = keys.new_zeros(batch, keys.shape[1]).index_add(0, rows, scores.unsqueeze(-1) * keys)
+    interest = weighted_row_sum(scores, keys, rows, batch, native=unit.training)  # [B, E]
     return interest, scores
 
 

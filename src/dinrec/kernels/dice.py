@@ -1,0 +1,125 @@
+"""Dice's training forward / backward through the C kernel in dice.c (autograd Function).
+
+`dice_train(x, alpha, eps, bias, rows)` computes Dice with batch statistics of
+x + bias[rows] (bias optional) and returns (out, mean, invstd) like `_DiceTrain`; gradients
+flow to x, bias and alpha. Use `supports(x)` first: the kernel is CPU float32 only,
+single-threaded, and not traced by torch.compile.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from dinrec.kernels.build import can_run, load
+from dinrec.kernels.build import pointer as _ptr
+
+_P = ctypes.c_void_p
+_I = ctypes.c_int64
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    lib = load("dice")
+    if lib is not None:
+        lib.dinrec_dice_forward.argtypes = [_I, _I, _P, _P, _P, _P, ctypes.c_float,
+                                            _P, _P, _P]
+        lib.dinrec_dice_backward.argtypes = [_I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P]
+        lib.dinrec_dice_forward.restype = lib.dinrec_dice_backward.restype = ctypes.c_int
+    return lib
+
+
+def supports(x: torch.Tensor) -> bool:
+    """Whether dice_train can run on x [N, H] (N >= 1) in this process right now."""
+    return (
+        x.dtype == torch.float32
+        and x.dim() == 2
+        and x.shape[0] > 0
+        and can_run(x)
+        and _library() is not None
+    )
+
+
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        raise MemoryError(f"dinrec's native Dice {what}: out of memory")
+
+
+class _NativeDice(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        alpha: torch.Tensor,
+        eps: float,
+        bias: torch.Tensor | None,
+        rows: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        lib = _library()
+        assert lib is not None
+        n, h = x.shape
+        out, mean, invstd = torch.empty_like(x), x.new_empty(h), x.new_empty(h)
+        _check(lib.dinrec_dice_forward(n, h, _ptr(x), _ptr(bias), _ptr(rows), _ptr(alpha),
+                                       eps, _ptr(out), _ptr(mean), _ptr(invstd)),
+               "forward")
+        # Only the input is kept: the backward recomputes p (cheaper than storing [N, H]).
+        ctx.save_for_backward(x, alpha, bias, rows, mean, invstd)
+        ctx.mark_non_differentiable(mean, invstd)
+        return out, mean, invstd
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: Any, grad: torch.Tensor, *_: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, None, torch.Tensor | None, None]:
+        lib = _library()
+        assert lib is not None
+        x, alpha, bias, rows, mean, invstd = ctx.saved_tensors
+        grad = grad.contiguous()
+        n, h = x.shape
+        grad_x, grad_alpha = torch.empty_like(x), alpha.new_empty(h)
+        grad_bias = (torch.zeros_like(bias)
+                     if bias is not None and ctx.needs_input_grad[3] else None)
+        _check(lib.dinrec_dice_backward(n, h, _ptr(grad), _ptr(x), _ptr(bias), _ptr(rows),
+                                        _ptr(alpha), _ptr(mean), _ptr(invstd),
+                                        _ptr(grad_x), _ptr(grad_alpha), _ptr(grad_bias)),
+               "backward")
+        return grad_x, grad_alpha, None, grad_bias, None
+
+
+def dice_train(
+    x: torch.Tensor,
+    alpha: torch.Tensor,
+    eps: float,
+    bias: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Dice with batch statistics of v = x + bias[rows]: (f(v) [N, H], mean [H], invstd [H]).
+
+    x [N, H] float32 (check `supports(x)`), alpha [H], bias [B, H] and rows [N] int64 in
+    [0, B) together or not at all. mean / invstd are the batch statistics (no gradient).
+    """
+    n, h = x.shape
+    if alpha.shape != (h,):
+        raise ValueError(f"Dice alpha has shape {tuple(alpha.shape)}, expected ({h},)")
+    if (bias is None) != (rows is None):
+        raise ValueError("Dice row bias: pass bias and rows together")
+    if bias is not None and rows is not None:
+        if bias.dim() != 2 or bias.shape[1] != h or bias.dtype != x.dtype:
+            raise ValueError(f"Dice row bias must be float32 [B, {h}], got "
+                             f"{bias.dtype} {tuple(bias.shape)}")
+        if rows.shape != (n,) or rows.dtype != torch.int64:
+            raise ValueError(f"Dice rows must be int64 [{n}], got {rows.dtype} "
+                             f"{tuple(rows.shape)}")
+        low, high = torch.aminmax(rows)  # the kernel indexes bias by them: check, don't trust
+        if int(low) < 0 or int(high) >= bias.shape[0]:
+            raise ValueError(f"Dice rows must lie in [0, {bias.shape[0]}), got "
+                             f"[{int(low)}, {int(high)}]")
+        bias, rows = bias.contiguous(), rows.contiguous()
+    out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = _NativeDice.apply(
+        x.contiguous(), alpha.contiguous(), float(eps), bias, rows)
+    return out
