@@ -58,6 +58,7 @@ VARIANTS = {
     "compiled": ["--compile-dense"],
     "bf16": ["--bf16"],
     "compiled+bf16": ["--compile-dense", "--bf16"],
+    "torch-ops": ["--torch-ops"],  # eager without the native kernels (A/B of accuracy, speed)
 }
 # DeepCTR (TensorFlow) DIN, ml100k-rating, same config, 1 thread, measured on this machine.
 DEEPCTR_TF_TRAIN_SPS = 8_174.0

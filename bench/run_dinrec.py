@@ -8,11 +8,13 @@ Speed options map onto DIN / compile arguments so each can be measured on its ow
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import worker_harness as harness
 
 from dinrec.feature_column import SparseFeat, VarLenSparseFeat
+from dinrec.kernels.build import ENV_SWITCH
 from dinrec.models import DIN
 from dinrec.training.callbacks import Callback
 
@@ -29,7 +31,11 @@ def main() -> None:
                         help="model.compile_dense(): torch.compile the activation unit")
     parser.add_argument("--bf16", action="store_true",
                         help="model.attention_bf16(): bf16 GEMMs in the activation unit")
+    parser.add_argument("--torch-ops", action="store_true",
+                        help="no native kernels (DINREC_NATIVE_KERNELS=0): torch ops only")
     args = parser.parse_args()
+    if args.torch_ops:  # read when the kernels are first needed, i.e. in fit
+        os.environ[ENV_SWITCH] = "0"
     spec, cfg = harness.load_job(args.spec)
 
     dim = cfg["embedding_dim"]
