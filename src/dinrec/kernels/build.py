@@ -131,13 +131,23 @@ def _compile(compiler: str, source: Path, target: Path) -> str | None:
     return error
 
 
+# (function name, argument types, return type) of a library's exported kernels.
+Signatures = tuple[tuple[str, tuple[type, ...], type | None], ...]
+
+
 @functools.cache
-def load(name: str) -> ctypes.CDLL | None:
-    """The kernel library built from `<name>.c` in this package, or None (see above)."""
+def load(name: str, signatures: Signatures = ()) -> ctypes.CDLL | None:
+    """The kernel library built from `<name>.c` in this package, its functions typed by
+    `signatures`, or None (see above)."""
     if not enabled():
         return None
     with _lock:
-        return _load_locked(name)
+        lib = _load_locked(name)
+    if lib is not None:
+        for function, argtypes, restype in signatures:
+            getattr(lib, function).argtypes = list(argtypes)
+            getattr(lib, function).restype = restype
+    return lib
 
 
 def _load_locked(name: str) -> ctypes.CDLL | None:
@@ -148,12 +158,7 @@ def _load_locked(name: str) -> ctypes.CDLL | None:
         return None
     try:
         key = _build_key(name, source.read_bytes(), compiler)
-        directory = cache_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        if not os.access(directory, os.W_OK):
-            directory = Path(tempfile.gettempdir()) / "dinrec-kernels"
-            directory.mkdir(parents=True, exist_ok=True)
-        target = directory / f"{key}.so"
+        target = _writable_dir() / f"{key}.so"
         if not target.exists():
             error = _compile(compiler, source, target)
             if error is not None:
@@ -163,6 +168,19 @@ def _load_locked(name: str) -> ctypes.CDLL | None:
     except (OSError, subprocess.SubprocessError) as exc:
         _fallback(name, f"{type(exc).__name__}: {exc}")
         return None
+
+
+def _writable_dir() -> Path:
+    """cache_dir(), or a per-user temp directory when that cannot be created or written."""
+    for directory in (cache_dir(), Path(tempfile.gettempdir()) / f"dinrec-kernels-{os.getuid()}"):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(directory, os.W_OK):
+            return directory
+    raise OSError(f"neither {cache_dir()} nor the temp directory is writable "
+                  f"(set {ENV_CACHE})")
 
 
 def _fallback(name: str, why: str) -> None:

@@ -15,22 +15,15 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from dinrec.kernels.build import can_run, load
+from dinrec.kernels.build import Signatures, can_run, load
 from dinrec.kernels.build import pointer as _ptr
 
-_P = ctypes.c_void_p
-_I = ctypes.c_int64
-
-
-@functools.cache
-def _library() -> ctypes.CDLL | None:
-    lib = load("dice")
-    if lib is not None:
-        lib.dinrec_dice_forward.argtypes = [_I, _I, _P, _P, _P, _P, ctypes.c_float,
-                                            _P, _P, _P]
-        lib.dinrec_dice_backward.argtypes = [_I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P]
-        lib.dinrec_dice_forward.restype = lib.dinrec_dice_backward.restype = ctypes.c_int
-    return lib
+_P, _I = ctypes.c_void_p, ctypes.c_int64
+_SIGNATURES: Signatures = (
+    ("dinrec_dice_forward", (_I, _I, _P, _P, _P, _P, ctypes.c_float, _P, _P, _P), ctypes.c_int),
+    ("dinrec_dice_backward", (_I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P), ctypes.c_int),
+)
+_library = functools.partial(load, "dice", _SIGNATURES)
 
 
 def supports(x: torch.Tensor) -> bool:

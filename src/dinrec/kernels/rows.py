@@ -18,27 +18,18 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from dinrec.kernels.build import can_run, load
+from dinrec.kernels.build import Signatures, can_run, load
 from dinrec.kernels.build import pointer as _ptr
 
-_P = ctypes.c_void_p
-_I = ctypes.c_int64
-
-
-@functools.cache
-def _library() -> ctypes.CDLL | None:
-    lib = load("rows")
-    if lib is not None:
-        for name, args in (
-            ("dinrec_index_add_rows", [_I, _I, _P, _P, _P]),
-            ("dinrec_weighted_row_sum", [_I, _I, _P, _P, _P, _P]),
-            ("dinrec_weighted_row_sum_backward", [_I, _I, _P, _P, _P, _P, _P, _P]),
-            ("dinrec_key_query", [_I, _I, _P, _P, _P, _P]),
-            ("dinrec_key_query_backward", [_I, _I, _P, _P, _P, _P, _P, _P]),
-        ):
-            getattr(lib, name).argtypes = args
-            getattr(lib, name).restype = None
-    return lib
+_P, _I = ctypes.c_void_p, ctypes.c_int64
+_SIGNATURES: Signatures = (
+    ("dinrec_index_add_rows", (_I, _I, _P, _P, _P), None),
+    ("dinrec_weighted_row_sum", (_I, _I, _P, _P, _P, _P), None),
+    ("dinrec_weighted_row_sum_backward", (_I, _I, _P, _P, _P, _P, _P, _P), None),
+    ("dinrec_key_query", (_I, _I, _P, _P, _P, _P), None),
+    ("dinrec_key_query_backward", (_I, _I, _P, _P, _P, _P, _P, _P), None),
+)
+_library = functools.partial(load, "rows", _SIGNATURES)
 
 
 def _native(index: torch.Tensor, *values: torch.Tensor) -> ctypes.CDLL | None:

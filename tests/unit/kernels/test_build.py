@@ -67,3 +67,17 @@ def test_built_once_per_cache_key_and_reused(tmp_path):
     second = run_python(code, DINREC_KERNEL_CACHE=str(tmp_path))
     assert second.returncode == 0, second.stderr
     assert second.stdout == first.stdout and built[0].stat().st_mtime_ns == stamp
+
+
+def test_an_unusable_cache_directory_falls_back_to_a_temp_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    done = run_python("""
+        import warnings
+        warnings.simplefilter("error")  # the fallback directory is no reason to warn
+        from dinrec.kernels import build
+        lib = build.load("rows")
+        print(lib is not None, build._writable_dir().name.startswith("dinrec-kernels-"))
+    """, DINREC_KERNEL_CACHE=str(blocker / "cache"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"]
