@@ -42,7 +42,7 @@ static inline float value(const float *x, const float *bias, const int64_t *rows
 int dinrec_dice_forward(int64_t n, int64_t h, const float *restrict x,
                         const float *restrict bias, const int64_t *restrict rows,
                         const float *restrict alpha, float eps, float *restrict out,
-                        float *restrict mean, float *restrict invstd) {
+                        float *restrict p, float *restrict mean, float *restrict invstd) {
     /* Sums of (v - shift) and its square, shift = the first row: the variance is then
        computed from values centred near the data, not from E[v^2] - E[v]^2 of raw ones. */
     double *sums = calloc(2 * h, sizeof(double));
@@ -82,15 +82,17 @@ int dinrec_dice_forward(int64_t n, int64_t h, const float *restrict x,
 
     for (int64_t i = 0; i < n; i++) {
         const float *xr = x + i * h, *br = bias ? bias + rows[i] * h : NULL;
-        float *o = out + i * h;
+        float *o = out + i * h, *pr = p + i * h;
         if (br) {
             for (int64_t j = 0; j < h; j++) {
                 float v = xr[j] + br[j], s = sigmoid((v - mean[j]) * invstd[j]);
+                pr[j] = s;
                 o[j] = v * (alpha[j] + scale[j] * s);
             }
         } else {
             for (int64_t j = 0; j < h; j++) {
                 float v = xr[j], s = sigmoid((v - mean[j]) * invstd[j]);
+                pr[j] = s;
                 o[j] = v * (alpha[j] + scale[j] * s);
             }
         }
@@ -100,7 +102,7 @@ int dinrec_dice_forward(int64_t n, int64_t h, const float *restrict x,
     return 0;
 }
 
-/* Gradients given g = dL/df [n, h] and the forward's mean, invstd (p is recomputed):
+/* Gradients given g = dL/df [n, h] and the forward's p, mean, invstd:
      gu = dL/du = g * v * (1 - alpha) * p * (1 - p)             (u = (v - mean) * invstd)
      dL/dalpha = sum_i g * v * (1 - p)
      dL/dv = g * (alpha + (1 - alpha) p)                          (at fixed p)
@@ -109,32 +111,24 @@ int dinrec_dice_forward(int64_t n, int64_t h, const float *restrict x,
    the sum of dL/dv over each bias row's rows; it must hold zeros on entry. */
 int dinrec_dice_backward(int64_t n, int64_t h, const float *restrict g,
                          const float *restrict x, const float *restrict bias,
-                         const int64_t *restrict rows, const float *restrict alpha, const float *restrict mean,
+                         const int64_t *restrict rows, const float *restrict p,
+                         const float *restrict alpha, const float *restrict mean,
                          const float *restrict invstd, float *restrict grad_x,
                          float *restrict grad_alpha, float *restrict grad_bias) {
     double *acc = calloc(3 * h, sizeof(double));
-    float *coef = malloc((3 + ROW_BLOCK) * h * sizeof(float));
+    float *coef = malloc(3 * h * sizeof(float));
     if (!acc || !coef) { free(acc); free(coef); return 1; }
-    float *p_block = coef + 3 * h; /* [ROW_BLOCK, h] */
     double *sum_gu = acc, *sum_guc = acc + h, *sum_ga = acc + 2 * h;
     float *scale = coef, *mean_gu = coef + h, *slope = coef + 2 * h;
     for (int64_t j = 0; j < h; j++) scale[j] = 1.0f - alpha[j];
 
     for (int64_t r0 = 0; r0 < n; r0 += ROW_BLOCK) {
         int64_t r1 = r0 + ROW_BLOCK < n ? r0 + ROW_BLOCK : n;
-        /* p of this block's rows, recomputed into an L1-sized scratch (a plain loop, so
-           the compiler vectorises expf) instead of being stored by the forward. */
-        for (int64_t i = r0; i < r1; i++) {
-            const float *xr = x + i * h, *br = bias ? bias + rows[i] * h : NULL;
-            float *pr = p_block + (i - r0) * h;
-            for (int64_t j = 0; j < h; j++)
-                pr[j] = sigmoid((xr[j] + (br ? br[j] : 0.0f) - mean[j]) * invstd[j]);
-        }
         int64_t j0 = 0;
         for (; j0 + LANES <= h; j0 += LANES) {
             vec a1 = {0}, a2 = {0}, a3 = {0}, sc = load(scale + j0), mu = load(mean + j0);
             for (int64_t i = r0; i < r1; i++) {
-                vec v = load(x + i * h + j0), s = load(p_block + (i - r0) * h + j0);
+                vec v = load(x + i * h + j0), s = load(p + i * h + j0);
                 if (bias) v += load(bias + rows[i] * h + j0);
                 vec gv = load(g + i * h + j0) * v, not_s = 1.0f - s;
                 vec gu = gv * sc * s * not_s;
@@ -150,7 +144,7 @@ int dinrec_dice_backward(int64_t n, int64_t h, const float *restrict g,
         }
         for (; j0 < h; j0++) {
             for (int64_t i = r0; i < r1; i++) {
-                float v = value(x, bias, rows, h, i, j0), s = p_block[(i - r0) * h + j0];
+                float v = value(x, bias, rows, h, i, j0), s = p[i * h + j0];
                 float gv = g[i * h + j0] * v, gu = gv * scale[j0] * s * (1.0f - s);
                 sum_gu[j0] += gu;
                 sum_guc[j0] += gu * (v - mean[j0]);
@@ -165,11 +159,11 @@ int dinrec_dice_backward(int64_t n, int64_t h, const float *restrict g,
     }
 
     for (int64_t i = 0; i < n; i++) {
-        const float *gr = g + i * h, *xr = x + i * h;
+        const float *gr = g + i * h, *xr = x + i * h, *pr = p + i * h;
         const float *br = bias ? bias + rows[i] * h : NULL;
         float *o = grad_x + i * h;
         for (int64_t j = 0; j < h; j++) {
-            float v = xr[j] + (br ? br[j] : 0.0f), s = sigmoid((v - mean[j]) * invstd[j]);
+            float v = xr[j] + (br ? br[j] : 0.0f), s = pr[j];
             float gu = gr[j] * v * scale[j] * s * (1.0f - s);
             o[j] = gr[j] * (alpha[j] + scale[j] * s)
                    + invstd[j] * (gu - mean_gu[j] - (v - mean[j]) * slope[j]);
