@@ -63,7 +63,7 @@ def can_run(*tensors: torch.Tensor) -> bool:
         all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.int64) for t in tensors)
         and torch.get_num_threads() <= MAX_THREADS
         and not torch.compiler.is_compiling()
-        and not torch.compiler.is_exporting()
+        and not getattr(torch.compiler, "is_exporting", lambda: False)()  # torch >= 2.5
         and not torch.jit.is_tracing()
     )
 
