@@ -28,6 +28,13 @@ _SIGNATURES: Signatures = (
 _library = functools.partial(load, "dice", _SIGNATURES)
 
 
+def _loaded() -> ctypes.CDLL:
+    """The library inside the autograd Functions (callers checked it is available)."""
+    lib = _library()
+    assert lib is not None
+    return lib
+
+
 def supports(x: torch.Tensor) -> bool:
     """Whether dice_train can run on x [N, H] (N >= 1) in this process right now."""
     return (
@@ -54,8 +61,7 @@ class _NativeDice(torch.autograd.Function):
         bias: torch.Tensor | None,
         rows: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        lib = _library()
-        assert lib is not None
+        lib = _loaded()
         n, h = x.shape
         out, mean, invstd = torch.empty_like(x), x.new_empty(h), x.new_empty(h)
         p = torch.empty_like(x)  # kept for backward: recomputing it there is ~12% slower
@@ -71,8 +77,7 @@ class _NativeDice(torch.autograd.Function):
     def backward(
         ctx: Any, grad: torch.Tensor, *_: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, None, torch.Tensor | None, None]:
-        lib = _library()
-        assert lib is not None
+        lib = _loaded()
         x, alpha, bias, rows, p, mean, invstd = ctx.saved_tensors
         grad = grad.contiguous()
         n, h = x.shape
@@ -98,7 +103,12 @@ def dice_train(
     x [N, H] float32 (check `supports(x)`), alpha [H], bias [B, H] and rows [N] int64 in
     [0, B) together or not at all. mean / invstd are the batch statistics (no gradient).
     """
+    if x.dim() != 2 or x.shape[0] == 0 or x.dtype != torch.float32 or x.device.type != "cpu":
+        raise ValueError(f"native Dice takes a non-empty float32 [N, H] CPU tensor, got "
+                         f"{x.dtype} {tuple(x.shape)} on {x.device}")
     n, h = x.shape
+    if alpha.dtype != torch.float32:
+        raise ValueError(f"Dice alpha must be float32, got {alpha.dtype}")
     if alpha.shape != (h,):
         raise ValueError(f"Dice alpha has shape {tuple(alpha.shape)}, expected ({h},)")
     if (bias is None) != (rows is None):

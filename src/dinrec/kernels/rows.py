@@ -32,6 +32,13 @@ _SIGNATURES: Signatures = (
 _library = functools.partial(load, "rows", _SIGNATURES)
 
 
+def _loaded() -> ctypes.CDLL:
+    """The library inside the autograd Functions (callers checked it is available)."""
+    lib = _library()
+    assert lib is not None
+    return lib
+
+
 def _native(index: torch.Tensor, *values: torch.Tensor) -> ctypes.CDLL | None:
     """The library when the tensors suit it: int64 index and float32 values, contiguous,
     on the CPU (see build.can_run)."""
@@ -56,8 +63,7 @@ class _WeightedRowSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, w: torch.Tensor, src: torch.Tensor, rows: torch.Tensor,
                 batch: int) -> torch.Tensor:
-        lib = _library()
-        assert lib is not None
+        lib = _loaded()
         out = src.new_zeros(batch, src.shape[1])
         lib.dinrec_weighted_row_sum(src.shape[0], src.shape[1], _ptr(rows), _ptr(w),
                                     _ptr(src), _ptr(out))
@@ -67,8 +73,7 @@ class _WeightedRowSum(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        lib = _library()
-        assert lib is not None
+        lib = _loaded()
         w, src, rows = ctx.saved_tensors
         grad = grad.contiguous()
         grad_w = torch.empty_like(w) if ctx.needs_input_grad[0] else None
@@ -84,7 +89,9 @@ def weighted_row_sum(
 ) -> torch.Tensor:
     """w [N], src [N, D], rows [N] (sorted or not, in [0, batch)) -> [batch, D] with
     out[b] = sum over rows[i] == b of w[i] * src[i]. native=False: torch ops only."""
-    if not native or _native(rows, w, src) is None:
+    shapes_ok = src.dim() == 2 and w.shape == rows.shape == (src.shape[0],)
+    if not native or not shapes_ok or _native(rows, w, src) is None:
+        # torch also names what is wrong with mismatched shapes
         return src.new_zeros(batch, src.shape[1]).index_add(0, rows, w.unsqueeze(-1) * src)
     _check_rows(rows, batch)
     out: torch.Tensor = _WeightedRowSum.apply(w, src, rows, batch)
@@ -95,8 +102,7 @@ class _KeyQuery(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, keys: torch.Tensor, query: torch.Tensor,
                 rows: torch.Tensor) -> torch.Tensor:
-        lib = _library()
-        assert lib is not None
+        lib = _loaded()
         n, e = keys.shape
         out = keys.new_empty(n, 2 * e)
         lib.dinrec_key_query(n, e, _ptr(rows), _ptr(keys), _ptr(query), _ptr(out))
@@ -106,8 +112,7 @@ class _KeyQuery(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        lib = _library()
-        assert lib is not None
+        lib = _loaded()
         keys, query, rows = ctx.saved_tensors
         grad = grad.contiguous()
         grad_keys = torch.empty_like(keys) if ctx.needs_input_grad[0] else None
@@ -123,7 +128,10 @@ def key_query(
 ) -> torch.Tensor:
     """[keys, keys * query[rows]]: keys [N, E], query [B, E], rows [N] -> [N, 2E].
     native=False: torch ops only."""
-    if not native or _native(rows, keys, query) is None:
+    shapes_ok = (keys.dim() == query.dim() == 2 and keys.shape[1] == query.shape[1]
+                 and rows.shape == (keys.shape[0],))
+    if not native or not shapes_ok or _native(rows, keys, query) is None:
+        # torch also names what is wrong with mismatched shapes
         return torch.cat([keys, keys * query.index_select(0, rows)], dim=-1)
     _check_rows(rows, query.shape[0])
     out: torch.Tensor = _KeyQuery.apply(keys, query, rows)

@@ -138,3 +138,14 @@ def test_dice_module_rows_path_equals_dice_of_the_gathered_sum():
     assert torch.allclose(fused.running_var, plain.running_var, atol=1e-5)
     fused.eval()  # eval: moving statistics, no kernel
     assert torch.allclose(fused.forward_rows(x, bias, rows), fused(x + bias[rows]))
+
+
+def test_rejects_inputs_the_kernel_cannot_read():
+    with pytest.raises(ValueError, match=r"\[N, H\] CPU tensor, got torch.float64 \(3, 4\)"):
+        native.dice_train(torch.zeros(3, 4, dtype=torch.float64), torch.zeros(4), 1e-8)
+    with pytest.raises(ValueError, match=r"got torch.float32 \(2, 3, 4\)"):
+        native.dice_train(torch.zeros(2, 3, 4), torch.zeros(4), 1e-8)
+    with pytest.raises(ValueError, match=r"got torch.float32 \(0, 4\)"):
+        native.dice_train(torch.zeros(0, 4), torch.zeros(4), 1e-8)
+    with pytest.raises(ValueError, match=r"alpha must be float32, got torch\.float64"):
+        native.dice_train(torch.zeros(3, 4), torch.zeros(4, dtype=torch.float64), 1e-8)

@@ -86,3 +86,11 @@ def test_non_contiguous_inputs_take_the_torch_path_with_the_same_result():
     query, rows = torch.randn(2, 4), torch.tensor([0, 0, 0, 1, 1, 1])
     expected = torch.cat([keys, keys * query[rows]], dim=-1)
     assert torch.equal(kernels.key_query(keys, query, rows), expected)
+
+
+def test_mismatched_shapes_get_torchs_error_not_a_kernel_read_out_of_bounds():
+    rows = torch.tensor([0, 1, 1])
+    with pytest.raises(RuntimeError):
+        kernels.key_query(torch.ones(3, 4), torch.ones(2, 5), rows)  # widths 4 vs 5
+    with pytest.raises(RuntimeError):
+        kernels.weighted_row_sum(torch.ones(2), torch.ones(3, 4), rows, 2)  # 2 weights, 3 rows
