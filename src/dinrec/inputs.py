@@ -6,7 +6,6 @@ Ids stay int64 end to end: never one float matrix (float32 is exact only below 2
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,28 +41,12 @@ def _as_array(value: Any, name: str) -> np.ndarray:
     return arr
 
 
-def stable_hash(values: np.ndarray, buckets: int) -> np.ndarray:
-    """Hash raw values into [1, buckets); "0"/0 (padding) stays 0, as DeepCTR's mask_zero hash.
-
-    Uses blake2b of the value's string form, so it is the same in every process (Python's
-    hash() is salted per process).
-    """
-    flat = values.reshape(-1)
-    out = np.empty(flat.shape, dtype=np.int64)
-    span = max(buckets - 1, 1)
-    for i, v in enumerate(flat.tolist()):
-        s = str(v)
-        if s in ("0", ""):
-            out[i] = 0
-            continue
-        digest = hashlib.blake2b(s.encode(), digest_size=8).digest()
-        out[i] = int.from_bytes(digest, "little") % span + 1
-    return out.reshape(values.shape)
-
-
-def _ids(arr: np.ndarray, col: SparseFeat | VarLenSparseFeat, name: str) -> np.ndarray:
+def _ids(arr: np.ndarray, schema: FeatureSchema, col: SparseFeat | VarLenSparseFeat) -> np.ndarray:
+    """A column's ids as int64, checked against the rows of the table it reads (shared
+    tables have the largest vocabulary of their columns); use_hash columns hash into them."""
+    name = col.name
     if col.use_hash:
-        return stable_hash(arr, col.vocabulary_size)
+        return schema.hash_ids(col, arr)
     if arr.dtype.kind in "iu":
         ids = arr.astype(np.int64, copy=False)
     elif arr.dtype.kind == "f":
@@ -79,12 +62,13 @@ def _ids(arr: np.ndarray, col: SparseFeat | VarLenSparseFeat, name: str) -> np.n
             f"feature {name!r}: ids must be integers, got dtype {arr.dtype}; encode raw ids "
             "with a Vocabulary or set use_hash=True"
         )
+    rows = schema.rows(col)
     if ids.size:
         lo, hi = int(ids.min()), int(ids.max())
-        if lo < 0 or hi >= col.vocabulary_size:
+        if lo < 0 or hi >= rows:
             bad = lo if lo < 0 else hi
             raise ValueError(
-                f"feature {name!r}: id {bad} is outside its table [0, {col.vocabulary_size})"
+                f"feature {name!r}: id {bad} is outside its table {col.table!r} [0, {rows})"
             )
     return ids
 
@@ -154,11 +138,11 @@ def prepare_inputs(schema: FeatureSchema, x: Mapping[str, Any]) -> Batch:
         if isinstance(col, SparseFeat):
             arr = fetch(col.name, "SparseFeat")
             arr = _one_column(arr, len(arr), col.name, 1)
-            out[col.name] = torch.from_numpy(np.ascontiguousarray(_ids(arr, col, col.name)))
+            out[col.name] = torch.from_numpy(np.ascontiguousarray(_ids(arr, schema, col)))
         elif isinstance(col, VarLenSparseFeat):
             arr = fetch(col.name, "VarLenSparseFeat")
             arr = _one_column(arr, len(arr), col.name, col.maxlen)
-            ids = _ids(arr, col, col.name)
+            ids = _ids(arr, schema, col)
             out[col.name] = torch.from_numpy(np.ascontiguousarray(ids))
             if col.length_name is not None and col.length_name not in out:
                 lens = fetch(col.length_name, f"length of {col.name!r}")

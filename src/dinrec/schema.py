@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from dinrec.feature_column import (
     DenseFeat,
     FeatureColumn,
@@ -15,8 +17,21 @@ from dinrec.feature_column import (
     columns_from_dicts,
     columns_to_dicts,
 )
+from dinrec.hashing import (
+    HASH_SCHEME,
+    HASH_SCHEMES,
+    LEGACY_HASH_SCHEME,
+    hash_into_rows,
+    legacy_blake2b_ids,
+    lookup_vocabulary_file,
+)
 
 HISTORY_PREFIX = "hist_"
+# How columns sharing a table settle its dim / trainable (schema.json "shared_tables"):
+# DeepCTR's last column wins; schemas saved before the rule was recorded used the first.
+TABLE_RULE = "deepctr-last"
+LEGACY_TABLE_RULE = "first-declared"
+TABLE_RULES = (TABLE_RULE, LEGACY_TABLE_RULE)
 
 
 @dataclass(frozen=True)
@@ -26,9 +41,11 @@ class TableSpec:
     Args:
         name: the embedding_name shared by its columns.
         num_embeddings: rows; the largest vocabulary_size declared by its columns.
-        dim: width; the first declared column's embedding_dim (a conflict warns).
+        dim: width, from the column `settings_from` (DeepCTR's last; a conflict warns).
         features: names of the columns that look ids up in this table, in declared order.
-        trainable: False only if every sharing column says so.
+        trainable: `settings_from`'s trainable (a conflict warns).
+        settings_from: the column whose embedding_dim, trainable and
+            embeddings_initializer the table takes.
     """
 
     name: str
@@ -36,6 +53,7 @@ class TableSpec:
     dim: int
     features: tuple[str, ...]
     trainable: bool
+    settings_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -45,16 +63,24 @@ class FeatureSchema:
     Roles: `sparse` (one id -> embedding, fed to the MLP; queries come from here),
     `history` (the hist_<f> VarLenSparseFeats, in history_feature_list order, pooled by
     attention in DIN or by sum in the Base Model), `pooled` (other VarLenSparseFeats,
-    pooled by their combiner) and `dense`.
+    pooled by their combiner) and `dense`. `id_hash` and `table_rule` record how raw ids
+    are hashed and shared tables settled, so a saved schema reads back as it was trained.
     """
 
     columns: tuple[FeatureColumn, ...]
     history_feature_list: tuple[str, ...]
     tables: dict[str, TableSpec]
+    id_hash: str = HASH_SCHEME
+    table_rule: str = TABLE_RULE
 
     @classmethod
     def resolve(
-        cls, columns: Sequence[FeatureColumn], history_feature_list: Sequence[str]
+        cls,
+        columns: Sequence[FeatureColumn],
+        history_feature_list: Sequence[str],
+        *,
+        id_hash: str = HASH_SCHEME,
+        table_rule: str = TABLE_RULE,
     ) -> FeatureSchema:
         """Validate the columns and resolve shared tables; errors name the column at fault."""
         columns = tuple(columns)
@@ -75,8 +101,11 @@ class FeatureSchema:
         history = tuple(history_feature_list)
         if len(set(history)) != len(history):
             raise ValueError(f"history_feature_list has duplicates: {list(history)}")
-        tables = _resolve_tables(columns)
-        schema = cls(columns=columns, history_feature_list=history, tables=tables)
+        if id_hash not in HASH_SCHEMES:
+            raise ValueError(f"unknown id_hash {id_hash!r}; valid: {HASH_SCHEMES}")
+        tables = _resolve_tables(columns, table_rule)
+        schema = cls(columns=columns, history_feature_list=history, tables=tables,
+                     id_hash=id_hash, table_rule=table_rule)
         schema._check_history()
         return schema
 
@@ -116,6 +145,25 @@ class FeatureSchema:
         """Embedding width of a column, from its resolved table."""
         return self.tables[col.table].dim
 
+    def rows(self, col: SparseFeat | VarLenSparseFeat) -> int:
+        """Rows of the table a column reads: its ids must lie in [0, rows)."""
+        return self.tables[col.table].num_embeddings
+
+    def hash_ids(self, col: SparseFeat | VarLenSparseFeat, values: Any) -> np.ndarray:
+        """Raw values of a use_hash column -> int64 rows of its table (any shape).
+
+        Through its vocabulary_path file when it has one (unknown values: 0), else hashed
+        into the table's rows (padding "0" stays 0), as every column of the table is.
+        """
+        if col.vocabulary_path is not None:
+            return lookup_vocabulary_file(col.vocabulary_path, values, col.name)
+        if self.id_hash == LEGACY_HASH_SCHEME:
+            return legacy_blake2b_ids(values, col.vocabulary_size)
+        try:
+            return hash_into_rows(values, self.rows(col))
+        except ValueError as err:
+            raise ValueError(f"feature {col.name!r} (use_hash=True): {err}") from None
+
     # ----- derived sizes -----------------------------------------------------------------
     @property
     def query_dim(self) -> int:
@@ -149,17 +197,26 @@ class FeatureSchema:
         return {
             "columns": columns_to_dicts(self.columns),
             "history_feature_list": list(self.history_feature_list),
+            "id_hash": self.id_hash,
+            "shared_tables": self.table_rule,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSchema:
-        unknown = set(data) - {"columns", "history_feature_list"}
+        """Inverse of to_dict. A schema without "id_hash" / "shared_tables" was saved before
+        they were recorded, and reads back with the rules of then (blake2b into each
+        column's vocabulary_size; the first declared dim), so its weights still fit."""
+        unknown = set(data) - {"columns", "history_feature_list", "id_hash", "shared_tables"}
         if unknown:
             raise ValueError(f"schema has unknown keys {sorted(unknown)}")
         with warnings.catch_warnings():
             # A saved schema already warned when it was first resolved.
             warnings.simplefilter("ignore", UserWarning)
-            return cls.resolve(columns_from_dicts(data["columns"]), data["history_feature_list"])
+            return cls.resolve(
+                columns_from_dicts(data["columns"]), data["history_feature_list"],
+                id_hash=data.get("id_hash", LEGACY_HASH_SCHEME),
+                table_rule=data.get("shared_tables", LEGACY_TABLE_RULE),
+            )
 
     # ----- checks ------------------------------------------------------------------------
     def _check_history(self) -> None:
@@ -192,36 +249,88 @@ class FeatureSchema:
             raise ValueError(f"history features must share one length_name, got {detail}")
 
 
-def _resolve_tables(columns: Sequence[FeatureColumn]) -> dict[str, TableSpec]:
-    """Group sparse columns by embedding_name; size each table to its largest vocabulary."""
+def _resolve_tables(
+    columns: Sequence[FeatureColumn], rule: str = TABLE_RULE
+) -> dict[str, TableSpec]:
+    """Group sparse columns by embedding_name; size each table to its largest vocabulary.
+
+    Dim, trainable and initializer come from one column of the table: under TABLE_RULE the
+    last in DeepCTR's build order (SparseFeats, then VarLenSparseFeats, each as declared),
+    since DeepCTR and DeepCTR-Torch build one Embedding per column into a dict keyed by
+    embedding_name and the last one written stays; under LEGACY_TABLE_RULE (schemas saved
+    before the rule was recorded) the first declared dim, trainable if any column is.
+    """
+    if rule not in TABLE_RULES:
+        raise ValueError(f"unknown shared-table rule {rule!r}; valid: {TABLE_RULES}")
+    sparse = [c for c in columns if isinstance(c, (SparseFeat, VarLenSparseFeat))]
+    if rule == TABLE_RULE:
+        sparse.sort(key=lambda c: isinstance(c, VarLenSparseFeat))  # stable: keeps declared order
     groups: dict[str, list[SparseFeat | VarLenSparseFeat]] = {}
-    for col in columns:
-        if isinstance(col, (SparseFeat, VarLenSparseFeat)):
-            groups.setdefault(col.table, []).append(col)
+    for col in sparse:
+        groups.setdefault(col.table, []).append(col)
     tables: dict[str, TableSpec] = {}
     for name, cols in groups.items():
-        first = cols[0]
-        dim = int(first.embedding_dim)
-        for other in cols[1:]:
-            if int(other.embedding_dim) != dim:
-                warnings.warn(
-                    f"columns {first.name!r} (embedding_dim {dim}) and {other.name!r} "
-                    f"(embedding_dim {other.embedding_dim}) share table {name!r}; using "
-                    f"{dim}, the dim of the first declared column {first.name!r}",
-                    UserWarning,
-                    stacklevel=4,
-                )
-        hashed = {c.use_hash for c in cols}
-        if len(hashed) > 1:
-            raise ValueError(
-                f"columns sharing table {name!r} disagree on use_hash: "
-                + ", ".join(f"{c.name}={c.use_hash}" for c in cols)
+        _check_shared_hashing(name, cols)
+        rows = max(c.vocabulary_size for c in cols)
+        if rule == TABLE_RULE:
+            source = cols[-1]
+            trainable = source.trainable
+            _warn_disagreement(name, cols, source, "embedding_dim")
+            _warn_disagreement(name, cols, source, "trainable")
+        else:
+            source = min(cols, key=lambda c: columns.index(c))
+            trainable = any(c.trainable for c in cols)
+        if len({c.vocabulary_size for c in cols}) > 1:
+            sizes = ", ".join(f"{c.name!r} ({c.vocabulary_size})" for c in cols)
+            warnings.warn(
+                f"columns {sizes} share table {name!r} with different vocabulary_size; the "
+                f"table has {rows} rows (the largest) and every column's ids are checked "
+                f"against [0, {rows})",
+                UserWarning,
+                stacklevel=5,
             )
         tables[name] = TableSpec(
             name=name,
-            num_embeddings=max(c.vocabulary_size for c in cols),
-            dim=dim,
-            features=tuple(c.name for c in cols),
-            trainable=any(c.trainable for c in cols),
+            num_embeddings=rows,
+            dim=int(source.embedding_dim),
+            features=tuple(c.name for c in columns if c in cols),
+            trainable=trainable,
+            settings_from=source.name,
         )
     return tables
+
+
+def _warn_disagreement(
+    table: str, cols: Sequence[SparseFeat | VarLenSparseFeat],
+    source: SparseFeat | VarLenSparseFeat, attr: str,
+) -> None:
+    chosen = getattr(source, attr)
+    if all(getattr(c, attr) == chosen for c in cols):
+        return
+    detail = ", ".join(f"{c.name!r} ({attr} {getattr(c, attr)})" for c in cols)
+    warnings.warn(
+        f"columns {detail} share table {table!r}; it uses {attr} {chosen} of {source.name!r}, "
+        "the last of them in DeepCTR's build order (SparseFeats, then VarLenSparseFeats), as "
+        "DeepCTR does",
+        UserWarning,
+        stacklevel=6,
+    )
+
+
+def _check_shared_hashing(table: str, cols: Sequence[SparseFeat | VarLenSparseFeat]) -> None:
+    """Columns of one table must turn a raw value into the same row."""
+    for attr in ("use_hash", "vocabulary_path"):
+        if len({getattr(c, attr) for c in cols}) > 1:
+            raise ValueError(
+                f"columns sharing table {table!r} disagree on {attr}: "
+                + ", ".join(f"{c.name}={getattr(c, attr)!r}" for c in cols)
+                + "; the same raw id would reach different rows"
+            )
+    for col in cols:
+        if col.vocabulary_path is not None and not col.use_hash:
+            warnings.warn(
+                f"feature {col.name!r}: vocabulary_path is only read with use_hash=True (as in "
+                "DeepCTR); its ids are taken as already encoded",
+                UserWarning,
+                stacklevel=6,
+            )

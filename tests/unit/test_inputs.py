@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dinrec.inputs import prepare_inputs, prepare_labels, stable_hash
+from dinrec.inputs import prepare_inputs, prepare_labels
 from dinrec.schema import FeatureSchema
 
 
@@ -72,10 +72,3 @@ def test_labels_outside_zero_one_are_rejected():
 def test_label_count_must_match_rows():
     with pytest.raises(ValueError, match="labels have 2 rows but the inputs have 3"):
         prepare_labels([0, 1], 3)
-
-
-def test_hash_is_stable_and_keeps_padding():
-    ids = stable_hash(np.array(["0", "apple", "pear", "apple"], dtype=object), 10)
-    assert ids[0] == 0 and ids[1] == ids[3]
-    assert all(1 <= i < 10 for i in ids[1:])
-    assert stable_hash(np.array(["apple"], dtype=object), 10)[0] == ids[1]

@@ -17,18 +17,37 @@ def test_shared_tables_resolve_to_largest_vocabulary(seed_data):
     assert schema.history_length_name == "seq_length"
 
 
-def test_dim_conflict_warns_naming_both_and_first_wins():
+def test_dim_conflict_warns_naming_both_and_the_last_wins_as_in_deepctr():
+    cols = [
+        VarLenSparseFeat(
+            SparseFeat("hist_cate_id", 3, embedding_dim=3, embedding_name="cate_id"), 4
+        ),
+        SparseFeat("cate_id", 5, embedding_dim=4),
+    ]
+    # DeepCTR builds SparseFeats first, then VarLenSparseFeats: hist_cate_id is last.
+    with pytest.warns(UserWarning, match="'cate_id'.*'hist_cate_id'.*embedding_dim 3"):
+        schema = FeatureSchema.resolve(cols, ["cate_id"])
+    assert schema.tables["cate_id"].dim == 3
+    assert schema.tables["cate_id"].num_embeddings == 5
+    assert schema.tables["cate_id"].settings_from == "hist_cate_id"
+    assert schema.query_dim == 3
+
+
+def test_schema_saved_without_its_rules_reads_back_with_the_first_dim():
     cols = [
         SparseFeat("cate_id", 5, embedding_dim=4),
         VarLenSparseFeat(
             SparseFeat("hist_cate_id", 3, embedding_dim=3, embedding_name="cate_id"), 4
         ),
     ]
-    with pytest.warns(UserWarning, match="'cate_id'.*'hist_cate_id'"):
-        schema = FeatureSchema.resolve(cols, ["cate_id"])
-    assert schema.tables["cate_id"].dim == 4
-    assert schema.tables["cate_id"].num_embeddings == 5
-    assert schema.query_dim == 4
+    with pytest.warns(UserWarning):
+        data = FeatureSchema.resolve(cols, ["cate_id"]).to_dict()
+    assert (data["id_hash"], data["shared_tables"]) == ("fnv1a64-table", "deepctr-last")
+    old = {k: v for k, v in data.items() if k in ("columns", "history_feature_list")}
+    legacy = FeatureSchema.from_dict(old)
+    assert legacy.tables["cate_id"].dim == 4
+    assert (legacy.id_hash, legacy.table_rule) == ("blake2b-column", "first-declared")
+    assert FeatureSchema.from_dict(data).tables["cate_id"].dim == 3
 
 
 def test_missing_history_sequence_is_named():

@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+# One hash for every path (inputs, vocabularies, serving); re-exported for callers here.
+from dinrec.hashing import as_str_array, stable_hash
+
 PAD_ID = 0
 OOV_ID = 1
 FIRST_ID = 2
@@ -36,41 +39,8 @@ OOV_TOKEN = "<unk>"
 META_KEY = "__meta__"
 VOCAB_FORMAT = "dinrec.vocab"
 VOCAB_FORMAT_VERSION = 1
-
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
-
-
-def as_str_array(raw: Any) -> np.ndarray:
-    """Raw ids as a numpy unicode array (ints become their decimal strings)."""
-    arr = np.asarray(raw)
-    if arr.ndim != 1:
-        arr = arr.reshape(-1)
-    return arr if arr.dtype.kind == "U" else arr.astype(str)
-
-
-def stable_hash(raw: Any) -> np.ndarray:
-    """FNV-1a 64-bit hash of each raw id's UTF-8 bytes, vectorised over the ids.
-
-    Args:
-        raw: [N] raw ids (str, or anything numpy turns into str).
-
-    Returns:
-        [N] uint64 hashes, identical in every process and on every platform.
-    """
-    encoded = np.char.encode(as_str_array(raw), "utf-8")  # [N] bytes, width W
-    n, width = len(encoded), encoded.dtype.itemsize
-    hashes = np.full(n, _FNV_OFFSET, dtype=np.uint64)
-    if n == 0 or width == 0:
-        return hashes
-    octets = np.frombuffer(encoded.tobytes(), dtype=np.uint8).reshape(n, width)  # [N, W]
-    # Shorter strings are null-padded to W; only their own bytes enter the hash.
-    lengths = np.char.str_len(encoded)  # [N]
-    for j in range(width):
-        # uint64 arrays wrap on overflow, which is exactly FNV's modulo 2**64.
-        stepped = (hashes ^ octets[:, j].astype(np.uint64)) * _FNV_PRIME
-        hashes = np.where(j < lengths, stepped, hashes)
-    return hashes
+# The bucket hash of hashed vocabularies, recorded in vocab.json (files without it used it).
+VOCAB_HASH = "fnv1a64"
 
 
 class Vocabulary:
@@ -297,7 +267,7 @@ class Vocabularies(Mapping[str, Vocabulary]):
         """{"__meta__": {...}, feature: {raw id: id}, ...}: the vocab.json layout."""
         meta = {
             "format": VOCAB_FORMAT, "format_version": VOCAB_FORMAT_VERSION,
-            "pad_id": PAD_ID, "oov_id": OOV_ID,
+            "pad_id": PAD_ID, "oov_id": OOV_ID, "id_hash": VOCAB_HASH,
             "features": {name: vocab.meta() for name, vocab in self._vocabs.items()},
         }
         out: dict[str, Any] = {META_KEY: meta}
@@ -317,6 +287,11 @@ class Vocabularies(Mapping[str, Vocabulary]):
             )
         if (meta.get("pad_id"), meta.get("oov_id")) != (PAD_ID, OOV_ID):
             raise ValueError("vocabulary uses other reserved ids than 0 = padding, 1 = unknown")
+        if meta.get("id_hash", VOCAB_HASH) != VOCAB_HASH:
+            raise ValueError(
+                f"vocabulary hashes with {meta.get('id_hash')!r}; this dinrec hashes with "
+                f"{VOCAB_HASH!r}"
+            )
         settings = meta.get("features", {})
         names = [k for k in data if k != META_KEY]
         if set(names) != set(settings):

@@ -48,8 +48,9 @@ class EmbeddingBank(nn.Module):
 
     Args:
         schema: the resolved FeatureSchema.
-        init_std: std of the normal initializer (DeepCTR's default 1e-4), unless a column of
-            the table gives embeddings_initializer (a callable filling the weight in place).
+        init_std: std of the normal initializer (DeepCTR's default 1e-4), unless the column
+            the table takes its settings from gives embeddings_initializer (a callable
+            filling the weight in place).
         sparse_grad: produce sparse gradients (for SparseAdam / SGD on huge tables).
 
     Shapes: lookup(column, ids [...]) -> [..., E] with E the table's dim.
@@ -63,16 +64,14 @@ class EmbeddingBank(nn.Module):
         self.table_of: dict[str, str] = {}
         for spec in schema.tables.values():
             emb = nn.Embedding(spec.num_embeddings, spec.dim, sparse=sparse_grad)
-            custom = [
-                c.embeddings_initializer
-                for c in schema.columns
-                if isinstance(c, (SparseFeat, VarLenSparseFeat))
-                and c.table == spec.name
-                and c.embeddings_initializer is not None
-            ]
+            # The table's initializer is that of the column it takes its settings from
+            # (DeepCTR's last one); the default normal(init_std) when that column has none.
+            source = schema.column(spec.settings_from) if spec.settings_from else None
+            custom = (source.embeddings_initializer
+                      if isinstance(source, (SparseFeat, VarLenSparseFeat)) else None)
             with torch.no_grad():
-                if custom:
-                    custom[0](emb.weight)
+                if custom is not None:
+                    custom(emb.weight)
                 else:
                     nn.init.normal_(emb.weight, mean=0.0, std=init_std)
             emb.weight.requires_grad_(spec.trainable)

@@ -21,7 +21,6 @@ import numpy as np
 
 from dinrec.data.vocabulary import OOV_ID, PAD_ID, Vocabularies, Vocabulary
 from dinrec.feature_column import SparseFeat, VarLenSparseFeat
-from dinrec.inputs import stable_hash
 from dinrec.schema import HISTORY_PREFIX, FeatureSchema
 from dinrec.serving.broadcast import candidate_inputs
 
@@ -43,13 +42,20 @@ class IdCodec:
     """One feature's raw ids -> int64 ids.
 
     Args:
-        column: the feature's column (its table size bounds already-encoded ids).
+        column: the feature's column.
         vocab: its vocabulary from the bundle, or None to take encoded ints.
+        schema: the bundle's schema: the rows of the column's table bound encoded ids, and
+            use_hash columns hash raw ids into them exactly as in training.
     """
 
-    def __init__(self, column: SparseFeat | VarLenSparseFeat, vocab: Vocabulary | None) -> None:
+    def __init__(
+        self, column: SparseFeat | VarLenSparseFeat, vocab: Vocabulary | None,
+        schema: FeatureSchema,
+    ) -> None:
         self.name = column.name
-        self.size = column.vocabulary_size
+        self.column = column
+        self.schema = schema
+        self.size = schema.rows(column)
         self.use_hash = column.use_hash
         self.vocab = vocab
 
@@ -64,7 +70,7 @@ class IdCodec:
             raw = [v if isinstance(v, str) else str(v) for v in values]
             return self.vocab.encode(np.array(raw, dtype=str)) if raw else _empty()
         if self.use_hash:
-            return stable_hash(np.array([str(v) for v in values], dtype=object), self.size)
+            return self.schema.hash_ids(self.column, np.array([str(v) for v in values], dtype=str))
         out = np.empty(len(values), dtype=np.int64)
         for i, value in enumerate(values):
             out[i] = self._encoded_int(value, f"{field}[{i}]" if indexed else field)
@@ -127,7 +133,7 @@ class FeatureEncoder:
         self.codecs: dict[str, IdCodec] = {}
         for col in schema.columns:
             if isinstance(col, (SparseFeat, VarLenSparseFeat)):
-                self.codecs[col.name] = IdCodec(col, _vocab_for(col, vocabs))
+                self.codecs[col.name] = IdCodec(col, _vocab_for(col, vocabs), schema)
         sparse_names = [c.name for c in schema.sparse]
         if user_feature is None and "user_id" in sparse_names:
             user_feature = "user_id"
