@@ -281,7 +281,7 @@ def _resolve_tables(
             source = min(cols, key=lambda c: columns.index(c))
             trainable = any(c.trainable for c in cols)
         if len({c.vocabulary_size for c in cols}) > 1:
-            sizes = ", ".join(f"{c.name!r} ({c.vocabulary_size})" for c in cols)
+            sizes = ", ".join(f"{c.name!r} (vocabulary_size {c.vocabulary_size})" for c in cols)
             warnings.warn(
                 f"columns {sizes} share table {name!r} with different vocabulary_size; the "
                 f"table has {rows} rows (the largest) and every column's ids are checked "

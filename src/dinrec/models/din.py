@@ -7,6 +7,7 @@ from typing import Any
 
 from dinrec.feature_column import FeatureColumn
 from dinrec.models.config import ModelConfig
+from dinrec.models.devices import check_device
 from dinrec.models.keras_facade import KerasFacade
 from dinrec.schema import FeatureSchema
 
@@ -14,6 +15,7 @@ from dinrec.schema import FeatureSchema
 def _build(model: KerasFacade, kind: str, pooling: str, settings: dict[str, Any]) -> None:
     """Resolve the columns and the ModelConfig from a constructor's arguments, then build."""
     settings = {k: v for k, v in settings.items() if k not in ("self", "__class__")}
+    check_device(settings.pop("device", None), settings.pop("gpus", None))
     columns = settings.pop("dnn_feature_columns")
     history = settings.pop("history_feature_list")
     for key in ("dnn_hidden_units", "att_hidden_size"):
@@ -32,7 +34,8 @@ class DIN(KerasFacade):
     logits [B, 1]; predict() returns probabilities.
 
     Args follow DeepCTR's DIN; embedding_regularization='mba' selects the paper's mini-batch
-    aware regularization (strength mba_lambda) instead of full-table L2.
+    aware regularization (strength mba_lambda) instead of full-table L2. DeepCTR-Torch's
+    device="cpu" and gpus=None are accepted; another device is refused with a clear error.
 
     Example:
         >>> from dinrec.feature_column import SparseFeat, VarLenSparseFeat
@@ -61,10 +64,11 @@ class DIN(KerasFacade):
         mba_lambda: float | None = None,
         init_std: float = 1e-4,
         sparse_embeddings: bool = False,
+        device: str = "cpu",
+        gpus: Sequence[int] | None = None,
     ) -> None:
         settings = dict(locals())
         _build(self, "DIN", "attention", settings)
-
 
     @classmethod
     def from_schema(cls, schema: FeatureSchema, config: ModelConfig) -> Any:

@@ -79,22 +79,40 @@ class _Monitor:
         return float(value)
 
     def improved(self, value: float) -> bool:
+        return self.improved_on(value, self.best)
+
+    def improved_on(self, value: float, reference: float) -> bool:
+        """Whether `value` beats `reference` by more than min_delta (NaN never does)."""
         if math.isnan(value):
             return False
         if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+            return value < reference - self.min_delta
+        return value > reference + self.min_delta
 
 
 class EarlyStopping(Callback):
-    """Stop when `monitor` has not improved for `patience` epochs.
+    """Stop when `monitor` has not improved for `patience` epochs (Keras' rules).
+
+    Each watched epoch adds one to `wait`; an improvement (by more than min_delta) records
+    the best value and epoch and, when it also beats `baseline`, resets `wait` to 0. An
+    epoch that does not improve stops training when wait >= patience (never the first
+    epoch). So patience=0 and patience=1 both stop at the first epoch that does not
+    improve, patience=2 at the second in a row. With a baseline, epochs that improve but
+    do not beat it keep counting, so the first non-improving epoch after `patience` epochs
+    without beating the baseline stops training. These are Keras 3's rules.
 
     Args:
         monitor: a key of the epoch logs, e.g. 'val_loss' or 'val_auc'.
-        min_delta: smallest change that counts as an improvement.
+        min_delta: an improvement must beat the best value by more than this (as Keras,
+            the comparison is strict: min mode needs value < best - min_delta).
         patience: epochs without improvement before stopping.
         mode: 'min', 'max' or 'auto' (max for auc/accuracy, else min).
-        restore_best_weights: load the best epoch's weights when training stops.
+        baseline: a value the monitor must beat for `wait` to reset (None: any
+            improvement resets it).
+        restore_best_weights: load the best epoch's weights when training ends, whether it
+            stopped early or ran all epochs (as Keras 3; TF-Keras 2 restores only when it
+            stops early).
+        start_from_epoch: epochs to let pass before watching (warm-up).
     """
 
     def __init__(
@@ -104,12 +122,16 @@ class EarlyStopping(Callback):
         patience: int = 0,
         verbose: int = 0,
         mode: str = "auto",
+        baseline: float | None = None,
         restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
     ) -> None:
         self._monitor = _Monitor(monitor, mode, min_delta)
         self.patience = patience
         self.verbose = verbose
+        self.baseline = baseline
         self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
         self.wait = 0
         self.stopped_epoch: int | None = None
         self.best_epoch: int | None = None
@@ -122,20 +144,25 @@ class EarlyStopping(Callback):
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
         self.wait = 0
         self.stopped_epoch = None
+        self.best_epoch = None
+        self.best_weights = None
+        self._monitor.best = math.inf if self._monitor.mode == "min" else -math.inf
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         value = self._monitor.current(logs)
-        if value is None:
+        if value is None or epoch < self.start_from_epoch:
             return
+        self.wait += 1
         if self._monitor.improved(value):
             self._monitor.best = value
             self.best_epoch = epoch
-            self.wait = 0
             if self.restore_best_weights:
                 self.best_weights = copy.deepcopy(self.trainer.model.state_dict())
+            if self.baseline is None or self._monitor.improved_on(value, self.baseline):
+                self.wait = 0
             return
-        self.wait += 1
-        if self.wait > self.patience:
+        # Keras never stops at the first epoch (epoch > 0), even with patience=0.
+        if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
             if self.verbose:
@@ -143,6 +170,9 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, logs: dict[str, float] | None = None) -> None:
         if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: "
+                      f"{(self.best_epoch or 0) + 1}.")
             self.trainer.model.load_state_dict(self.best_weights)
 
 
