@@ -167,7 +167,9 @@ class InterestNetwork(nn.Module):
             value = inputs[dense.name]
             if dense.transform_fn is not None:
                 value = dense.transform_fn(value)
-            parts.append(value.reshape(value.shape[0], dense.dimension).to(parts[0].dtype))
+            # Embeddings set the dtype; a model of dense inputs only takes them as float32.
+            dtype = parts[0].dtype if parts else torch.float32
+            parts.append(value.reshape(value.shape[0], dense.dimension).to(dtype))
         return torch.cat(parts, dim=-1)
 
     def forward(self, inputs: Batch) -> torch.Tensor:
