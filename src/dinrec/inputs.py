@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
+from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat, get_feature_names
 from dinrec.schema import FeatureSchema
 
 Batch = dict[str, torch.Tensor]
@@ -103,6 +103,20 @@ def num_rows(x: Mapping[str, Any]) -> int:
     for value in x.values():
         return len(_as_array(value, "?"))
     raise ValueError("empty input dict")
+
+
+def as_input_dict(schema: FeatureSchema, x: Any) -> Any:
+    """A list or tuple of arrays (Keras' multi-input form, DeepCTR's `model_input`) becomes a
+    dict by get_feature_names order; anything else is returned as it is."""
+    if not isinstance(x, (list, tuple)):
+        return x
+    names = get_feature_names(schema.columns)
+    if len(x) != len(names):
+        raise ValueError(
+            f"x is a list of {len(x)} arrays but the model takes {len(names)} inputs, in "
+            f"get_feature_names order: {names}; or pass a dict name -> array"
+        )
+    return dict(zip(names, x, strict=True))
 
 
 def prepare_inputs(schema: FeatureSchema, x: Mapping[str, Any]) -> Batch:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dinrec.inputs import prepare_group, prepare_inputs, prepare_labels
+from dinrec.inputs import as_input_dict, prepare_group, prepare_inputs, prepare_labels
 from dinrec.models.network import InterestNetwork
 from dinrec.training.batches import BatchSource, TensorBatches
 from dinrec.training.callbacks import Callback, History
@@ -56,6 +56,7 @@ class KerasFacade(InterestNetwork):
     def _source(
         self, x: Any, y: Any, batch_size: int, shuffle: bool
     ) -> TensorBatches | BatchSource:
+        x = as_input_dict(self.schema, x)
         if not isinstance(x, dict) and isinstance(x, BatchSource):
             if y is not None:
                 raise ValueError("y must be None when x is a batch loader (it yields labels)")
@@ -120,12 +121,27 @@ class KerasFacade(InterestNetwork):
 
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
         """Click probabilities, shape (n, 1); eval mode under inference_mode, mode restored."""
+        x = as_input_dict(self.schema, x)
         if not isinstance(x, dict) and isinstance(x, BatchSource):
             source: Any = x
         else:
             source = TensorBatches(prepare_inputs(self.schema, x), None, batch_size)
         logits = predict_logits(self, source)
         return torch.sigmoid(logits).numpy().astype(np.float32).reshape(-1, 1)
+
+    def save_weights(self, path: str | os.PathLike[str]) -> None:
+        """Write the state_dict (weights, Dice / BatchNorm statistics) as safetensors, as
+        Keras' save_weights; load_weights reads it into a model built the same way."""
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
+                  str(path))
+
+    def load_weights(self, path: str | os.PathLike[str]) -> None:
+        """Load a save_weights file; every tensor must match this model's (strict)."""
+        from safetensors.torch import load_file
+
+        self.load_state_dict(load_file(str(path)), strict=True)
 
     def save(self, path: str | os.PathLike[str], vocab: dict[str, Any] | None = None) -> Path:
         """Write a bundle directory (JSON + safetensors); dinrec.load_model reads it back."""
