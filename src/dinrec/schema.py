@@ -262,23 +262,25 @@ def _resolve_tables(
     """
     if rule not in TABLE_RULES:
         raise ValueError(f"unknown shared-table rule {rule!r}; valid: {TABLE_RULES}")
-    sparse = [c for c in columns if isinstance(c, (SparseFeat, VarLenSparseFeat))]
-    if rule == TABLE_RULE:
-        sparse.sort(key=lambda c: isinstance(c, VarLenSparseFeat))  # stable: keeps declared order
+    # Tables keep the declared order of their first column: it fixes the order in which
+    # they draw their initial weights from the seeded RNG.
     groups: dict[str, list[SparseFeat | VarLenSparseFeat]] = {}
-    for col in sparse:
-        groups.setdefault(col.table, []).append(col)
+    for col in columns:
+        if isinstance(col, (SparseFeat, VarLenSparseFeat)):
+            groups.setdefault(col.table, []).append(col)
     tables: dict[str, TableSpec] = {}
     for name, cols in groups.items():
         _check_shared_hashing(name, cols)
         rows = max(c.vocabulary_size for c in cols)
         if rule == TABLE_RULE:
+            # DeepCTR's build order: SparseFeats, then VarLenSparseFeats (sort is stable).
+            cols = sorted(cols, key=lambda c: isinstance(c, VarLenSparseFeat))
             source = cols[-1]
             trainable = source.trainable
             _warn_disagreement(name, cols, source, "embedding_dim")
             _warn_disagreement(name, cols, source, "trainable")
         else:
-            source = min(cols, key=lambda c: columns.index(c))
+            source = cols[0]  # the first declared
             trainable = any(c.trainable for c in cols)
         if len({c.vocabulary_size for c in cols}) > 1:
             sizes = ", ".join(f"{c.name!r} (vocabulary_size {c.vocabulary_size})" for c in cols)
