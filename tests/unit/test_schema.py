@@ -25,7 +25,8 @@ def test_dim_conflict_warns_naming_both_and_the_last_wins_as_in_deepctr():
         SparseFeat("cate_id", 5, embedding_dim=4),
     ]
     # DeepCTR builds SparseFeats first, then VarLenSparseFeats: hist_cate_id is last.
-    with pytest.warns(UserWarning, match="'cate_id'.*'hist_cate_id'.*embedding_dim 3"):
+    with pytest.warns(UserWarning, match="different vocabulary_size"), \
+            pytest.warns(UserWarning, match="'cate_id'.*'hist_cate_id'.*embedding_dim 3"):
         schema = FeatureSchema.resolve(cols, ["cate_id"])
     assert schema.tables["cate_id"].dim == 3
     assert schema.tables["cate_id"].num_embeddings == 5

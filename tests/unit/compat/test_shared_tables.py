@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
+import dinrec
 from dinrec.feature_column import SparseFeat, VarLenSparseFeat
 from dinrec.hashing import hash_into_rows, legacy_blake2b_ids
 from dinrec.inputs import prepare_inputs
 from dinrec.models import DIN
+from dinrec.models.config import ModelConfig
+from dinrec.models.din import build_model
 from dinrec.schema import FeatureSchema
 from dinrec.serving.encoding import FeatureEncoder
 
@@ -125,3 +129,21 @@ def test_trainable_and_initializer_come_from_the_last_column_as_in_deepctr():
         model = DIN(cols, ["item_id"])
     weight = model.embeddings.table("item_id").weight
     assert not weight.requires_grad and torch.equal(weight, torch.ones(5, 2))
+
+
+def test_a_bundle_saved_before_the_rules_were_recorded_loads_as_it_was_trained(tmp_path):
+    cols = [SparseFeat("cate_id", 3, embedding_dim=4),
+            VarLenSparseFeat(SparseFeat("hist_cate_id", 3, embedding_dim=2,
+                                        embedding_name="cate_id"), maxlen=2)]
+    # The model an older dinrec built: the first declared dim (4), blake2b hashing.
+    old = FeatureSchema.resolve(cols, ["cate_id"], id_hash="blake2b-column",
+                                table_rule="first-declared")
+    model = build_model(old, ModelConfig(dnn_hidden_units=(2,), att_hidden_size=(2,)))
+    model.save(tmp_path / "old")
+    schema_file = tmp_path / "old" / "schema.json"
+    data = json.loads(schema_file.read_text())
+    schema_file.write_text(json.dumps({k: data[k] for k in ("columns", "history_feature_list")}))
+    loaded = dinrec.load_model(tmp_path / "old")
+    assert loaded.schema.tables["cate_id"].dim == 4
+    x = {"cate_id": np.array([1, 2]), "hist_cate_id": np.array([[1, 0], [2, 1]])}
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

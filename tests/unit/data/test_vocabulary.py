@@ -13,8 +13,8 @@ from dinrec.data.vocabulary import (
     PAD_ID,
     Vocabularies,
     Vocabulary,
-    stable_hash,
 )
+from dinrec.hashing import stable_hash
 
 
 def test_ids_go_by_descending_count_then_raw_id() -> None:
@@ -117,6 +117,18 @@ def test_save_load_round_trip_keeps_encoding(tmp_path) -> None:
     assert loaded.sizes() == {"user_id": 4, "item_id": 3}
     assert loaded.encode("item_id", np.array(["x", "y"])).tolist() == [OOV_ID, 2]
     assert loaded["item_id"].min_count == 2
+
+
+def test_vocab_json_records_its_hash_and_older_files_without_it_still_load(tmp_path) -> None:
+    vocabs = Vocabularies.fit({"item_id": np.array(["a", "b"])}, hash_buckets={"item_id": 5})
+    data = vocabs.to_json_dict()
+    assert data[META_KEY]["id_hash"] == "fnv1a64"
+    del data[META_KEY]["id_hash"]  # written before the hash was recorded: the same FNV-1a
+    assert Vocabularies.from_json_dict(data).encode("item_id", np.array(["a"])).tolist() == (
+        vocabs.encode("item_id", np.array(["a"])).tolist())
+    data[META_KEY]["id_hash"] = "murmur3"
+    with pytest.raises(ValueError, match="hashes with 'murmur3'"):
+        Vocabularies.from_json_dict(data)
 
 
 def test_load_rejects_a_file_without_meta(tmp_path) -> None:
