@@ -156,7 +156,15 @@ class FeatureSchema:
         into the table's rows (padding "0" stays 0), as every column of the table is.
         """
         if col.vocabulary_path is not None:
-            return lookup_vocabulary_file(col.vocabulary_path, values, col.name)
+            ids = lookup_vocabulary_file(col.vocabulary_path, values, col.name)
+            rows = self.rows(col)
+            if ids.size and (ids.min() < 0 or ids.max() >= rows):
+                bad = int(ids.max()) if ids.max() >= rows else int(ids.min())
+                raise ValueError(
+                    f"feature {col.name!r}: vocabulary_path {col.vocabulary_path!r} maps a "
+                    f"value to id {bad}, outside its table {col.table!r} [0, {rows})"
+                )
+            return ids
         if self.id_hash == LEGACY_HASH_SCHEME:
             return legacy_blake2b_ids(values, col.vocabulary_size)
         try:

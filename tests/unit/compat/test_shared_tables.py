@@ -147,3 +147,13 @@ def test_a_bundle_saved_before_the_rules_were_recorded_loads_as_it_was_trained(t
     assert loaded.schema.tables["cate_id"].dim == 4
     x = {"cate_id": np.array([1, 2]), "hist_cate_id": np.array([[1, 0], [2, 1]])}
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_a_vocabulary_file_id_beyond_the_table_is_refused(tmp_path):
+    path = tmp_path / "vocab.csv"
+    path.write_text("1,emerson\n9,lake\n", encoding="utf-8")
+    schema = FeatureSchema.resolve([SparseFeat("band", 4, use_hash=True,
+                                               vocabulary_path=str(path))], [])
+    assert prepare_inputs(schema, {"band": np.array(["emerson"])})["band"].tolist() == [1]
+    with pytest.raises(ValueError, match=r"'band': vocabulary_path .* id 9, outside"):
+        prepare_inputs(schema, {"band": np.array(["lake"])})
