@@ -35,6 +35,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", help="run directory (default: output.dir, else runs/NAME-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run already in the run directory (only its run files)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     p.set_defaults(func=run)
 
@@ -46,12 +48,12 @@ def default_run_dir(name: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from dinrec.experiment.config import load_config
-    from dinrec.experiment.runner import CONFIG_FILE, run_experiment
+    from dinrec.experiment.runner import BUNDLE_DIR, CONFIG_FILE, CURVES_FILE, run_experiment
 
     if args.resume:
-        if args.overrides or args.out or args.variant:
-            raise UsageError("--resume continues a run with its saved config; --set, --variant "
-                             "and --out do not apply")
+        if args.overrides or args.out or args.variant or args.overwrite:
+            raise UsageError("--resume continues a run with its saved config; --set, --variant, "
+                             "--out and --overwrite do not apply")
         run_dir = Path(args.resume)
         if not (run_dir / CONFIG_FILE).is_file():
             raise UsageError(f"--resume {run_dir}: not a run directory ({CONFIG_FILE} missing)")
@@ -76,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
             run_dir = Path(config.output.dir)
         else:
             run_dir = default_run_dir(config.output.name)
+    # Printed by main() after "interrupted": the last checkpoint on disk is intact.
+    args.interrupt_hint = f"continue with `dinrec train --resume {run_dir}`"
     result = run_experiment(config, run_dir, resume=bool(args.resume),
-                            verbose=0 if args.quiet else 1)
+                            overwrite=args.overwrite, verbose=0 if args.quiet else 1)
     from dinrec.training.distributed import is_main_process
 
     if not is_main_process():  # under torchrun, rank 0 alone reports
@@ -86,5 +90,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"run:      {result.run_dir}")
     print(f"model:    {result.model}, best epoch {result.best_epoch} of {result.epochs_run}")
     print(f"test:     AUC {t['auc']:.4f}  GAUC {t['gauc']:.4f}  logloss {t['logloss']:.4f}")
-    print(f"bundle:   {result.run_dir / 'model'}")
+    print(f"bundle:   {result.run_dir / BUNDLE_DIR}")
+    if (result.run_dir / CURVES_FILE).is_file():
+        print(f"curves:   {result.run_dir / CURVES_FILE}")
     return 0
