@@ -31,6 +31,12 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
+# Both ways the extra gets installed: from a checkout (the README's editable install, run in
+# the repository root) and from a package index.
+SERVE_EXTRA_HINT = ("install the extra: python3 -m pip install -c constraints.txt -e '.[serve]' "
+                    "in a checkout, or pip install 'dinrec[serve]'")
+
+
 class UsageError(Exception):
     """A user mistake worth one clear line (exit code 2), not a traceback."""
 
