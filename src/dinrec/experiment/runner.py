@@ -36,6 +36,7 @@ from dinrec.data.protocols_samples import USER_KEY
 from dinrec.errors import OutputExistsError
 from dinrec.experiment.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from dinrec.experiment.config import ExperimentConfig, dump_config
+from dinrec.experiment.data_match import DATA_KEY, recorded_protocol
 from dinrec.experiment.data_source import prepare_dataset
 from dinrec.experiment.outputs import RUN_ENTRIES, remove_entries
 from dinrec.experiment.recorder import RunLog, RunRecorder, read_records
@@ -117,6 +118,15 @@ def build_experiment_model(config: ExperimentConfig, dataset: Dataset) -> Any:
     model.compile(t.optimizer, "binary_crossentropy", list(TEST_METRICS), lr=t.learning_rate,
                   gauc_group=USER_KEY)
     return model
+
+
+def bundle_extra(
+    config: ExperimentConfig, dataset: Dataset, epoch: int, **more: Any
+) -> dict[str, Any]:
+    """The manifest "extra" of a run's bundle: run, 1-based epoch, the config, the dataset
+    and how its samples were built (so evaluating on other data can say what differs)."""
+    return {"run": config.output.name, "epoch": epoch + 1, "dataset": str(dataset.path),
+            "config": config.to_dict(), DATA_KEY: recorded_protocol(dataset.meta), **more}
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -252,9 +262,8 @@ def run_experiment(
     vocab = dataset.vocabularies().to_json_dict()
 
     def save_best(epoch: int) -> None:
-        save_model(model, root / BUNDLE_DIR, vocab=vocab, extra={
-            "run": config.output.name, "epoch": epoch + 1, "dataset": str(dataset.path),
-            "config": config.to_dict()})
+        save_model(model, root / BUNDLE_DIR, vocab=vocab,
+                   extra=bundle_extra(config, dataset, epoch))
 
     recorder = RunRecorder(root, t.monitor if validation else None, t.patience,
                            config.output.checkpoint_every, save_best, log)
