@@ -101,7 +101,7 @@ def read_result(run_dir: str | os.PathLike[str]) -> RunResult:
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} has no {RESULTS_FILE}: not a finished run "
-                                "(resume it with `dinrec train --resume`)")
+                                "(an interrupted one can be resumed)")
     return RunResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
