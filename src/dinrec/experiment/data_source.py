@@ -2,7 +2,9 @@
 
 A config either names a dataset directory (`data.dataset`) or a raw source to build one
 from; a built dataset is cached in the run directory (`<run>/data`), so a resumed run reads
-the same samples instead of building them again.
+the same samples instead of building them again. `with_dataset` points a config at a
+dataset built beforehand (`dinrec train CONFIG --data DIR`), refusing one its [data] would
+not have built.
 
 Example:
     >>> ds = prepare_dataset(DataConfig(source="synthetic", protocol="click-log",
