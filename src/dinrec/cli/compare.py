@@ -53,5 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from dinrec.experiment.runner import read_result
 
     results = [read_result(d) for d in run_dirs(args.runs)]
-    print(markdown_table(results, find_baseline(results, args.baseline)))
+    try:
+        baseline = find_baseline(results, args.baseline)
+    except ValueError as err:
+        raise UsageError(f"--{err}") from None  # "--baseline NAME matches no run ..."
+    print(markdown_table(results, baseline))
     return 0

@@ -11,6 +11,8 @@ import argparse
 import json
 from typing import Any
 
+from dinrec.cli.data_check import add_strict_flag, mismatch_warnings_printed, on_mismatch
+
 
 def register(subparsers: Any) -> None:
     """Add the `evaluate` sub-command."""
@@ -24,6 +26,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--split", choices=("test", "train"), default="test",
                    help="which split to score (default test)")
     p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default 4096)")
+    add_strict_flag(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=run)
 
@@ -31,7 +34,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from dinrec.experiment.scoring import evaluate_bundle
 
-    metrics = evaluate_bundle(args.bundle, args.data, args.split, args.batch_size)
+    with mismatch_warnings_printed("evaluate"):
+        metrics = evaluate_bundle(args.bundle, args.data, args.split, args.batch_size,
+                                  on_mismatch(args))
     if args.json:
         print(json.dumps(metrics))
         return 0

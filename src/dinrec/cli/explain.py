@@ -3,13 +3,15 @@
     dinrec explain runs/r1/model --user 196 --candidates 242,302 [--data DATASET]
 
 Prints, per past behavior of the user (raw ids), the attention weight for each candidate,
-and writes the heatmap PNG. The history comes from DATASET (default: the dataset the bundle
-was trained on, recorded in its manifest). Library code: dinrec.experiment.explain.
+and writes the heatmap PNG (beside the bundle unless --out says where). The history comes
+from DATASET (default: the dataset the bundle was trained on, recorded in its manifest).
+Library code: dinrec.experiment.explain.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", metavar="DATASET",
                    help="dataset directory with the user's history (default: the bundle's "
                         "training dataset)")
-    p.add_argument("--out", help="heatmap PNG (default attention-USER.png)")
+    p.add_argument("--out", help="heatmap PNG (default: attention-USER.png beside the bundle, "
+                                 "i.e. in the run directory of RUN_DIR/model)")
     p.set_defaults(func=run)
 
 
@@ -42,6 +45,13 @@ def training_dataset(bundle: str) -> str:
     if not path:
         raise UsageError(f"{bundle} does not record its training dataset; pass --data")
     return str(path)
+
+
+def default_heatmap_path(bundle: str, user: str) -> Path:
+    """attention-USER.png beside the bundle (a run's RUN_DIR/model: in RUN_DIR), never the
+    working directory; characters a file name cannot hold become '_'."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", user) or "_"
+    return Path(bundle).resolve().parent / f"attention-{safe}.png"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.bundle} has no vocab.json; raw ids cannot be encoded")
     ex = explain_user(load_model(args.bundle), vocab, dataset, args.user, candidates)
     print(ex.format_table())
-    out = Path(args.out) if args.out else Path(f"attention-{args.user}.png")
+    out = Path(args.out) if args.out else default_heatmap_path(args.bundle, args.user)
     ex.save_heatmap(out, f"attention over user {args.user}'s behaviors")
-    print(f"wrote {out}")
+    print(f"wrote {out.resolve()}")
     return 0

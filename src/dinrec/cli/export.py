@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dinrec.cli.main import UsageError
+from dinrec.cli.main import SERVE_EXTRA_HINT, UsageError
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as err:
         raise UsageError(
             f"ONNX export needs the 'serve' extra ({err.name} is missing): "
-            "pip install 'dinrec[serve]'"
+            + SERVE_EXTRA_HINT
         ) from None
     from dinrec.serving.onnx_export import export_onnx
 

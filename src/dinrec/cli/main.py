@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from dinrec.errors import OutputExistsError
+
 # Sub-command modules, in help order; each is imported lazily so `dinrec --help` is fast
 # and a missing optional extra (e.g. serving) only breaks its own command.
 COMMANDS: tuple[str, ...] = (
@@ -27,6 +29,12 @@ COMMANDS: tuple[str, ...] = (
     "store",
     "export",
 )
+
+
+# Both ways the extra gets installed: from a checkout (the README's editable install, run in
+# the repository root) and from a package index.
+SERVE_EXTRA_HINT = ("install the extra: python3 -m pip install -c constraints.txt -e '.[serve]' "
+                    "in a checkout, or pip install 'dinrec[serve]'")
 
 
 class UsageError(Exception):
@@ -61,11 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except OutputExistsError as err:
+        print(f"dinrec {args.command}: error: {err.for_cli()}", file=sys.stderr)
+        return 2
     except (UsageError, ValueError, OSError) as err:
         print(f"dinrec {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"dinrec {args.command}: interrupted", file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", None)  # set by a command that can continue
+        print(f"dinrec {args.command}: interrupted" + (f"; {hint}" if hint else ""),
+              file=sys.stderr)
         return 130
 
 

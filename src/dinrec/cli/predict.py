@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dinrec.cli.data_check import add_strict_flag, mismatch_warnings_printed, on_mismatch
+
 
 def register(subparsers: Any) -> None:
     """Add the `predict` sub-command."""
@@ -25,12 +27,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--split", choices=("test", "train"), default="test",
                    help="which split to score (default test)")
     p.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default 4096)")
+    add_strict_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dinrec.experiment.scoring import predict_to_parquet
 
-    rows = predict_to_parquet(args.bundle, args.data, args.out, args.split, args.batch_size)
+    with mismatch_warnings_printed("predict"):
+        rows = predict_to_parquet(args.bundle, args.data, args.out, args.split,
+                                  args.batch_size, on_mismatch(args))
     print(f"wrote {rows} scores to {args.out}")
     return 0

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from dinrec.cli.main import UsageError
+from dinrec.cli.main import SERVE_EXTRA_HINT, UsageError
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as err:
         raise UsageError(
             f"serving needs the 'serve' extra ({err.name} is missing): "
-            "pip install 'dinrec[serve]'"
+            + SERVE_EXTRA_HINT
         ) from None
     api_key = api_key_from_env(args.api_key_env)
     if not _is_loopback(args.host) and api_key is None:

@@ -1,5 +1,6 @@
 """`dinrec train CONFIG.toml [--set section.key=value ...]`: one experiment into a run dir.
 
+    dinrec train configs/ml100k-rating.toml --data data/ml100k-rating   # a built dataset
     dinrec train configs/ml100k-rating.toml --set training.epochs=3
     dinrec train --resume runs/ml100k-rating-20250101-120000
 
@@ -32,9 +33,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--variant", metavar="NAME",
                    help="apply one of the paper's model variants to [model]: base, din, "
                         "din-dice, din-mba, din-mba-dice (before --set)")
+    p.add_argument("--data", metavar="DATASET",
+                   help="train on this dataset directory (from `dinrec data build`) instead of "
+                        "building one from [data]; refused when built with other options")
     p.add_argument("--out", help="run directory (default: output.dir, else runs/NAME-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run already in the run directory (only its run files)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     p.set_defaults(func=run)
 
@@ -46,12 +52,13 @@ def default_run_dir(name: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from dinrec.experiment.config import load_config
-    from dinrec.experiment.runner import CONFIG_FILE, run_experiment
+    from dinrec.experiment.data_source import with_dataset
+    from dinrec.experiment.runner import BUNDLE_DIR, CONFIG_FILE, CURVES_FILE, run_experiment
 
     if args.resume:
-        if args.overrides or args.out or args.variant:
-            raise UsageError("--resume continues a run with its saved config; --set, --variant "
-                             "and --out do not apply")
+        if args.overrides or args.out or args.variant or args.overwrite or args.data:
+            raise UsageError("--resume continues a run with its saved config; --set, --variant, "
+                             "--data, --out and --overwrite do not apply")
         run_dir = Path(args.resume)
         if not (run_dir / CONFIG_FILE).is_file():
             raise UsageError(f"--resume {run_dir}: not a run directory ({CONFIG_FILE} missing)")
@@ -70,14 +77,21 @@ def run(args: argparse.Namespace) -> int:
         if not args.config:
             raise UsageError("give a CONFIG.toml to train, or --resume RUN_DIR")
         config = load_config(args.config, args.overrides, variant=args.variant)
+        if args.data:
+            try:
+                config = with_dataset(config, args.data)
+            except ValueError as err:
+                raise UsageError(f"--data: {err}") from None
         if args.out:
             run_dir = Path(args.out)
         elif config.output.dir:
             run_dir = Path(config.output.dir)
         else:
             run_dir = default_run_dir(config.output.name)
+    # Printed by main() after "interrupted": the last checkpoint on disk is intact.
+    args.interrupt_hint = f"continue with `dinrec train --resume {run_dir}`"
     result = run_experiment(config, run_dir, resume=bool(args.resume),
-                            verbose=0 if args.quiet else 1)
+                            overwrite=args.overwrite, verbose=0 if args.quiet else 1)
     from dinrec.training.distributed import is_main_process
 
     if not is_main_process():  # under torchrun, rank 0 alone reports
@@ -86,5 +100,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"run:      {result.run_dir}")
     print(f"model:    {result.model}, best epoch {result.best_epoch} of {result.epochs_run}")
     print(f"test:     AUC {t['auc']:.4f}  GAUC {t['gauc']:.4f}  logloss {t['logloss']:.4f}")
-    print(f"bundle:   {result.run_dir / 'model'}")
+    print(f"bundle:   {result.run_dir / BUNDLE_DIR}")
+    if (result.run_dir / CURVES_FILE).is_file():
+        print(f"curves:   {result.run_dir / CURVES_FILE}")
     return 0

@@ -39,6 +39,7 @@ from dinrec.data.readers import READERS, read_log_with_stats
 from dinrec.data.readers.problems import ON_ERROR_CHOICES
 from dinrec.data.synthetic import generate_log
 from dinrec.data.vocabulary import Vocabularies
+from dinrec.errors import OutputExistsError
 
 SYNTHETIC = "synthetic"
 SOURCES: tuple[str, ...] = (*READERS, SYNTHETIC)
@@ -200,15 +201,15 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
         return
     entries = {p.name for p in out_dir.iterdir()}
     if (out_dir / META_FILE).exists() and not overwrite:
-        raise ValueError(f"{out_dir} already holds a dataset; pass overwrite=True "
-                         "(--overwrite) to replace it")
+        raise OutputExistsError(f"{out_dir} already holds a dataset; pass {{overwrite}} "
+                                "to replace it")
     foreign = sorted(entries - DATASET_FILES)
     if foreign:
         raise ValueError(f"output {out_dir} holds other files ({', '.join(foreign[:3])}); "
                          "choose a new or empty directory")
     if entries and not overwrite:
-        raise ValueError(f"{out_dir} holds part of a dataset; pass overwrite=True "
-                         "(--overwrite) to replace it")
+        raise OutputExistsError(f"{out_dir} holds part of a dataset; pass {{overwrite}} "
+                                "to replace it")
 
 
 def _fresh_sibling(out_dir: Path, tag: str) -> Path:

@@ -9,8 +9,12 @@ missing data path is a ConfigError (a ValueError) whose message names the key:
     [training]  epochs, batch size, optimizer, learning rate, seed, validation, early stop
     [output]    run directory, name, checkpoint interval, plots
 
-Relative paths are resolved against the directory the command runs in (the repository root
-for the shipped configs) and stored absolute in the run's resolved config.toml.
+Relative paths (data.dataset, data.path, data.behaviors_path, output.dir) written in a
+config FILE are resolved against the directory of that file, so a config works from any
+working directory (configs/ml100k-rating.toml's "../../shared/data/ml-100k" is the
+checkout's ../shared/data). Paths given on the command line (`--set data.path=...`) are
+resolved against the working directory, where the user typed them. Either way they are
+stored absolute in the run's resolved config.toml.
 
 Example:
     >>> cfg = config_from_dict({"data": {"source": "synthetic", "protocol": "click-log"},
@@ -232,6 +236,25 @@ def config_from_dict(
     return config
 
 
+# (section, key) of the settings that are paths; data.path is not one for "synthetic".
+PATH_KEYS = (("data", "dataset"), ("data", "path"), ("data", "behaviors_path"),
+             ("output", "dir"))
+
+
+def anchor_paths(raw: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """A copy of a raw config with its relative path settings made absolute against base;
+    other values (wrong types included, for config_from_dict to name) are left alone."""
+    out: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
+    for section, key in PATH_KEYS:
+        table = out.get(section)
+        if not isinstance(table, dict) or not isinstance(table.get(key), str):
+            continue
+        if (section, key) == ("data", "path") and table.get("source") == "synthetic":
+            continue
+        table[key] = _absolute(table[key], base)
+    return out
+
+
 def _absolute(path: str | None, base: Path) -> str | None:
     if path is None:
         return None
@@ -340,13 +363,15 @@ def load_config(
     Args:
         path: the TOML file.
         overrides: 'section.key=value' strings, applied last.
-        base_dir: directory relative paths are resolved against (default: the cwd).
+        base_dir: directory the file's relative paths are resolved against (default: the
+            file's own directory); relative paths in overrides resolve against the cwd.
         variant: an ablation variant ("base", "din", "din-dice", ...; see ablation.py)
             applied to [model] before the overrides.
 
     Errors name the file and the key.
     """
-    raw = read_toml(path)
+    anchor = Path(base_dir) if base_dir is not None else Path(path).resolve().parent
+    raw = anchor_paths(read_toml(path), anchor)
     if variant is not None:
         from dinrec.experiment.ablation import variant_config, variants
 
@@ -357,7 +382,7 @@ def load_config(
         raw = variant_config(raw, chosen)
     raw = apply_overrides(raw, overrides)
     try:
-        return config_from_dict(raw, base_dir)
+        return config_from_dict(raw)  # what is still relative came from --set: the cwd
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 

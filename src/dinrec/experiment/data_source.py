@@ -2,7 +2,9 @@
 
 A config either names a dataset directory (`data.dataset`) or a raw source to build one
 from; a built dataset is cached in the run directory (`<run>/data`), so a resumed run reads
-the same samples instead of building them again.
+the same samples instead of building them again. `with_dataset` points a config at a
+dataset built beforehand (`dinrec train CONFIG --data DIR`), refusing one its [data] would
+not have built.
 
 Example:
     >>> ds = prepare_dataset(DataConfig(source="synthetic", protocol="click-log",
@@ -15,7 +17,7 @@ import os
 from pathlib import Path
 
 from dinrec.data.dataset import META_FILE, Dataset, load_dataset
-from dinrec.experiment.config import ConfigError, DataConfig
+from dinrec.experiment.config import ConfigError, DataConfig, ExperimentConfig
 
 DATA_DIR = "data"  # a built dataset's folder inside the run directory
 
@@ -82,3 +84,23 @@ def prepare_dataset(
             on_error=data.on_error, overwrite=target.exists(), progress=progress,
         )
     return load_dataset(target)
+
+
+def with_dataset(config: ExperimentConfig, dataset_dir: str | os.PathLike[str]) -> ExperimentConfig:
+    """The config training on an already built dataset directory instead of its [data].
+
+    A [data] section that builds from a raw log says how the samples are made (protocol,
+    maxlen, split, protocol options); a dataset built otherwise is refused, each difference
+    named, since the run would not be the configured experiment.
+    """
+    from dinrec.experiment.data_match import config_differences
+
+    root = Path(dataset_dir).expanduser().resolve()
+    check_data_config(DataConfig(dataset=str(root)))
+    if config.data.source is not None:
+        found = config_differences(config.data, load_dataset(root).meta)
+        if found:
+            raise ConfigError(
+                f"dataset {root} was not built as [data] says ({'; '.join(found)}); rebuild "
+                "it with the config's options, or leave it out to build from data.path")
+    return config.replace(data=DataConfig(dataset=str(root)))

@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from dinrec.experiment.ablation import DEMO_ABLATION, variant_config, variants
+from dinrec.errors import OutputExistsError
+from dinrec.experiment.ablation import DEMO_ABLATION, VARIANTS, variant_config, variants
 from dinrec.experiment.config import config_from_dict
+from dinrec.experiment.outputs import remove_entries
 from dinrec.experiment.runner import BUNDLE_DIR, RunResult, run_experiment
 
 ATTENTION_FILE = "attention.png"
+ATTENTION_TABLE_FILE = "attention.txt"
 CURVES_FILE = "curves.png"
 TABLE_FILE = "results.md"
 
@@ -45,7 +48,7 @@ class DemoSize:
     learning_rate: float = 1e-3
 
 
-# "default" trains the four models in a few minutes on 2 cores (measured; see
+# "default" trains the four models in about 30 s on 2 cores (measured; see
 # docs/results.md); "tiny" is for tests and smoke runs (seconds, the numbers mean little).
 DEMO_SIZES: dict[str, DemoSize] = {
     "tiny": DemoSize(n_users=120, n_items=240, n_categories=8, mean_impressions=30, maxlen=20,
@@ -90,6 +93,7 @@ def run_demo(
     seed: int = 0,
     threads: int = 1,
     slugs: Sequence[str] = DEMO_ABLATION,
+    overwrite: bool = False,
     verbose: int = 1,
     echo: TextIO | None = sys.stdout,
 ) -> DemoResult:
@@ -102,6 +106,8 @@ def run_demo(
         threads: torch intra-op threads per run.
         slugs: which variants to train (ablation.VARIANTS keys); the first Base Model is
             the RelaImpr baseline.
+        overwrite: replace a demo already in out_dir (the files a demo writes, nothing
+            else) instead of refusing.
         verbose: 1 shows progress bars and epoch lines.
         echo: where progress lines go (None: nowhere).
     """
@@ -109,7 +115,15 @@ def run_demo(
     from dinrec.experiment.report import markdown_table
 
     start = time.perf_counter()
+    chosen = variants(slugs)  # an unknown name fails here, before minutes of data building
     root = Path(out_dir).resolve()
+    entries = demo_entries(chosen)
+    if root.is_dir() and any((root / name).exists() for name in entries):
+        if not overwrite:
+            raise OutputExistsError(f"demo directory {root} already holds a demo; pass "
+                                    "{overwrite} to replace it, or choose another {out}",
+                                    out=("out_dir", "--out"))
+        remove_entries(root, entries)
     root.mkdir(parents=True, exist_ok=True)
 
     def say(message: str) -> None:
@@ -128,20 +142,24 @@ def run_demo(
             f"{summary.items} items; samples {summary.samples}")
     raw = demo_raw_config(size, seed, threads)
     raw["data"] = {"dataset": str(data_dir)}
-    chosen = variants(slugs)
     results: list[RunResult] = []
     for i, variant in enumerate(chosen):
         say(f"[{i + 1}/{len(chosen)}] {variant.label}")
         config = config_from_dict(variant_config(raw, variant))
         run_dir = root / variant.slug
-        resume = (run_dir / "config.toml").is_file()
-        results.append(run_experiment(config, run_dir, resume=resume, verbose=verbose,
-                                      echo=echo))
+        results.append(run_experiment(config, run_dir, verbose=verbose, echo=echo))
     table = markdown_table(results)
     files = [root / TABLE_FILE]
     (root / TABLE_FILE).write_text(table + "\n", encoding="utf-8")
     files += _plots(root, chosen, results)
     return DemoResult(root, results, table, files, time.perf_counter() - start)
+
+
+def demo_entries(chosen: Sequence[Any]) -> list[str]:
+    """What a demo writes into its directory (and overwrite=True removes)."""
+    slugs = {v.slug for v in chosen} | set(VARIANTS)  # an earlier demo may have run others
+    return ["data", *sorted(slugs), TABLE_FILE, CURVES_FILE, ATTENTION_FILE,
+            ATTENTION_TABLE_FILE]
 
 
 def _plots(root: Path, chosen: Sequence[Any], results: Sequence[RunResult]) -> list[Path]:
@@ -165,7 +183,7 @@ def _plots(root: Path, chosen: Sequence[Any], results: Sequence[RunResult]) -> l
     vocab = load_vocab(bundle)
     assert vocab is not None
     ex = explain_user(load_model(bundle), vocab, dataset, user, candidates)
-    (root / "attention.txt").write_text(ex.format_table() + "\n", encoding="utf-8")
+    (root / ATTENTION_TABLE_FILE).write_text(ex.format_table() + "\n", encoding="utf-8")
     files.append(ex.save_heatmap(
         root / ATTENTION_FILE,
         f"{variant.label}: attention over user {user}'s behaviors for two candidates"))

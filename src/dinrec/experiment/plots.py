@@ -32,7 +32,8 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
 def plot_training_curves(
     runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike[str]
 ) -> Path:
-    """Loss, GAUC and AUC per epoch for one or more runs (solid: validation, dashed: train).
+    """Loss, GAUC and AUC per epoch for one or more runs (solid: validation, dashed: train;
+    every epoch a marker, so a one-epoch run shows its point).
 
     Args:
         runs: {run label: epoch records as in metrics.jsonl}.
@@ -51,8 +52,10 @@ def plot_training_curves(
                         label=f"{label} (val)", markersize=3)
             train_key = "logloss" if key == "loss" and any("logloss" in r for r in records) \
                 else key
-            ax.plot(epochs, [r.get(train_key, np.nan) for r in records], "--", color=color,
-                    alpha=0.6, label=f"{label} (train)")
+            # Markers on both lines: a one-epoch run is a single point, which a line alone
+            # does not draw (the panel would look empty).
+            ax.plot(epochs, [r.get(train_key, np.nan) for r in records], "--s", color=color,
+                    alpha=0.6, label=f"{label} (train)", markersize=3)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -35,7 +35,7 @@ def find_baseline(results: Sequence[RunResult], name: str | None = None) -> int:
             if name in (result.name, result.run_dir.name):
                 return i
         known = ", ".join(r.name for r in results)
-        raise ValueError(f"--baseline {name!r} matches no run; runs: {known}")
+        raise ValueError(f"baseline {name!r} matches no run; runs: {known}")
     for i, result in enumerate(results):
         if result.model.startswith("EmbeddingMLP"):
             return i

@@ -33,9 +33,12 @@ import torch
 from dinrec.bundle import load_model, save_model
 from dinrec.data.dataset import Dataset, feature_columns
 from dinrec.data.protocols_samples import USER_KEY
+from dinrec.errors import OutputExistsError
 from dinrec.experiment.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from dinrec.experiment.config import ConfigError, ExperimentConfig, dump_config
+from dinrec.experiment.config import ExperimentConfig, dump_config
+from dinrec.experiment.data_match import DATA_KEY, recorded_protocol
 from dinrec.experiment.data_source import prepare_dataset
+from dinrec.experiment.outputs import RUN_ENTRIES, remove_entries
 from dinrec.experiment.recorder import RunLog, RunRecorder, read_records
 from dinrec.experiment.tensors import SplitArrays, batches, read_split, validation_split
 from dinrec.models import InterestNetwork, build_model
@@ -98,7 +101,7 @@ def read_result(run_dir: str | os.PathLike[str]) -> RunResult:
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} has no {RESULTS_FILE}: not a finished run "
-                                "(resume it with `dinrec train --resume`)")
+                                "(an interrupted one can be resumed)")
     return RunResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
@@ -117,14 +120,26 @@ def build_experiment_model(config: ExperimentConfig, dataset: Dataset) -> Any:
     return model
 
 
+def bundle_extra(
+    config: ExperimentConfig, dataset: Dataset, epoch: int, **more: Any
+) -> dict[str, Any]:
+    """The manifest "extra" of a run's bundle: run, 1-based epoch, the config, the dataset
+    and how its samples were built (so evaluating on other data can say what differs)."""
+    return {"run": config.output.name, "epoch": epoch + 1, "dataset": str(dataset.path),
+            "config": config.to_dict(), DATA_KEY: recorded_protocol(dataset.meta), **more}
+
+
 def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
-def prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool) -> None:
-    """Create or check the run directory; a fresh run never overwrites another run."""
+def prepare_run_dir(
+    config: ExperimentConfig, run_dir: Path, resume: bool, overwrite: bool = False
+) -> None:
+    """Create or check the run directory; a fresh run replaces another run only with
+    overwrite=True (and then only the files a run writes)."""
     if resume:
         if not (run_dir / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{run_dir} is not a run directory ({CONFIG_FILE} missing)")
@@ -132,8 +147,14 @@ def prepare_run_dir(config: ExperimentConfig, run_dir: Path, resume: bool) -> No
             stale.unlink()  # a checkpoint write the kill interrupted; the last one is intact
         return
     if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / RESULTS_FILE).exists():
-        raise ConfigError(f"output.dir {run_dir} already holds a run; continue it with "
-                          f"`dinrec train --resume {run_dir}` or choose another output.dir")
+        if not overwrite:
+            raise OutputExistsError(
+                f"run directory {run_dir} already holds a run; {{resume}}, pass "
+                "{overwrite} to replace it, or choose another {out}",
+                resume=("continue it with resume=True",
+                        f"continue it with `dinrec train --resume {run_dir}`"),
+                out=("run_dir", "--out / output.dir"))
+        remove_entries(run_dir, RUN_ENTRIES)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(dump_config(config), encoding="utf-8")
 
@@ -186,6 +207,7 @@ def run_experiment(
     run_dir: str | os.PathLike[str],
     *,
     resume: bool = False,
+    overwrite: bool = False,
     verbose: int = 1,
     echo: TextIO | None = sys.stdout,
 ) -> RunResult:
@@ -196,6 +218,7 @@ def run_experiment(
         run_dir: the run directory (created; must not hold another run unless resuming).
         resume: continue the run in run_dir from its checkpoint (a finished run returns its
             results at once).
+        overwrite: replace a run already in run_dir (its files only) instead of refusing.
         verbose: 1 shows progress bars (samples/s, ETA) and per-epoch lines; 0 is quiet.
         echo: stream for the log lines (None: only train.log).
     """
@@ -204,11 +227,16 @@ def run_experiment(
     if launched_by_torchrun():  # one of several torchrun workers: data-parallel training
         from dinrec.training.distributed_run import run_distributed
 
+        if overwrite:
+            # A torchrun restart re-runs the same command: overwriting would delete the
+            # checkpoint the restarted workers are meant to continue from.
+            raise ValueError("overwrite is not supported under torchrun; remove the run "
+                             f"directory {run_dir} first")
         return run_distributed(config, run_dir, resume=resume, verbose=verbose, echo=echo)
     start = time.perf_counter()
     root = Path(run_dir).resolve()
     config = config.replace(output=dataclasses.replace(config.output, dir=str(root)))
-    prepare_run_dir(config, root, resume)
+    prepare_run_dir(config, root, resume, overwrite)
     if resume and (root / RESULTS_FILE).is_file():
         return read_result(root)
     log = RunLog(root, echo if verbose else None)
@@ -234,9 +262,8 @@ def run_experiment(
     vocab = dataset.vocabularies().to_json_dict()
 
     def save_best(epoch: int) -> None:
-        save_model(model, root / BUNDLE_DIR, vocab=vocab, extra={
-            "run": config.output.name, "epoch": epoch + 1, "dataset": str(dataset.path),
-            "config": config.to_dict()})
+        save_model(model, root / BUNDLE_DIR, vocab=vocab,
+                   extra=bundle_extra(config, dataset, epoch))
 
     recorder = RunRecorder(root, t.monitor if validation else None, t.patience,
                            config.output.checkpoint_every, save_best, log)

@@ -22,10 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from dinrec.bundle import load_model, load_vocab
+from dinrec.bundle import load_model, load_vocab, read_manifest
 from dinrec.data.dataset import Dataset, load_dataset, to_numpy
 from dinrec.data.protocols_samples import CATE_ID, ITEM_ID, LABEL, TIMESTAMP, USER_ID, USER_KEY
 from dinrec.data.vocabulary import Vocabularies
+from dinrec.experiment.data_match import check_bundle_dataset
 from dinrec.experiment.tensors import as_vocabularies, remap_ids
 from dinrec.inputs import prepare_inputs
 from dinrec.metrics import auc, gauc, logloss
@@ -78,14 +79,21 @@ def evaluate_bundle(
     dataset_dir: str | os.PathLike[str],
     split: str = "test",
     batch_size: int = 4096,
+    on_mismatch: str = "warn",
 ) -> dict[str, float]:
     """{"auc", "gauc", "logloss", "samples"} of a bundle on a dataset split.
 
     GAUC groups by the dataset's user_key (the raw user across splits), so users first seen
     at test time, who all share the unknown user_id, still count as separate users.
+
+    Args:
+        on_mismatch: when the dataset was built with another protocol, options or source
+            than the bundle's training data (as its manifest records): "warn"
+            (DatasetMismatchWarning, naming each difference), "error" (refuse) or "ignore".
     """
     model, vocab = open_bundle(bundle)
     dataset = load_dataset(dataset_dir)
+    check_bundle_dataset(bundle, read_manifest(bundle), dataset, on_mismatch)
     scores, labels, groups = [], [], []
     for part in score_batches(model, vocab, dataset, split, batch_size):
         scores.append(part.scores)
@@ -104,15 +112,20 @@ def predict_to_parquet(
     out: str | os.PathLike[str],
     split: str = "test",
     batch_size: int = 4096,
+    on_mismatch: str = "warn",
 ) -> int:
     """Write one row per sample (user_key, raw user, item, category, timestamp, label,
     score) to a Parquet file, written to a temporary name and renamed when complete.
+
+    Args:
+        on_mismatch: as evaluate_bundle's.
 
     Returns:
         the number of rows written.
     """
     model, vocab = open_bundle(bundle)
     dataset = load_dataset(dataset_dir)
+    check_bundle_dataset(bundle, read_manifest(bundle), dataset, on_mismatch)
     raw = dataset.vocabularies()
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -215,9 +215,8 @@ def _run(
     vocab = dataset.vocabularies().to_json_dict()
 
     def save_best(epoch: int) -> None:
-        save_model(model, root / runner.BUNDLE_DIR, vocab=vocab, extra={
-            "run": config.output.name, "epoch": epoch + 1, "dataset": str(dataset.path),
-            "config": config.to_dict(), "world_size": world})
+        save_model(model, root / runner.BUNDLE_DIR, vocab=vocab,
+                   extra=runner.bundle_extra(config, dataset, epoch, world_size=world))
 
     recorder = (RunRecorder(root, t.monitor if validation else None, t.patience,
                             config.output.checkpoint_every, save_best, log) if main else None)

@@ -200,3 +200,34 @@ def test_toml_writer_round_trips_values() -> None:
     loaded = config_module.tomllib.loads(dumps_toml(tables))
     del tables["t"]["none"]
     assert loaded == tables
+
+
+def test_paths_in_a_file_resolve_against_the_file_and_set_paths_against_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.csv").write_text("")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "b.csv").write_text("")
+    path = tmp_path / "configs" / "c.toml"
+    path.write_text('[data]\nsource = "table"\nprotocol = "click-log"\n'
+                    'path = "../logs/a.csv"\n[output]\ndir = "../runs/x"\n')
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = load_config(path)
+    assert config.data.path == str(tmp_path / "logs" / "a.csv")
+    assert config.output.dir == str(tmp_path / "runs" / "x")
+    config = load_config(path, ["data.path=b.csv"])
+    assert config.data.path == str(tmp_path / "elsewhere" / "b.csv")
+
+
+def test_the_shipped_config_finds_its_data_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = Path(__file__).resolve().parents[3]
+    expected = (repo / ".." / "shared" / "data" / "ml-100k").resolve()
+    if not expected.is_dir():
+        pytest.skip("../shared/data/ml-100k is absent")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(repo / "configs" / "ml100k-rating.toml")
+    assert config.data.path == str(expected)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dinrec.experiment.config import ConfigError, config_from_dict, load_config
+from dinrec.errors import OutputExistsError
+from dinrec.experiment.config import config_from_dict, load_config
 from dinrec.experiment.runner import read_result, run_experiment
 
 
@@ -24,10 +25,26 @@ def test_a_run_writes_results_that_reload_and_a_config_that_reloads(
     manifest = json.loads((tmp_path / "run" / "model" / "manifest.json").read_text())
     assert manifest["extra"]["epoch"] == 1
 
-    with pytest.raises(ConfigError, match="already holds a run"):
+    with pytest.raises(OutputExistsError, match="already holds a run") as refused:
         run_experiment(config, tmp_path / "run", verbose=0)
+    assert "overwrite=True" in str(refused.value) and "--" not in str(refused.value)
+    assert "--overwrite" in refused.value.for_cli() and "=True" not in refused.value.for_cli()
     again = run_experiment(config, tmp_path / "run", resume=True, verbose=0)
     assert again.test == result.test
+
+
+def test_overwrite_replaces_a_run_and_keeps_other_files(
+    tmp_path: Path, tiny_raw_config: dict
+) -> None:
+    config = config_from_dict(tiny_raw_config)
+    run_experiment(config, tmp_path / "run", verbose=0)
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"epoch": 99}\n')
+    run_experiment(config, tmp_path / "run", overwrite=True, verbose=0)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+    epochs = [json.loads(line)["epoch"]
+              for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1]
 
 
 def test_resume_needs_a_run_directory(tmp_path: Path, tiny_raw_config: dict) -> None:

@@ -20,7 +20,7 @@ def test_the_four_experiments_are_shipped() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_config_loads_or_names_its_missing_data_path(path: Path) -> None:
     try:
-        config = load_config(path, base_dir=REPO_ROOT)
+        config = load_config(path)
     except ConfigError as err:
         assert "data.path" in str(err) and "does not exist" in str(err)
         return
@@ -31,7 +31,7 @@ def test_config_loads_or_names_its_missing_data_path(path: Path) -> None:
 @pytest.mark.parametrize("name", ["ml100k-rating", "ml100k-nextitem"])
 def test_ml100k_configs_use_the_reference_towers(name: str) -> None:
     try:
-        config = load_config(REPO_ROOT / "configs" / f"{name}.toml", base_dir=REPO_ROOT)
+        config = load_config(REPO_ROOT / "configs" / f"{name}.toml")
     except ConfigError:
         pytest.skip("../shared/data/ml-100k is absent")
     net = config.model.network
