@@ -38,7 +38,7 @@ class SparseFeat:
         use_hash: hash raw values (ints or strings) into vocabulary_size buckets; 0 stays 0.
         vocabulary_path: kept for DeepCTR compatibility; a dinrec Vocabulary maps raw ids.
         dtype: declared input dtype; ids are always carried as int64 inside dinrec.
-        embeddings_initializer: None (normal, std 1e-4, as DeepCTR), or a callable that
+        embeddings_initializer: None (normal with the model's init_std), or a callable that
             fills a weight tensor in place.
         embedding_name: table name; columns sharing it share one table.
         group_name: DeepCTR's feature group (kept, unused by DIN).

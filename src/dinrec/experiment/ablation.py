@@ -34,14 +34,18 @@ class Variant:
 _PRELU = {"att_activation": "prelu", "dnn_activation": "prelu"}
 _DICE = {"att_activation": "dice", "dnn_activation": "dice"}
 _MBA = {"embedding_regularization": "mba"}
+# The paper's variants without MBA regularize embeddings by L2 (DeepCTR's full-table L2);
+# said explicitly, since a model's own default is MBA.
+_L2 = {"embedding_regularization": "l2"}
 
 VARIANTS: dict[str, Variant] = {
     v.slug: v for v in (
         Variant("base", "Base Model",
-                {"model": "EmbeddingMLP", "history_pooling": "sum", "dnn_activation": "prelu"}),
-        Variant("din", "DIN", {"model": "DIN", **_PRELU}),
+                {"model": "EmbeddingMLP", "history_pooling": "sum", "dnn_activation": "prelu",
+                 **_L2}),
+        Variant("din", "DIN", {"model": "DIN", **_PRELU, **_L2}),
         Variant("din-mba", "DIN+MBA", {"model": "DIN", **_PRELU, **_MBA}),
-        Variant("din-dice", "DIN+Dice", {"model": "DIN", **_DICE}),
+        Variant("din-dice", "DIN+Dice", {"model": "DIN", **_DICE, **_L2}),
         Variant("din-mba-dice", "DIN+MBA+Dice", {"model": "DIN", **_DICE, **_MBA}),
     )
 }

@@ -48,7 +48,7 @@ class EmbeddingBank(nn.Module):
 
     Args:
         schema: the resolved FeatureSchema.
-        init_std: std of the normal initializer (DeepCTR's default 1e-4), unless the column
+        init_std: std of the normal initializer (ModelConfig.init_std), unless the column
             the table takes its settings from gives embeddings_initializer (a callable
             filling the weight in place).
         sparse_grad: produce sparse gradients (for SparseAdam / SGD on huge tables).

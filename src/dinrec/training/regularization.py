@@ -78,7 +78,7 @@ class Regularizer:
         self.model = model
         self.mode = cfg.embedding_regularization
         self.embedding_lambda = (
-            cfg.resolved_mba_lambda if self.mode == "mba" else float(cfg.l2_reg_embedding)
+            cfg.resolved_mba_lambda if self.mode == "mba" else cfg.resolved_l2_reg_embedding
         )
         self.dnn_lambda = float(cfg.l2_reg_dnn)
         if self.mode == "mba" and self.embedding_lambda > 0 and frequencies is None:

@@ -134,3 +134,19 @@ def test_unknown_model_setting_is_named(seed_data):
         DIN(cols, hist, att_activation="swish")
     with pytest.raises(ValueError, match="embedding_regularization"):
         DIN(cols, hist, embedding_regularization="l1")
+
+
+def test_embedding_regularization_defaults_to_mba_unless_l2_is_given() -> None:
+    from dinrec.models.config import DEFAULT_INIT_STD, DEFAULT_MBA_LAMBDA, ModelConfig
+
+    cfg = ModelConfig()
+    assert (cfg.embedding_regularization, cfg.l2_reg_embedding) == ("mba", 0.0)
+    assert cfg.resolved_mba_lambda == DEFAULT_MBA_LAMBDA == 1.0
+    assert cfg.init_std == DEFAULT_INIT_STD == 0.05
+    # DeepCTR code that sets l2_reg_embedding keeps DeepCTR's full-table L2 at that strength.
+    given = ModelConfig(l2_reg_embedding=1e-5)
+    assert (given.embedding_regularization, given.l2_reg_embedding) == ("l2", 1e-5)
+    assert ModelConfig(embedding_regularization="l2").l2_reg_embedding == 1e-6
+    # Stored resolved: a saved config reads back the same, whatever the defaults become.
+    assert cfg.to_dict()["embedding_regularization"] == "mba"
+    assert ModelConfig.from_dict(given.to_dict()) == given

@@ -96,7 +96,8 @@ def _columns() -> list:
 
 def test_sparse_embeddings_refuse_full_table_l2_naming_the_settings() -> None:
     with pytest.raises(ValueError, match="sparse_embeddings=True with l2_reg_embedding=1e-06"):
-        DIN(_columns(), ["item_id"], sparse_embeddings=True)
+        DIN(_columns(), ["item_id"], sparse_embeddings=True, l2_reg_embedding=1e-6)
+    DIN(_columns(), ["item_id"], sparse_embeddings=True)  # the default regularization is MBA
     DIN(_columns(), ["item_id"], sparse_embeddings=True, l2_reg_embedding=0.0)
     DIN(_columns(), ["item_id"], sparse_embeddings=True, embedding_regularization="mba")
 
