@@ -116,9 +116,14 @@ class Regularizer:
             total = total + (weight[rows].pow(2).sum(dim=1) * scale).sum()
         return self.embedding_lambda * total
 
-    def _sparse_mba(self, batch: Batch) -> float:
-        """MBA on sparse-gradient tables, straight into their sparse gradients; returns the
-        penalty. Through autograd, weight[rows] would produce a dense [V, E] gradient."""
+    def _direct_mba(self, batch: Batch) -> float:
+        """MBA's gradient added straight into the tables' gradients; returns the penalty.
+
+        d/dw_j of lambda * ||w_j||^2 / n_j is 2 * lambda * w_j / n_j on the batch's rows only:
+        one index_add per table (a sparse COO gradient for sparse-gradient tables), instead
+        of an autograd graph through weight[rows], whose backward scatters into a dense
+        [V, E] gradient (~12% of an ml-100k training step).
+        """
         bank = self.model.embeddings
         ids_by_table = table_ids(self.model, batch)
         if self.ids_hook is not None:
@@ -127,17 +132,21 @@ class Regularizer:
         for table, ids in ids_by_table.items():
             emb = bank.table(table)
             weight = emb.weight
-            if not (emb.sparse and weight.requires_grad) or ids.numel() == 0:
+            if not weight.requires_grad or ids.numel() == 0:
                 continue
-            rows = torch.unique(ids)  # [U]
+            rows = torch.unique(ids)  # [U]: each present id once, however often it occurs
             scale = self.inverse_frequency[table][rows].unsqueeze(1)  # [U, 1]
             w = weight.detach().index_select(0, rows)  # [U, E]
             value += self.embedding_lambda * float((w.pow(2) * scale).sum())
-            # d/dw_j of lambda * ||w_j||^2 / n_j = 2 * lambda * w_j / n_j on the batch's rows.
-            values = w * scale * (2.0 * self.embedding_lambda)  # [U, E]
-            grad = torch.sparse_coo_tensor(rows.unsqueeze(0), values, weight.shape,
-                                           check_invariants=False)  # rows are unique
-            weight.grad = grad if weight.grad is None else weight.grad + grad
+            step = w * scale * (2.0 * self.embedding_lambda)  # [U, E]
+            if emb.sparse:
+                grad = torch.sparse_coo_tensor(rows.unsqueeze(0), step, weight.shape,
+                                               check_invariants=False)  # rows are unique
+                weight.grad = grad if weight.grad is None else weight.grad + grad
+            elif weight.grad is None:
+                weight.grad = torch.zeros_like(weight).index_add_(0, rows, step)
+            else:
+                weight.grad.index_add_(0, rows, step)
         return value
 
     def dnn_penalty(self) -> torch.Tensor:
@@ -152,13 +161,11 @@ class Regularizer:
     def __call__(self, batch: Batch) -> torch.Tensor:
         return self.embedding_penalty(batch) + self.dnn_penalty()
 
-    # ----- the training step's split: autograd for MBA, direct gradients for full L2 -------
+    # ----- the training step's split: autograd for the data loss, direct gradients here --
     def batch_penalty(self, batch: Batch) -> torch.Tensor:
-        """The part of the penalty that depends on the batch (MBA), for autograd; 0 else."""
-        # With sparse_embeddings (every table sparse) MBA goes straight into the sparse
-        # gradients after backward instead (add_direct_gradients), ids gathered once.
-        if self.mode == "mba" and not self.model.config.sparse_embeddings:
-            return self.embedding_penalty(batch)
+        """The part of the penalty backpropagated with the loss: none (every term, MBA's
+        included, adds its gradient directly in add_direct_gradients). Kept so a custom
+        step can stay written as loss + batch_penalty."""
         return torch.zeros(())
 
     def _direct_terms(self) -> list[tuple[float, torch.Tensor]]:
@@ -178,19 +185,18 @@ class Regularizer:
 
     @torch.no_grad()
     def add_direct_gradients(self, batch: Batch | None = None) -> float:
-        """After backward: grad += 2 * lambda * w for every whole-tensor L2 term (and MBA's
-        rows of sparse-gradient tables, given the batch); returns the penalty they add.
+        """After backward: grad += 2 * lambda * w for every whole-tensor L2 term and, given the
+        batch, MBA's 2 * lambda * w_j / n_j on the batch's rows; returns the penalty they add.
 
         The same gradient as backpropagating lambda * ||w||^2, without ~6 autograd ops per
         table per step (full-table L2 is DeepCTR's default, so every step pays for it).
         """
-        sparse_value = 0.0
-        if (batch is not None and self.mode == "mba" and self.embedding_lambda != 0
-                and self.model.config.sparse_embeddings):
-            sparse_value = self._sparse_mba(batch)
+        mba_value = 0.0
+        if batch is not None and self.mode == "mba" and self.embedding_lambda != 0:
+            mba_value = self._direct_mba(batch)
         terms = self._direct_terms()
         if not terms:
-            return sparse_value
+            return mba_value
         weights = [w for _, w in terms]
         norms = torch._foreach_norm(weights)  # one op for every table: ||w|| each
         value = sum(lam * float(n) ** 2 for (lam, _), n in zip(terms, norms, strict=True))
@@ -201,4 +207,4 @@ class Regularizer:
                 weight.grad = weight.grad.to_dense().add_(weight, alpha=2.0 * lam)
             else:
                 weight.grad.add_(weight, alpha=2.0 * lam)
-        return float(value) + sparse_value
+        return float(value) + mba_value

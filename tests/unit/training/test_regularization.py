@@ -114,7 +114,7 @@ def test_direct_l2_gradients_equal_backpropagating_the_penalty(seed_data):
         assert torch.allclose(got[name], grad, rtol=1e-6, atol=1e-9), name
 
 
-def test_mba_stays_in_the_batch_penalty_and_has_no_direct_term():
+def test_mba_gradient_is_added_directly_and_equals_backpropagating_the_penalty():
     from dinrec.feature_column import SparseFeat, VarLenSparseFeat
 
     cols = [
@@ -122,7 +122,18 @@ def test_mba_stays_in_the_batch_penalty_and_has_no_direct_term():
         VarLenSparseFeat(SparseFeat("hist_item_id", 4, 2, embedding_name="item_id"), 2),
     ]
     model = DIN(cols, ["item_id"], embedding_regularization="mba", init_std=0.3)
-    reg = Regularizer(model, {"item_id": torch.ones(4)})
-    batch = {"item_id": torch.tensor([1]), "hist_item_id": torch.tensor([[2, 0]])}
-    assert reg.batch_penalty(batch).item() == pytest.approx(reg(batch).item())
-    assert reg.add_direct_gradients() == 0.0
+    freq = torch.tensor([0.0, 2.0, 4.0, 1.0])
+    reg = Regularizer(model, {"item_id": freq})
+    batch = {"item_id": torch.tensor([1, 2]), "hist_item_id": torch.tensor([[2, 0], [1, 2]])}
+    w = model.embeddings.table("item_id").weight
+    penalty = reg(batch)  # lambda * (||w_1||^2 / 2 + ||w_2||^2 / 4): each present id once
+    rows = w.detach()
+    want_value = 1.0 * (rows[1].pow(2).sum() / 2 + rows[2].pow(2).sum() / 4)
+    assert penalty.item() == pytest.approx(want_value.item(), rel=1e-6)
+    penalty.backward()
+    want = w.grad.clone()
+    model.zero_grad(set_to_none=True)
+    assert reg.batch_penalty(batch).item() == 0.0
+    assert reg.add_direct_gradients(batch) == pytest.approx(penalty.item(), rel=1e-6)
+    assert torch.allclose(w.grad, want, atol=1e-8)
+    assert w.grad[[0, 3]].abs().sum().item() == 0.0  # rows not in the batch: untouched
