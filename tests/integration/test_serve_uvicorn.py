@@ -19,6 +19,7 @@ httpx = pytest.importorskip("httpx", reason="serving tests need the 'serve' extr
 pytest.importorskip("uvicorn", reason="serving tests need the 'serve' extra")
 
 from dinrec.serving.demo import DemoSpec, build_demo_bundle  # noqa: E402
+from dinrec.serving.scorer import bundle_version  # noqa: E402
 
 SPEC = DemoSpec(n_users=20, n_items=60, n_categories=6, maxlen=8, embedding_dim=8)
 KEY = "integration-key"
@@ -82,7 +83,7 @@ def test_binds_loopback_and_requires_the_key(server: Server) -> None:
     assert httpx.post(f"{server.url}/v1/rank", json=body).status_code == 401
     response = httpx.post(f"{server.url}/v1/rank", json=body, headers=HEADERS)
     assert response.status_code == 200
-    assert response.json()["model_version"] == "v1"
+    assert response.json()["model_version"] == bundle_version(server.bundle)
 
 
 def test_concurrent_clients_mixing_events_and_rank_see_their_events(server: Server) -> None:
@@ -153,21 +154,24 @@ def test_reload_under_load_drops_no_request(server: Server) -> None:
         time.sleep(0.3)
         # A new bundle at the path being served, then SIGHUP: re-read and swapped in.
         build_demo_bundle(server.bundle, DemoSpec(**{**SPEC.__dict__, "seed": 9}), version="v2")
+        v2 = bundle_version(server.bundle)
         server.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 20
-        while "v2" not in versions and time.monotonic() < deadline:
+        while v2 not in versions and time.monotonic() < deadline:
             time.sleep(0.05)
-        other = build_demo_bundle(server.folder / "v3", SPEC, version="v3")
+        other = build_demo_bundle(server.folder / "v3", DemoSpec(**{**SPEC.__dict__, "seed": 4}),
+                                  version="v3")
+        v3 = bundle_version(other)
         r = httpx.post(f"{server.url}/admin/reload", json={"bundle": str(other)},
                        headers=HEADERS, timeout=30)
         assert r.status_code == 200, r.text
-        assert r.json()["previous_version"] == "v2"
+        assert r.json()["previous_version"] == v2
         time.sleep(0.3)
     finally:
         stop.set()
         for t in threads:
             t.join()
     assert failures == []
-    assert {"v2", "v3"} <= versions
+    assert {v2, v3} <= versions
     info: Any = httpx.get(f"{server.url}/v1/model", headers=HEADERS).json()
-    assert info["version"] == "v3"
+    assert info["version"] == v3

@@ -62,12 +62,14 @@ class TorchBackend:
 
 
 def bundle_version(path: str | Path) -> str:
-    """The model version: manifest extra "version" if set, else a digest of the bundle's
-    schema, config, weights and vocabulary (12 hex digits)."""
+    """The model version: a digest of the bundle's schema, config, weights and vocabulary
+    (12 hex digits), always.
+
+    A manifest's own extra "version" is only a label (bundle_label): were it the version,
+    weights replaced under an unchanged label would keep the version an ONNX export was
+    checked against, and the stale export would serve the old weights.
+    """
     root = Path(path)
-    given = read_manifest(root).get("extra", {}).get("version")
-    if given:
-        return str(given)
     digest = hashlib.sha256()
     for name in VERSIONED_FILES:
         file = root / name
@@ -77,6 +79,12 @@ def bundle_version(path: str | Path) -> str:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()[:12]
+
+
+def bundle_label(manifest: dict[str, Any]) -> str | None:
+    """The human label a bundle was saved with (manifest extra "version"), if any."""
+    given = manifest.get("extra", {}).get("version")
+    return None if given in (None, "") else str(given)
 
 
 def read_vocabularies(path: str | Path) -> Vocabularies | None:
@@ -229,6 +237,7 @@ class Scorer:
         enc = self.encoder
         return {
             "version": self.version,
+            "label": bundle_label(self.info.manifest),
             "backend": self.backend.name,
             "model_class": self.info.manifest.get("model_class"),
             "manifest": self.info.manifest,

@@ -16,6 +16,7 @@ import httpx
 
 from dinrec.serving.app import create_app, field_path
 from dinrec.serving.demo import DemoSpec, build_demo_bundle
+from dinrec.serving.scorer import bundle_version
 from dinrec.serving.service import RankingService, ServeConfig
 
 pytestmark = pytest.mark.anyio
@@ -50,14 +51,14 @@ async def _add_events(client: httpx.AsyncClient, user: str, items: list[str]) ->
 
 
 async def test_rank_returns_every_candidate_best_first_with_the_version(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, demo_bundle: Path,
 ) -> None:
     await _add_events(client, "u1", ["i1", "i2", "i3"])
     candidates = ["i5", "i6", "i7", "i8", "nope", 9]
     response = await client.post("/v1/rank", json={"user_id": "u1", "candidates": candidates})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model_version"] == "v1"
+    assert body["model_version"] == bundle_version(demo_bundle)
     assert body["cold_start"] is False
     assert body["history_length"] == 3
     assert sorted(map(str, (i["item_id"] for i in body["items"]))) == sorted(map(str, candidates))
@@ -115,9 +116,12 @@ async def test_score_is_stateless_and_agrees_with_rank(client: httpx.AsyncClient
     assert abs(scores[0] - ranked["items"][0]["score"]) < 1e-6
 
 
-async def test_model_health_readiness_metrics_and_docs(client: httpx.AsyncClient) -> None:
+async def test_model_health_readiness_metrics_and_docs(
+    client: httpx.AsyncClient, demo_bundle: Path
+) -> None:
     info = (await client.get("/v1/model")).json()
-    assert info["version"] == "v1" and info["backend"] == "torch"
+    assert info["version"] == bundle_version(demo_bundle) and info["backend"] == "torch"
+    assert info["label"] == "v1"
     assert {f["name"] for f in info["features"]} >= {"item_id", "hist_item_id", "gender"}
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
@@ -259,19 +263,20 @@ async def test_reload_swaps_the_model_and_a_bad_bundle_keeps_the_old_one(
                               version="v2")
     app = create_app(ServeConfig(str(demo_bundle), store=f"sqlite:///{tmp_path / 's.db'}"))
     body = {"user_id": "u1", "candidates": ["i1", "i2"]}
+    v1, v2 = bundle_version(demo_bundle), bundle_version(other)
     async with _client(app) as client:
         failed = await client.post("/admin/reload", json={"bundle": str(tmp_path / "missing")})
         assert failed.status_code == 422 and failed.json()["field"] == "bundle"
-        assert (await client.post("/v1/rank", json=body)).json()["model_version"] == "v1"
+        assert (await client.post("/v1/rank", json=body)).json()["model_version"] == v1
         swapped = await client.post("/admin/reload", json={"bundle": str(other)})
         assert swapped.status_code == 200, swapped.text
-        assert swapped.json()["previous_version"] == "v1"
-        assert (await client.post("/v1/rank", json=body)).json()["model_version"] == "v2"
+        assert swapped.json()["previous_version"] == v1
+        assert (await client.post("/v1/rank", json=body)).json()["model_version"] == v2
         again = await client.post("/admin/reload")  # re-reads the bundle now served
-        assert again.json()["model_version"] == "v2"
+        assert again.json()["model_version"] == v2
         text = (await client.get("/metrics")).text
         assert 'dinrec_model_reloads_total{result="failed"} 1' in text
-        assert 'dinrec_model_info{version="v2",backend="torch"} 1' in text
+        assert f'dinrec_model_info{{version="{v2}",backend="torch"}} 1' in text
     app.state.service.close()
 
 
