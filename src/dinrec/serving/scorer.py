@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from dinrec.bundle import load_model, load_vocab, read_manifest
-from dinrec.data.vocabulary import META_KEY, Vocabularies, Vocabulary
+from dinrec.data.vocabulary import META_KEY, OOV_ID, PAD_ID, Vocabularies, Vocabulary
 from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
 from dinrec.models.network import InterestNetwork
 from dinrec.serving.broadcast import BroadcastForward
@@ -35,6 +35,10 @@ from dinrec.serving.encoding import Arrays, FeatureEncoder, UserFeatures
 BACKENDS = ("torch", "onnx")
 # Files whose bytes make a model version: same files, same version.
 VERSIONED_FILES = ("schema.json", "model_config.json", "weights.safetensors", "vocab.json")
+
+
+class NonFiniteModelError(ValueError):
+    """A bundle whose model scores a probe batch as NaN or inf."""
 
 
 class Backend(Protocol):
@@ -212,10 +216,25 @@ class Scorer:
         return sigmoid(self.backend.logits(user, items))
 
     def warm_up(self) -> None:
-        """One throw-away forward pass, so the first request does not pay for lazy setup."""
-        user = self.encoder.user(0, {}, [])  # id 0 is valid with or without a vocabulary
-        items = {name: np.zeros(2, dtype=np.int64) for name in self.encoder.candidates}
-        self.backend.logits(user.arrays, items)
+        """Score a probe batch, so the first request does not pay for lazy setup, and refuse
+        a model whose scores are not finite (NaN / inf weights): served, it would answer
+        every rank call with a 500 until the next reload.
+
+        Raises:
+            NonFiniteModelError: the probe's scores are not all finite.
+        """
+        # Id 0 is valid with or without a vocabulary (a raw "0" is simply unknown); one
+        # behavior, so the attention unit runs too; candidates padding and unknown.
+        history = [(0, 0)] if self.encoder.history else []
+        user = self.encoder.user(0, {}, history)
+        items = {name: np.array([PAD_ID, OOV_ID], dtype=np.int64)
+                 for name in self.encoder.candidates}
+        logits = self.backend.logits(user.arrays, items)
+        if not np.isfinite(logits).all():
+            raise NonFiniteModelError(
+                f"model {self.version} gives non-finite scores ({logits.tolist()}) on a probe "
+                "batch: its weights hold NaN or inf; refusing to serve it"
+            )
 
     def describe(self) -> dict[str, Any]:
         """Bundle metadata and features, for GET /v1/model."""
