@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,62 +13,26 @@ import pytest
 httpx = pytest.importorskip("httpx", reason="serving tests need the 'serve' extra")
 pytest.importorskip("uvicorn", reason="serving tests need the 'serve' extra")
 
+from tests.integration.serve_process import Server, serving  # noqa: E402
+
 from dinrec.serving.demo import DemoSpec, build_demo_bundle  # noqa: E402
 from dinrec.serving.scorer import bundle_version  # noqa: E402
 
 SPEC = DemoSpec(n_users=20, n_items=60, n_categories=6, maxlen=8, embedding_dim=8)
 KEY = "integration-key"
 HEADERS = {"X-API-Key": KEY}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    def __init__(self, proc: subprocess.Popen[bytes], url: str, bundle: Path, folder: Path):
-        self.proc, self.url, self.bundle, self.folder = proc, url, bundle, folder
+ADMIN_KEY = "integration-admin-key"
+ADMIN = {"X-Admin-Key": ADMIN_KEY}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("serve")
     bundle = build_demo_bundle(folder / "bundle", SPEC, version="v1")
-    port = _free_port()
-    env = {**os.environ, "DINREC_TEST_KEY": KEY}
-    log = (folder / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dinrec", "serve", str(bundle), "--store",
-         f"sqlite:///{folder / 'store.db'}", "--port", str(port), "--api-key-env",
-         "DINREC_TEST_KEY", "--log-level", "warning"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            err = (folder / "server.log").read_text(errors="replace")
-            pytest.fail(f"dinrec serve exited with {proc.returncode}: {err[-2000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("dinrec serve did not become ready within 60 s")
-        time.sleep(0.1)
-    try:
-        yield Server(proc, url, bundle, folder)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    env = {"DINREC_TEST_KEY": KEY, "DINREC_TEST_ADMIN_KEY": ADMIN_KEY}
+    with serving(bundle, folder, ["--api-key-env", "DINREC_TEST_KEY", "--admin-key-env",
+                                  "DINREC_TEST_ADMIN_KEY"], env) as running:
+        yield running
 
 
 def test_binds_loopback_and_requires_the_key(server: Server) -> None:
@@ -162,8 +121,8 @@ def test_reload_under_load_drops_no_request(server: Server) -> None:
         other = build_demo_bundle(server.folder / "v3", DemoSpec(**{**SPEC.__dict__, "seed": 4}),
                                   version="v3")
         v3 = bundle_version(other)
-        r = httpx.post(f"{server.url}/admin/reload", json={"bundle": str(other)},
-                       headers=HEADERS, timeout=30)
+        r = httpx.post(f"{server.url}/admin/reload", json={"bundle": other.name},
+                       headers=ADMIN, timeout=30)
         assert r.status_code == 200, r.text
         assert r.json()["previous_version"] == v2
         time.sleep(0.3)

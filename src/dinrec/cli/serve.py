@@ -42,6 +42,17 @@ def register(subparsers: Any) -> None:
         help="name of the environment variable holding the API key; then every endpoint but "
         "/healthz and /readyz needs it in the X-API-Key header",
     )
+    parser.add_argument(
+        "--admin-key-env", metavar="VAR",
+        help="name of the environment variable holding the admin key, which /admin/reload "
+        "needs in the X-Admin-Key header (the API key does not open it); without it the "
+        "server has no admin routes",
+    )
+    parser.add_argument(
+        "--bundle-root", metavar="DIR",
+        help="the only directory /admin/reload loads bundles from, named relative to it "
+        "(default: the directory holding BUNDLE)",
+    )
     parser.add_argument("--max-candidates", type=int, default=1000,
                         help="most candidates per rank call / rows per score call")
     parser.add_argument("--max-events", type=int, default=1000, help="most events per call")
@@ -86,13 +97,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def api_key_from_env(var: str | None) -> str | None:
-    """The API key held in environment variable `var` (None when no variable is named)."""
+def api_key_from_env(var: str | None, flag: str = "--api-key-env") -> str | None:
+    """The key held in environment variable `var` (None when no variable is named)."""
     if var is None:
         return None
     key = os.environ.get(var, "")
     if not key:
-        raise UsageError(f"--api-key-env {var}: the environment variable is unset or empty")
+        raise UsageError(f"{flag} {var}: the environment variable is unset or empty")
     return key
 
 
@@ -120,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
             + SERVE_EXTRA_HINT
         ) from None
     api_key = api_key_from_env(args.api_key_env)
+    admin_key = api_key_from_env(args.admin_key_env, "--admin-key-env")
     if not _is_loopback(args.host) and api_key is None:
         print(f"dinrec serve: warning: listening on {args.host} without an API key "
               "(--api-key-env)", file=sys.stderr)
@@ -128,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     config = ServeConfig(
         bundle=args.bundle, store=args.store, backend=args.backend,
         max_candidates=args.max_candidates, max_events=args.max_events,
-        max_body_bytes=args.max_body_bytes, api_key=api_key,
+        max_body_bytes=args.max_body_bytes, api_key=api_key, admin_key=admin_key,
+        bundle_root=args.bundle_root,
         inference_threads=args.inference_threads, user_feature=args.user_feature,
         cache_users=args.cache_users, cache_items=args.cache_items,
     )

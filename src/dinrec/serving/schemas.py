@@ -89,7 +89,9 @@ class EventsResponse(BaseModel):
 
 class ReloadRequest(Strict):
     bundle: str | None = Field(
-        default=None, description="Bundle directory to load; default: the one being served."
+        default=None, min_length=1, max_length=1024,
+        description="Bundle directory to load, relative to the server's bundle root; "
+        "default: the one being served.",
     )
 
 
@@ -97,6 +99,7 @@ class ReloadResponse(BaseModel):
     model_version: str
     previous_version: str
     backend: str
+    bundle: str = Field(description="The bundle now served, relative to the bundle root.")
     seconds: float
 
 

@@ -145,7 +145,12 @@ def open_store(url: str) -> BehaviorStore:
 
 
 def redact(url: str) -> str:
-    """The URL without a password, for logs and /readyz."""
+    """The URL without a password, for logs and /readyz; a SQLite file by its name only
+    (/readyz needs no key, and a client has no use for the server's directories)."""
+    if url.startswith(SQLITE_SCHEME):
+        name = url[len(SQLITE_SCHEME):].rsplit("/", 1)[-1]
+        return f"{SQLITE_SCHEME}{name}" if "/" not in url[len(SQLITE_SCHEME):] else (
+            f"{SQLITE_SCHEME}.../{name}")
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)

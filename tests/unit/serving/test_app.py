@@ -15,7 +15,7 @@ pytest.importorskip("fastapi", reason="serving tests need the 'serve' extra")
 import httpx
 
 from dinrec.serving.app import create_app, field_path
-from dinrec.serving.demo import DemoSpec, build_demo_bundle
+from dinrec.serving.demo import DemoSpec
 from dinrec.serving.scorer import bundle_version
 from dinrec.serving.service import RankingService, ServeConfig
 
@@ -242,7 +242,7 @@ async def test_api_key_guards_everything_but_health(demo_bundle: Path, tmp_path:
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/readyz")).status_code == 200
         for method, path in [("POST", "/v1/rank"), ("GET", "/metrics"), ("GET", "/v1/model"),
-                             ("GET", "/openapi.json"), ("POST", "/admin/reload")]:
+                             ("GET", "/openapi.json")]:
             response = await client.request(method, path, json=body)
             assert response.status_code == 401, path
             assert response.json()["field"] == "X-API-Key"
@@ -253,30 +253,6 @@ async def test_api_key_guards_everything_but_health(demo_bundle: Path, tmp_path:
         bearer = await client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
         assert bearer.status_code == 200
         assert 'status="401"' in bearer.text
-    app.state.service.close()
-
-
-async def test_reload_swaps_the_model_and_a_bad_bundle_keeps_the_old_one(
-    demo_bundle: Path, spec: DemoSpec, tmp_path: Path
-) -> None:
-    other = build_demo_bundle(tmp_path / "v2", DemoSpec(**{**spec.__dict__, "seed": 5}),
-                              version="v2")
-    app = create_app(ServeConfig(str(demo_bundle), store=f"sqlite:///{tmp_path / 's.db'}"))
-    body = {"user_id": "u1", "candidates": ["i1", "i2"]}
-    v1, v2 = bundle_version(demo_bundle), bundle_version(other)
-    async with _client(app) as client:
-        failed = await client.post("/admin/reload", json={"bundle": str(tmp_path / "missing")})
-        assert failed.status_code == 422 and failed.json()["field"] == "bundle"
-        assert (await client.post("/v1/rank", json=body)).json()["model_version"] == v1
-        swapped = await client.post("/admin/reload", json={"bundle": str(other)})
-        assert swapped.status_code == 200, swapped.text
-        assert swapped.json()["previous_version"] == v1
-        assert (await client.post("/v1/rank", json=body)).json()["model_version"] == v2
-        again = await client.post("/admin/reload")  # re-reads the bundle now served
-        assert again.json()["model_version"] == v2
-        text = (await client.get("/metrics")).text
-        assert 'dinrec_model_reloads_total{result="failed"} 1' in text
-        assert f'dinrec_model_info{{version="{v2}",backend="torch"}} 1' in text
     app.state.service.close()
 
 

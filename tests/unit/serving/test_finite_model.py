@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from tests.unit.serving.conftest import plain_columns
 
 from dinrec.cli.main import main
 from dinrec.models import DIN
+from dinrec.serving.encoding import RequestError
 from dinrec.serving.scorer import NonFiniteModelError, Scorer
 from dinrec.serving.service import RankingService, ServeConfig
 
@@ -23,11 +25,14 @@ def test_scorer_load_refuses_weights_that_score_nan(demo_bundle: Path, tmp_path:
 def test_reload_of_a_nan_bundle_keeps_the_old_model_serving(
     demo_bundle: Path, tmp_path: Path
 ) -> None:
-    service = RankingService(ServeConfig(str(demo_bundle), store=f"sqlite:///{tmp_path / 's.db'}"))
+    good = tmp_path / "good"
+    shutil.copytree(demo_bundle, good)
+    poisoned_copy(demo_bundle, tmp_path / "nan")
+    service = RankingService(ServeConfig(str(good), store=f"sqlite:///{tmp_path / 's.db'}"))
     try:
         before = service.scorer.version
-        with pytest.raises(NonFiniteModelError):
-            service.reload(str(poisoned_copy(demo_bundle, tmp_path / "nan")))
+        with pytest.raises(RequestError, match="non-finite scores"):
+            service.reload("nan")
         assert service.scorer.version == before
         assert 'dinrec_model_reloads_total{result="failed"} 1' in service.metrics.render()
     finally:

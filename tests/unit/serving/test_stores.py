@@ -127,6 +127,7 @@ def test_store_urls_are_checked_and_redacted() -> None:
         open_store("sqlite:///")
     assert redact("redis://:secret@host:6379/0") == "redis://:***@host:6379/0"
     assert redact("sqlite:///a.db") == "sqlite:///a.db"
+    assert redact("sqlite:////srv/private/dir/a.db") == "sqlite:///.../a.db"
 
 
 def test_versions_move_per_user_and_per_item_change_and_not_on_reads(
