@@ -36,6 +36,7 @@ from dinrec.serving.rank_cache import (
 )
 from dinrec.serving.schemas import EventsRequest, RankRequest, ScoreRequest
 from dinrec.serving.scorer import BACKENDS, Scorer
+from dinrec.serving.store_values import check_events, usable_categories, usable_history
 from dinrec.serving.stores import Behavior, BehaviorStore, Versions, open_store, redact
 
 log = logging.getLogger("dinrec.serving")
@@ -211,13 +212,19 @@ class RankingService:
                 allowed = set(encoder.profile_features)
                 profile = {k: v for k, v in record.profile.items() if k in allowed}
                 profile.update(request.profile)
+                history, skipped = usable_history(encoder, record.history)
+                if skipped:
+                    self.metrics.count(self.metrics.skipped, float(skipped), "behavior")
                 user = CachedUser(
-                    record.known, min(len(record.history), scorer.maxlen),
-                    encoder.user(request.user_id, profile, record.history),
+                    record.known, min(len(history), scorer.maxlen),
+                    encoder.user(request.user_id, profile, history),
                 )
                 if not request.profile:
                     cache.put_user(versions, user_id, user)
             if missing:
+                found, skipped = usable_categories(encoder, found)
+                if skipped:
+                    self.metrics.count(self.metrics.skipped, float(skipped), "category")
                 fresh = self._encode_items(encoder, candidates, entries, missing, found)
                 cache.put_items(versions, [candidates[i] for i in missing], fresh)
                 for i, entry in zip(missing, fresh, strict=True):
@@ -269,6 +276,8 @@ class RankingService:
     def append(self, request: EventsRequest) -> dict[str, Any]:
         """Append behaviors; the next rank call of each user sees them."""
         self._check_count("events", len(request.events), self.config.max_events)
+        # Ids this model cannot take would otherwise sit in the store and fail rank calls.
+        check_events(self.scorer.encoder, request.events)
         events = [
             Behavior(
                 str(e.user_id), str(e.item_id), None if e.category is None else str(e.category),
