@@ -1,9 +1,13 @@
 """`dinrec serve` over real HTTP on loopback, refusing what used to break it: a NaN bundle on
-reload, reloads without the admin key or from outside the bundle root."""
+reload, reloads without the admin key or from outside the bundle root, values a model
+without a vocabulary cannot take, client values past float range."""
 
 from __future__ import annotations
 
+import http.client
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -57,3 +61,84 @@ def test_reload_needs_the_admin_key_and_stays_in_the_bundle_root(server: Server)
         assert ok.status_code == 200 and ok.json()["bundle"] == "v1"
         info = http.get("/v1/model").json()
         assert info["bundle"] == "v1" and str(server.folder) not in str(info)
+
+
+@pytest.fixture(scope="module")
+def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of a bundle without a vocabulary (ids are encoded integers)."""
+    from tests.unit.serving.conftest import plain_columns
+
+    from dinrec.models import DIN
+
+    folder = tmp_path_factory.mktemp("plain")
+    model = DIN(plain_columns(), ["item_id", "cate_id"])
+    model.save(folder / "plain")
+    with serving(folder / "plain", folder) as running:
+        yield running
+
+
+def _exchange(conn: http.client.HTTPConnection, path: str, body: Any
+              ) -> tuple[int, dict[str, Any], str | None]:
+    """(status, JSON body, Connection header) of one request on a kept-alive connection."""
+    conn.request("POST", path, json.dumps(body), {"content-type": "application/json"})
+    response = conn.getresponse()
+    return response.status, json.loads(response.read()), response.getheader("connection")
+
+
+def test_bad_values_are_a_422_and_the_connection_stays_open(plain_server: Server) -> None:
+    profile = {"gender": 1, "pay_score": 0.5}
+    bad = [
+        ("/v1/rank", {"user_id": "u", "candidates": [1], "profile": {**profile,
+                                                                     "pay_score": 1e39}},
+         "profile.pay_score"),
+        ("/v1/rank", {"user_id": "u", "candidates": [1], "profile": {**profile,
+                                                                     "pay_score": 10**400}},
+         "profile.pay_score"),
+        ("/v1/rank", {"user_id": "u", "candidates": ["²"], "profile": profile}, "candidates[0]"),
+        ("/v1/rank", {"user_id": "u", "candidates": ["--5"], "profile": profile},
+         "candidates[0]"),
+        ("/v1/events", {"events": [{"user_id": "u", "item_id": 1, "timestamp": 10**400}]},
+         "events[0].timestamp"),
+        ("/v1/events", {"events": [{"user_id": "u", "item_id": 999, "timestamp": 1}]},
+         "events[0].item_id"),
+        ("/v1/events", {"events": [{"user_id": "u", "item_id": 3, "category": 99,
+                                    "timestamp": 1}]}, "events[0].category"),
+    ]
+    conn = http.client.HTTPConnection("127.0.0.1", plain_server.port, timeout=30)
+    try:
+        for path, body, field in bad:
+            status, answer, connection = _exchange(conn, path, body)
+            assert (status, answer["field"]) == (422, field), answer
+            assert connection != "close"
+        sock = conn.sock
+        status, answer, _ = _exchange(conn, "/v1/rank", {"user_id": "u", "candidates": [1, 3],
+                                                         "profile": profile})
+        assert status == 200 and answer["cold_start"] is True  # no bad event was stored
+        assert conn.sock is sock  # the same connection served every request
+    finally:
+        conn.close()
+    assert "Traceback" not in plain_server.log()
+
+
+def test_stored_values_the_model_cannot_take_never_fail_a_rank_call(plain_server: Server
+                                                                    ) -> None:
+    from dinrec.serving.store_sqlite import SQLiteStore
+    from dinrec.serving.stores import Behavior
+
+    store = SQLiteStore(plain_server.folder / "store.db")  # another writer, behind the server
+    try:
+        store.append([Behavior("w", "999", None, 1.0), Behavior("w", "²", None, 2.0),
+                      Behavior("w", "2", "1", 3.0)], keep=8)
+        store.put_items({"3": "99"})
+    finally:
+        store.close()
+    profile = {"gender": 1, "pay_score": 0.5}
+    with httpx.Client(base_url=plain_server.url, timeout=30) as http:
+        for user, length in (("w", 1), ("other", 0)):
+            r = http.post("/v1/rank", json={"user_id": user, "candidates": [1, 3],
+                                            "profile": profile})
+            assert r.status_code == 200, r.text
+            assert r.json()["history_length"] == length
+        metrics = http.get("/metrics").text
+    assert 'dinrec_store_values_skipped_total{kind="behavior"} 2' in metrics
+    assert 'dinrec_store_values_skipped_total{kind="category"} 1' in metrics

@@ -105,6 +105,15 @@ class ServeConfig:
                              "be able to reload the model")
 
 
+def _timestamp(value: float, field: str) -> float:
+    """A timestamp as the float the store orders by; an integer past float range (10**400)
+    is the client's error, not an OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise RequestError(field, "a timestamp in seconds must fit a 64-bit float") from None
+
+
 @dataclass(frozen=True)
 class _Serving:
     """The model and the cache of inputs encoded for it: replaced together on reload."""
@@ -281,9 +290,9 @@ class RankingService:
         events = [
             Behavior(
                 str(e.user_id), str(e.item_id), None if e.category is None else str(e.category),
-                float(e.timestamp),
+                _timestamp(e.timestamp, f"events[{i}].timestamp"),
             )
-            for e in request.events
+            for i, e in enumerate(request.events)
         ]
         self.store.append(events, keep=self.history_keep)
         self.metrics.count(self.metrics.events, float(len(events)))
