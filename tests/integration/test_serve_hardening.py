@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -142,3 +144,102 @@ def test_stored_values_the_model_cannot_take_never_fail_a_rank_call(plain_server
         metrics = http.get("/metrics").text
     assert 'dinrec_store_values_skipped_total{kind="behavior"} 2' in metrics
     assert 'dinrec_store_values_skipped_total{kind="category"} 1' in metrics
+
+
+@pytest.fixture(scope="module")
+def tight_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with one-second timeouts and room for 8 connections."""
+    folder = tmp_path_factory.mktemp("tight")
+    bundle = build_demo_bundle(folder / "bundle", SPEC)
+    with serving(bundle, folder, ["--header-timeout", "1", "--body-timeout", "1",
+                                  "--keep-alive-timeout", "1", "--max-connections", "8"]
+                 ) as running:
+        yield running
+
+
+def _connect(server: Server, sent: bytes = b"") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    if sent:
+        sock.sendall(sent)
+    return sock
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (raises on a timeout)."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_idle_and_half_sent_connections_are_closed(tight_server: Server) -> None:
+    rank = json.dumps(RANK).encode()
+    head = (b"POST /v1/rank HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(rank)).encode() + b"\r\n\r\n")
+    started = time.monotonic()
+    socks = {
+        "idle": _connect(tight_server),
+        "half headers": _connect(tight_server, head[:30]),
+        "half body": _connect(tight_server, head + rank[:5]),
+    }
+    try:
+        answers = {name: _answer(sock) for name, sock in socks.items()}
+    finally:
+        for sock in socks.values():
+            sock.close()
+    assert time.monotonic() - started < 8  # closed by the server, well before recv's timeout
+    assert answers["idle"].startswith(b"HTTP/1.1 408")
+    assert answers["half headers"].startswith(b"HTTP/1.1 408")
+    assert answers["half body"].startswith(b"HTTP/1.1 408")
+    body = json.loads(answers["half body"].split(b"\r\n\r\n", 1)[1])
+    assert body == {"error": "body: the request's body did not arrive within 1 s",
+                    "field": "body"}
+
+
+def test_a_kept_alive_connection_is_closed_when_idle_and_a_slow_one_still_served(
+    tight_server: Server
+) -> None:
+    rank = json.dumps(RANK).encode()
+    sock = _connect(tight_server)
+    try:
+        # Sent in pieces, each well within the timeouts: served.
+        sock.sendall(b"POST /v1/rank HTTP/1.1\r\nhost: x\r\n")
+        time.sleep(0.3)
+        sock.sendall(b"content-type: application/json\r\ncontent-length: "
+                     + str(len(rank)).encode() + b"\r\n\r\n")
+        time.sleep(0.3)
+        sock.sendall(rank)
+        answer = _answer(sock)  # then idle: closed after the keep-alive timeout
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+
+
+def test_connections_beyond_the_limit_get_a_503_and_are_closed(tight_server: Server) -> None:
+    held = [_connect(tight_server) for _ in range(8)]
+    try:
+        time.sleep(0.2)
+        extra = _connect(tight_server)
+        try:
+            answer = _answer(extra)
+        finally:
+            extra.close()
+    finally:
+        for sock in held:
+            sock.close()
+    assert answer.startswith(b"HTTP/1.1 503")
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["field"] == "connection"
+    time.sleep(0.2)
+    assert httpx.get(f"{tight_server.url}/healthz").status_code == 200  # room again
+
+
+def test_an_unparsable_request_gets_a_json_400(tight_server: Server) -> None:
+    sock = _connect(tight_server, b"POST /v1/rank HTTP/1.1\r\nhost: x\r\n"
+                                  b"content-length: abc\r\n\r\n{}")
+    try:
+        answer = _answer(sock)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 400")
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert body["field"] == "request" and body["error"].startswith("request: not a valid HTTP")

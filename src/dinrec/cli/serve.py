@@ -80,6 +80,26 @@ def register(subparsers: Any) -> None:
         help="candidate items whose category and encoded ids stay cached (default "
         "%(default)s; 0: none)",
     )
+    parser.add_argument(
+        "--header-timeout", type=float, default=10.0, metavar="SECONDS",
+        help="close a connection whose request headers have not all arrived this long after "
+        "it opened or the request began, with a 408 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--body-timeout", type=float, default=30.0, metavar="SECONDS",
+        help="close a connection whose request body has not all arrived this long after its "
+        "headers, with a 408 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
+        help="close a kept-alive connection idle this long after a response (default "
+        "%(default)s; behind a proxy, keep it above the proxy's own idle timeout)",
+    )
+    parser.add_argument(
+        "--max-connections", type=int, default=1000, metavar="N",
+        help="most connections open at once; more are answered 503 and closed (default "
+        "%(default)s)",
+    )
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads of torch (default 1, see docs/serving.md)")
     parser.add_argument("--log-level", default="info",
@@ -124,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from dinrec.serving.app import create_app
+        from dinrec.serving.connections import ConnectionLimits, protocol_class
         from dinrec.serving.service import ServeConfig
     except ModuleNotFoundError as err:
         raise UsageError(
@@ -145,9 +166,16 @@ def run(args: argparse.Namespace) -> int:
         inference_threads=args.inference_threads, user_feature=args.user_feature,
         cache_users=args.cache_users, cache_items=args.cache_items,
     )
+    try:
+        limits = ConnectionLimits(args.header_timeout, args.body_timeout, args.max_connections)
+    except ValueError as err:
+        raise UsageError(f"--{str(err).replace('_', '-')}") from None
+    if args.keep_alive_timeout <= 0:
+        raise UsageError(f"--keep-alive-timeout must be > 0, got {args.keep_alive_timeout}")
     app = create_app(config)  # loads the bundle and opens the store before binding
     uvicorn.run(
         app, host=args.host, port=args.port, log_level=args.log_level,
-        access_log=args.access_log, server_header=False,
+        access_log=args.access_log, server_header=False, http=protocol_class(limits),
+        timeout_keep_alive=args.keep_alive_timeout,
     )
     return 0
