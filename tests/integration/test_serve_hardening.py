@@ -243,3 +243,22 @@ def test_an_unparsable_request_gets_a_json_400(tight_server: Server) -> None:
     assert answer.startswith(b"HTTP/1.1 400")
     body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
     assert body["field"] == "request" and body["error"].startswith("request: not a valid HTTP")
+
+
+def test_a_deleted_store_file_is_not_ready_and_takes_no_events(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    folder = tmp_path_factory.mktemp("deleted")
+    bundle = build_demo_bundle(folder / "bundle", SPEC)
+    event = {"events": [{"user_id": "u1", "item_id": "i1", "timestamp": 1}]}
+    with serving(bundle, folder) as server, httpx.Client(base_url=server.url,
+                                                        timeout=30) as http:
+        assert http.post("/v1/events", json=event).status_code == 200
+        for suffix in ("", "-wal", "-shm"):
+            (folder / f"store.db{suffix}").unlink(missing_ok=True)
+        ready = http.get("/readyz")
+        assert ready.status_code == 503
+        assert "store file store.db was deleted" in ready.json()["reason"]
+        lost = http.post("/v1/events", json=event)
+        assert lost.status_code == 500  # never acknowledged into the deleted file
+        assert lost.json()["error"] == "internal error; the server logged it"
