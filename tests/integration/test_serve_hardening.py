@@ -262,3 +262,16 @@ def test_a_deleted_store_file_is_not_ready_and_takes_no_events(
         lost = http.post("/v1/events", json=event)
         assert lost.status_code == 500  # never acknowledged into the deleted file
         assert lost.json()["error"] == "internal error; the server logged it"
+
+
+def test_an_event_older_than_the_kept_history_is_reported_trimmed(server: Server) -> None:
+    fill = [{"user_id": "t1", "item_id": f"i{i}", "timestamp": 100 + i}
+            for i in range(SPEC.maxlen)]
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.post("/v1/events", json={"events": fill}).json() == {
+            "appended": SPEC.maxlen, "trimmed": 0, "users": 1}
+        old = {"user_id": "t1", "item_id": "i40", "timestamp": 1}
+        assert http.post("/v1/events", json={"events": [old]}).json() == {
+            "appended": 0, "trimmed": 1, "users": 1}
+        rank = http.post("/v1/rank", json={"user_id": "t1", "candidates": ["i1"]}).json()
+        assert rank["history_length"] == SPEC.maxlen

@@ -83,7 +83,11 @@ class EventsRequest(Strict):
 
 
 class EventsResponse(BaseModel):
-    appended: int
+    appended: int = Field(description="Events stored and kept in their user's history.")
+    trimmed: int = Field(
+        description="Events taken but dropped at once: older than their user's latest "
+        "history_keep behaviors (the model would never read them)."
+    )
     users: int
 
 

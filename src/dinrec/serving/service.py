@@ -294,9 +294,12 @@ class RankingService:
             )
             for i, e in enumerate(request.events)
         ]
-        self.store.append(events, keep=self.history_keep)
+        # An event older than its user's latest `keep` is stored and trimmed at once: the
+        # response says so, rather than acknowledging it as appended.
+        trimmed = self.store.append(events, keep=self.history_keep) or 0
         self.metrics.count(self.metrics.events, float(len(events)))
-        return {"appended": len(events), "users": len({e.user_id for e in events})}
+        return {"appended": len(events) - trimmed, "trimmed": trimmed,
+                "users": len({e.user_id for e in events})}
 
     def reload(self, bundle: str | None = None) -> dict[str, Any]:
         """Load `bundle` (a directory in the bundle root; default: the current one,

@@ -168,10 +168,12 @@ class SQLiteStore:
             ).fetchall())
         return [found.get(item) for item in items]
 
-    def append(self, events: Sequence[Behavior], keep: int) -> None:
+    def append(self, events: Sequence[Behavior], keep: int) -> int:
         if not events:
-            return
+            return 0
         with self._write() as db:
+            # The write lock is held: the rows inserted now are exactly those after `last`.
+            [(last,)] = db.execute("SELECT COALESCE(MAX(seq), 0) FROM behaviors").fetchall()
             db.executemany(
                 "INSERT INTO behaviors (user_id, ts, item_id, category) VALUES (?, ?, ?, ?)",
                 [(e.user_id, float(e.timestamp), e.item_id, e.category) for e in events],
@@ -181,6 +183,10 @@ class SQLiteStore:
             self._bump_users(db, users)
             cats = {e.item_id: e.category for e in events if e.category is not None}
             self._upsert_items(db, cats)
+            [(kept,)] = db.execute(
+                "SELECT COUNT(*) FROM behaviors WHERE seq > ?", (last,)
+            ).fetchall()
+        return len(events) - int(kept)
 
     @staticmethod
     def _trim(db: sqlite3.Connection, users: set[str], keep: int) -> None:

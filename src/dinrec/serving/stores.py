@@ -89,9 +89,11 @@ class BehaviorStore(Protocol):
         """(the user's record with its `limit` latest behaviors, each item's category)."""
         ...
 
-    def append(self, events: Sequence[Behavior], keep: int) -> None:
+    def append(self, events: Sequence[Behavior], keep: int) -> int | None:
         """Add events atomically; then keep only each touched user's `keep` latest ones.
-        Events with a category also set their item's category."""
+        Events with a category also set their item's category. Returns how many of these
+        events that trim removed at once (older than the user's `keep` latest), or None
+        when the store cannot tell."""
         ...
 
     def replace_users(

@@ -47,7 +47,8 @@ async def _add_events(client: httpx.AsyncClient, user: str, items: list[str]) ->
                "timestamp": 100 + i} for i, item in enumerate(items)]
     response = await client.post("/v1/events", json={"events": events})
     assert response.status_code == 200, response.text
-    assert response.json() == {"appended": len(items), "users": 1}
+    answer = response.json()
+    assert answer["appended"] + answer["trimmed"] == len(items) and answer["users"] == 1
 
 
 async def test_rank_returns_every_candidate_best_first_with_the_version(
@@ -100,6 +101,22 @@ async def test_history_is_trimmed_to_what_the_model_reads(
     assert body["history_length"] == spec.maxlen
     info = (await client.get("/v1/model")).json()
     assert info["limits"]["history_keep"] == spec.maxlen
+
+
+async def test_events_older_than_the_kept_history_are_reported_as_trimmed(
+    client: httpx.AsyncClient, spec: DemoSpec
+) -> None:
+    await _add_events(client, "u3", [f"i{i}" for i in range(spec.maxlen)])  # timestamps 100+
+    old = {"user_id": "u3", "item_id": "i50", "timestamp": 5}
+    new = {"user_id": "u3", "item_id": "i51", "timestamp": 500}
+    response = await client.post("/v1/events", json={"events": [old]})
+    assert response.json() == {"appended": 0, "trimmed": 1, "users": 1}
+    response = await client.post("/v1/events", json={"events": [old, new]})
+    assert response.json() == {"appended": 1, "trimmed": 1, "users": 1}
+    many = [{"user_id": "u4", "item_id": f"i{i}", "timestamp": i}
+            for i in range(spec.maxlen + 3)]
+    response = await client.post("/v1/events", json={"events": many})
+    assert response.json() == {"appended": spec.maxlen, "trimmed": 3, "users": 1}
 
 
 async def test_score_is_stateless_and_agrees_with_rank(client: httpx.AsyncClient) -> None:
