@@ -275,3 +275,17 @@ def test_an_event_older_than_the_kept_history_is_reported_trimmed(server: Server
             "appended": 0, "trimmed": 1, "users": 1}
         rank = http.post("/v1/rank", json={"user_id": "t1", "candidates": ["i1"]}).json()
         assert rank["history_length"] == SPEC.maxlen
+
+
+def test_errors_over_http_keep_the_documented_shape(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for response, field in [
+            (http.get("/v1/nothing"), "path"),
+            (http.delete("/v1/rank"), "method"),
+            (http.post("/v1/rank", content=b"{", headers={"content-type": "application/json"}),
+             "body"),
+            (http.post("/v1/rank", content=b"x" * (2 << 20)), "body"),
+        ]:
+            assert response.headers["content-type"].startswith("application/json")
+            assert response.json()["field"] == field
+            assert response.json()["error"].startswith(f"{field}: ")

@@ -114,9 +114,17 @@ def _validation_error(request: Request, exc: Exception) -> Response:
     return error(422, f"{field}: {'; or '.join(messages)}", field, detail)
 
 
-def _http_error(_: Request, exc: Exception) -> Response:
+def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no route, wrong method, a body FastAPI cannot parse) in the
+    API's shape: the error names the field at fault, as every other error does."""
     assert isinstance(exc, StarletteHTTPException)
-    return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+    field, message = {
+        404: ("path", f"no route {request.url.path}"),
+        405: ("method", f"{request.method} is not allowed on {request.url.path}"),
+        400: ("body", f"cannot parse ({exc.detail})"),
+    }.get(exc.status_code, ("request", str(exc.detail)))
+    return error(exc.status_code, f"{field}: {message}", field,
+                 headers=getattr(exc, "headers", None))
 
 
 def _request_error(_: Request, exc: Exception) -> Response:

@@ -135,7 +135,7 @@ class Guard:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await send_json(send, 400, {"error": "Content-Length is not a number",
+                    await send_json(send, 400, {"error": "Content-Length: not a number",
                                                 "field": "Content-Length"})
                     return None
                 if declared > limit:
@@ -169,7 +169,7 @@ async def _unauthorized(send: Send, header: str, what: str) -> None:
 
 async def _too_large(send: Send, limit: int) -> None:
     await send_json(
-        send, 413, {"error": f"request body is larger than {limit} bytes", "field": "body"}
+        send, 413, {"error": f"body: larger than {limit} bytes", "field": "body"}
     )
 
 

@@ -196,8 +196,11 @@ async def test_non_json_bodies_and_unknown_routes_get_json_errors(
     assert plain.status_code == 415 and plain.json()["field"] == "body"
     assert (await client.post("/v1/rank", content=body)).status_code == 415
     missing = await client.get("/v1/nothing")
-    assert missing.status_code == 404 and missing.json()["error"] == "Not Found"
-    assert (await client.get("/v1/rank")).status_code == 405
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "path: no route /v1/nothing", "field": "path"}
+    wrong = await client.get("/v1/rank")
+    assert wrong.status_code == 405
+    assert wrong.json() == {"error": "method: GET is not allowed on /v1/rank", "field": "method"}
 
 
 async def test_limits_on_candidates_events_and_body_size(client: httpx.AsyncClient) -> None:
