@@ -19,6 +19,7 @@ from typing import Any
 from dinrec.cli.main import SERVE_EXTRA_HINT, UsageError
 
 LOOPBACK_NAMES = ("localhost",)
+WORKER_START_S = 60
 
 
 def register(subparsers: Any) -> None:
@@ -100,6 +101,12 @@ def register(subparsers: Any) -> None:
         help="most connections open at once; more are answered 503 and closed (default "
         "%(default)s)",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="worker processes sharing the listening socket and the store, each with its own "
+        "rank cache (default 1); SIGHUP then replaces every worker, and there are no admin "
+        "routes",
+    )
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads of torch (default 1, see docs/serving.md)")
     parser.add_argument("--log-level", default="info",
@@ -146,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         from dinrec.serving.app import create_app
         from dinrec.serving.connections import ConnectionLimits, protocol_class
         from dinrec.serving.service import ServeConfig
+        from dinrec.serving.workers import APP_FACTORY, PROTOCOL, SETTINGS_ENV, settings_env
     except ModuleNotFoundError as err:
         raise UsageError(
             f"serving needs the 'serve' extra ({err.name} is missing): "
@@ -153,6 +161,13 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     api_key = api_key_from_env(args.api_key_env)
     admin_key = api_key_from_env(args.admin_key_env, "--admin-key-env")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers > 1 and admin_key is not None:
+        raise UsageError(
+            "--admin-key-env: with --workers > 1 an HTTP reload would reach one worker only; "
+            "send SIGHUP to the dinrec serve process instead (it replaces every worker)"
+        )
     if not _is_loopback(args.host) and api_key is None:
         print(f"dinrec serve: warning: listening on {args.host} without an API key "
               "(--api-key-env)", file=sys.stderr)
@@ -172,10 +187,20 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--{str(err).replace('_', '-')}") from None
     if args.keep_alive_timeout <= 0:
         raise UsageError(f"--keep-alive-timeout must be > 0, got {args.keep_alive_timeout}")
-    app = create_app(config)  # loads the bundle and opens the store before binding
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level=args.log_level,
-        access_log=args.access_log, server_header=False, http=protocol_class(limits),
-        timeout_keep_alive=args.keep_alive_timeout,
+    common: dict[str, Any] = dict(
+        host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
+        server_header=False, timeout_keep_alive=args.keep_alive_timeout,
     )
+    app = create_app(config)  # loads the bundle and opens the store before binding
+    if args.workers == 1:
+        uvicorn.run(app, http=protocol_class(limits), **common)
+        return 0
+    # A failing bundle or store has now said so in one line; the workers load their own.
+    app.state.service.close()
+    del app
+    os.environ[SETTINGS_ENV] = settings_env(config, limits, args.threads, args.log_level)
+    # A worker loads torch and the bundle before it answers uvicorn's health check: on a
+    # busy machine that takes longer than uvicorn's 5 s, which would abort a SIGHUP restart.
+    uvicorn.run(APP_FACTORY, factory=True, workers=args.workers, http=PROTOCOL,
+                timeout_worker_healthcheck=WORKER_START_S, **common)
     return 0
