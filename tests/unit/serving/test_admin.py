@@ -12,9 +12,9 @@ pytest.importorskip("httpx", reason="serving tests need the 'serve' extra")
 pytest.importorskip("fastapi", reason="serving tests need the 'serve' extra")
 
 import httpx
+from tests.unit.serving.asgi import in_process
 from tests.unit.serving.bundles import poisoned_copy
 
-from dinrec.serving.app import create_app
 from dinrec.serving.demo import DemoSpec, build_demo_bundle
 from dinrec.serving.scorer import bundle_version
 from dinrec.serving.service import ServeConfig
@@ -25,10 +25,6 @@ ADMIN = {"X-Admin-Key": "admin-key"}
 BODY = {"user_id": "u1", "candidates": ["i1", "i2"]}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def root(tmp_path: Path, spec: DemoSpec) -> Path:
@@ -38,17 +34,14 @@ def root(tmp_path: Path, spec: DemoSpec) -> Path:
     return tmp_path / "root"
 
 
-def _client(root: Path, tmp_path: Path, admin_key: str | None = "admin-key"
-            ) -> httpx.AsyncClient:
-    app = create_app(ServeConfig(str(root / "v1"), store=f"sqlite:///{tmp_path / 's.db'}",
-                                 api_key="rank-key", admin_key=admin_key))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
+def _config(root: Path, tmp_path: Path, admin_key: str | None = "admin-key") -> ServeConfig:
+    return ServeConfig(str(root / "v1"), store=f"sqlite:///{tmp_path / 's.db'}",
+                       api_key="rank-key", admin_key=admin_key)
 
 
 @pytest.fixture
 async def client(root: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with _client(root, tmp_path) as c:
+    async with in_process(_config(root, tmp_path)) as (c, _):
         yield c
 
 
@@ -79,7 +72,7 @@ async def test_reload_needs_the_admin_key_not_the_ranking_key(client: httpx.Asyn
 
 
 async def test_no_admin_routes_without_an_admin_key(root: Path, tmp_path: Path) -> None:
-    async with _client(root, tmp_path, admin_key=None) as client:
+    async with in_process(_config(root, tmp_path, admin_key=None)) as (client, _):
         response = await client.post("/admin/reload", json={"bundle": "v2"}, headers=API)
         assert response.status_code == 404
         paths = (await client.get("/openapi.json", headers=API)).json()["paths"]

@@ -12,8 +12,8 @@ pytest.importorskip("httpx", reason="serving tests need the 'serve' extra")
 pytest.importorskip("fastapi", reason="serving tests need the 'serve' extra")
 
 import httpx
+from tests.unit.serving.asgi import in_process
 
-from dinrec.serving.app import create_app
 from dinrec.serving.service import ServeConfig
 
 pytestmark = pytest.mark.anyio
@@ -21,19 +21,13 @@ JSON = {"content-type": "application/json"}
 API = {"X-API-Key": "k"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 async def client(demo_bundle: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ServeConfig(str(demo_bundle), store=f"sqlite:///{tmp_path / 's.db'}",
-                                 api_key="k", admin_key="a", max_body_bytes=2000))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    config = ServeConfig(str(demo_bundle), store=f"sqlite:///{tmp_path / 's.db'}",
+                         api_key="k", admin_key="a", max_body_bytes=2000)
+    async with in_process(config) as (c, _):
         yield c
-    app.state.service.close()
 
 
 CASES = [

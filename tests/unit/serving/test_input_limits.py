@@ -14,8 +14,8 @@ pytest.importorskip("httpx", reason="serving tests need the 'serve' extra")
 pytest.importorskip("fastapi", reason="serving tests need the 'serve' extra")
 
 import httpx
+from tests.unit.serving.asgi import in_process
 
-from dinrec.serving.app import create_app
 from dinrec.serving.service import ServeConfig
 
 pytestmark = pytest.mark.anyio
@@ -23,18 +23,12 @@ HUGE = 10**400  # an integer no float holds
 BEYOND_FLOAT32 = [1e39, -1e39, 1e300, HUGE, -HUGE]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 async def client(plain_bundle: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ServeConfig(str(plain_bundle), store=f"sqlite:///{tmp_path / 's.db'}"))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+    async with in_process(ServeConfig(str(plain_bundle),
+                                      store=f"sqlite:///{tmp_path / 's.db'}")) as (c, _):
         yield c
-    app.state.service.close()
 
 
 async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> httpx.Response:

@@ -14,8 +14,8 @@ pytest.importorskip("httpx", reason="serving tests need the 'serve' extra")
 pytest.importorskip("fastapi", reason="serving tests need the 'serve' extra")
 
 import httpx
+from tests.unit.serving.asgi import in_process
 
-from dinrec.serving.app import create_app
 from dinrec.serving.service import RankingService, ServeConfig
 from dinrec.serving.stores import Behavior
 
@@ -23,19 +23,13 @@ pytestmark = pytest.mark.anyio
 PROFILE = {"gender": 1, "pay_score": 0.5}  # so no profile value comes from the store
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 async def served(plain_bundle: Path, tmp_path: Path
                  ) -> AsyncIterator[tuple[httpx.AsyncClient, RankingService]]:
-    app = create_app(ServeConfig(str(plain_bundle), store=f"sqlite:///{tmp_path / 's.db'}"))
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client, app.state.service
-    app.state.service.close()
+    async with in_process(ServeConfig(str(plain_bundle),
+                                      store=f"sqlite:///{tmp_path / 's.db'}")) as served:
+        yield served
 
 
 def _event(item: Any, category: Any = None, user: str = "u", ts: int = 1) -> dict[str, Any]:
