@@ -36,7 +36,12 @@ from dinrec.serving.rank_cache import (
 )
 from dinrec.serving.schemas import EventsRequest, RankRequest, ScoreRequest
 from dinrec.serving.scorer import BACKENDS, Scorer
-from dinrec.serving.store_values import check_events, usable_categories, usable_history
+from dinrec.serving.store_values import (
+    check_events,
+    usable_categories,
+    usable_history,
+    usable_profile,
+)
 from dinrec.serving.stores import Behavior, BehaviorStore, Versions, open_store, redact
 
 log = logging.getLogger("dinrec.serving")
@@ -219,7 +224,11 @@ class RankingService:
             if user is None:
                 # The store may hold profile values of features this model does not read.
                 allowed = set(encoder.profile_features)
-                profile = {k: v for k, v in record.profile.items() if k in allowed}
+                profile, skipped = usable_profile(
+                    encoder, {k: v for k, v in record.profile.items() if k in allowed}
+                )
+                if skipped:
+                    self.metrics.count(self.metrics.skipped, float(skipped), "profile")
                 profile.update(request.profile)
                 history, skipped = usable_history(encoder, record.history)
                 if skipped:

@@ -6,19 +6,20 @@ appended for another model (or written by another tool) may hold an id this one 
 Such a value must never fail a rank call: the caller cannot fix what is stored. So
 
 - events are checked when they arrive (a 422 naming the event's field), and
-- at rank time a stored behavior, or a stored candidate category, the model cannot take
-  is left out (the behavior skipped, the category unknown) and counted in
-  dinrec_store_values_skipped_total, never an error.
+- at rank time a stored behavior, a stored candidate category or a stored profile value
+  the model cannot take is left out (the behavior skipped, the category unknown, the
+  profile value defaulted) and counted in dinrec_store_values_skipped_total, never an
+  error.
 
 With vocabularies (or hashed ids) every raw id encodes, and all of this costs nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dinrec.serving.encoding import FeatureEncoder, IdCodec
+from dinrec.serving.encoding import FeatureEncoder, IdCodec, RequestError
 from dinrec.serving.schemas import Event
 
 
@@ -69,3 +70,20 @@ def usable_categories(
         return list(categories), 0
     out = [c if c is None or codec.accepts(c) else None for c in categories]
     return out, sum(1 for a, b in zip(out, categories, strict=True) if a != b)
+
+
+def usable_profile(
+    encoder: FeatureEncoder, profile: Mapping[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """(the stored profile values the model can take; how many were left out)."""
+    kept: dict[str, Any] = {}
+    for name, value in profile.items():
+        codec = encoder.codecs.get(name) if name in encoder.profile_sparse else None
+        if not (codec is not None and codec.takes_any_id and isinstance(value, (str, int))
+                and not isinstance(value, bool)):
+            try:  # the encoder's own checks, on this one value (user id 0 is always valid)
+                encoder.user(0, {name: value}, [])
+            except RequestError:
+                continue
+        kept[name] = value
+    return kept, len(profile) - len(kept)

@@ -96,3 +96,19 @@ async def test_a_stored_category_the_model_cannot_take_is_unknown_for_every_user
     # The item cache holds the cleaned category: counted once, when it was read.
     metrics = (await client.get("/metrics")).text
     assert 'dinrec_store_values_skipped_total{kind="category"} 1' in metrics
+
+
+async def test_stored_profile_values_the_model_cannot_take_are_defaulted_and_counted(
+    served: tuple[httpx.AsyncClient, RankingService],
+) -> None:
+    client, service = served
+    service.store.replace_users({"p": [("2", "1", 1.0)]},
+                                {"p": {"gender": 5, "pay_score": 1e39}})
+    response = await client.post("/v1/rank", json={"user_id": "p", "candidates": [1, 2]})
+    assert response.status_code == 200, response.text
+    assert sorted(response.json()["defaulted"]) == ["gender", "pay_score", "user"]
+    metrics = (await client.get("/metrics")).text
+    assert 'dinrec_store_values_skipped_total{kind="profile"} 2' in metrics
+    good = await client.post("/v1/rank", json={"user_id": "p", "candidates": [1],
+                                               "profile": {"gender": 1, "pay_score": 0.5}})
+    assert good.json()["defaulted"] == ["user"]  # the request's own values still count
