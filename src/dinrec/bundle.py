@@ -48,6 +48,18 @@ def swap_directory(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def check_finite(state: dict[str, torch.Tensor]) -> None:
+    """Raise ValueError naming the first tensor holding NaN or inf: such a bundle would
+    score every request as NaN, so it is never written."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(
+                f"weights: {name} holds {bad} non-finite value(s) (NaN or inf); "
+                "refusing to save a model that cannot score"
+            )
+
+
 def save_model(
     model: torch.nn.Module,
     path: str | os.PathLike[str],
@@ -85,6 +97,7 @@ def save_model(
         _write_json(tmp / "schema.json", model.schema.to_dict())
         _write_json(tmp / "model_config.json", model.config.to_dict())
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        check_finite(state)
         save_file(state, str(tmp / "weights.safetensors"))
         if vocab is not None:
             _write_json(tmp / "vocab.json", vocab)

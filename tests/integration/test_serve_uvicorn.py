@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,61 +13,26 @@ import pytest
 httpx = pytest.importorskip("httpx", reason="serving tests need the 'serve' extra")
 pytest.importorskip("uvicorn", reason="serving tests need the 'serve' extra")
 
+from tests.integration.serve_process import Server, serving  # noqa: E402
+
 from dinrec.serving.demo import DemoSpec, build_demo_bundle  # noqa: E402
+from dinrec.serving.scorer import bundle_version  # noqa: E402
 
 SPEC = DemoSpec(n_users=20, n_items=60, n_categories=6, maxlen=8, embedding_dim=8)
 KEY = "integration-key"
 HEADERS = {"X-API-Key": KEY}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    def __init__(self, proc: subprocess.Popen[bytes], url: str, bundle: Path, folder: Path):
-        self.proc, self.url, self.bundle, self.folder = proc, url, bundle, folder
+ADMIN_KEY = "integration-admin-key"
+ADMIN = {"X-Admin-Key": ADMIN_KEY}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("serve")
     bundle = build_demo_bundle(folder / "bundle", SPEC, version="v1")
-    port = _free_port()
-    env = {**os.environ, "DINREC_TEST_KEY": KEY}
-    log = (folder / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dinrec", "serve", str(bundle), "--store",
-         f"sqlite:///{folder / 'store.db'}", "--port", str(port), "--api-key-env",
-         "DINREC_TEST_KEY", "--log-level", "warning"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            err = (folder / "server.log").read_text(errors="replace")
-            pytest.fail(f"dinrec serve exited with {proc.returncode}: {err[-2000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("dinrec serve did not become ready within 60 s")
-        time.sleep(0.1)
-    try:
-        yield Server(proc, url, bundle, folder)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    env = {"DINREC_TEST_KEY": KEY, "DINREC_TEST_ADMIN_KEY": ADMIN_KEY}
+    with serving(bundle, folder, ["--api-key-env", "DINREC_TEST_KEY", "--admin-key-env",
+                                  "DINREC_TEST_ADMIN_KEY"], env) as running:
+        yield running
 
 
 def test_binds_loopback_and_requires_the_key(server: Server) -> None:
@@ -82,7 +42,7 @@ def test_binds_loopback_and_requires_the_key(server: Server) -> None:
     assert httpx.post(f"{server.url}/v1/rank", json=body).status_code == 401
     response = httpx.post(f"{server.url}/v1/rank", json=body, headers=HEADERS)
     assert response.status_code == 200
-    assert response.json()["model_version"] == "v1"
+    assert response.json()["model_version"] == bundle_version(server.bundle)
 
 
 def test_concurrent_clients_mixing_events_and_rank_see_their_events(server: Server) -> None:
@@ -153,21 +113,24 @@ def test_reload_under_load_drops_no_request(server: Server) -> None:
         time.sleep(0.3)
         # A new bundle at the path being served, then SIGHUP: re-read and swapped in.
         build_demo_bundle(server.bundle, DemoSpec(**{**SPEC.__dict__, "seed": 9}), version="v2")
+        v2 = bundle_version(server.bundle)
         server.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 20
-        while "v2" not in versions and time.monotonic() < deadline:
+        while v2 not in versions and time.monotonic() < deadline:
             time.sleep(0.05)
-        other = build_demo_bundle(server.folder / "v3", SPEC, version="v3")
-        r = httpx.post(f"{server.url}/admin/reload", json={"bundle": str(other)},
-                       headers=HEADERS, timeout=30)
+        other = build_demo_bundle(server.folder / "v3", DemoSpec(**{**SPEC.__dict__, "seed": 4}),
+                                  version="v3")
+        v3 = bundle_version(other)
+        r = httpx.post(f"{server.url}/admin/reload", json={"bundle": other.name},
+                       headers=ADMIN, timeout=30)
         assert r.status_code == 200, r.text
-        assert r.json()["previous_version"] == "v2"
+        assert r.json()["previous_version"] == v2
         time.sleep(0.3)
     finally:
         stop.set()
         for t in threads:
             t.join()
     assert failures == []
-    assert {"v2", "v3"} <= versions
+    assert {v2, v3} <= versions
     info: Any = httpx.get(f"{server.url}/v1/model", headers=HEADERS).json()
-    assert info["version"] == "v3"
+    assert info["version"] == v3

@@ -19,6 +19,7 @@ from typing import Any
 from dinrec.cli.main import SERVE_EXTRA_HINT, UsageError
 
 LOOPBACK_NAMES = ("localhost",)
+WORKER_START_S = 60
 
 
 def register(subparsers: Any) -> None:
@@ -41,6 +42,17 @@ def register(subparsers: Any) -> None:
         "--api-key-env", metavar="VAR",
         help="name of the environment variable holding the API key; then every endpoint but "
         "/healthz and /readyz needs it in the X-API-Key header",
+    )
+    parser.add_argument(
+        "--admin-key-env", metavar="VAR",
+        help="name of the environment variable holding the admin key, which /admin/reload "
+        "needs in the X-Admin-Key header (the API key does not open it); without it the "
+        "server has no admin routes",
+    )
+    parser.add_argument(
+        "--bundle-root", metavar="DIR",
+        help="the only directory /admin/reload loads bundles from, named relative to it "
+        "(default: the directory holding BUNDLE)",
     )
     parser.add_argument("--max-candidates", type=int, default=1000,
                         help="most candidates per rank call / rows per score call")
@@ -69,6 +81,32 @@ def register(subparsers: Any) -> None:
         help="candidate items whose category and encoded ids stay cached (default "
         "%(default)s; 0: none)",
     )
+    parser.add_argument(
+        "--header-timeout", type=float, default=10.0, metavar="SECONDS",
+        help="close a connection whose request headers have not all arrived this long after "
+        "it opened or the request began, with a 408 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--body-timeout", type=float, default=30.0, metavar="SECONDS",
+        help="close a connection whose request body has not all arrived this long after its "
+        "headers, with a 408 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--keep-alive-timeout", type=float, default=5.0, metavar="SECONDS",
+        help="close a kept-alive connection idle this long after a response (default "
+        "%(default)s; behind a proxy, keep it above the proxy's own idle timeout)",
+    )
+    parser.add_argument(
+        "--max-connections", type=int, default=1000, metavar="N",
+        help="most connections open at once; more are answered 503 and closed (default "
+        "%(default)s)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="worker processes sharing the listening socket and the store, each with its own "
+        "rank cache (default 1); SIGHUP then replaces every worker, and there are no admin "
+        "routes",
+    )
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads of torch (default 1, see docs/serving.md)")
     parser.add_argument("--log-level", default="info",
@@ -86,13 +124,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def api_key_from_env(var: str | None) -> str | None:
-    """The API key held in environment variable `var` (None when no variable is named)."""
+def api_key_from_env(var: str | None, flag: str = "--api-key-env") -> str | None:
+    """The key held in environment variable `var` (None when no variable is named)."""
     if var is None:
         return None
     key = os.environ.get(var, "")
     if not key:
-        raise UsageError(f"--api-key-env {var}: the environment variable is unset or empty")
+        raise UsageError(f"{flag} {var}: the environment variable is unset or empty")
     return key
 
 
@@ -113,13 +151,23 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from dinrec.serving.app import create_app
+        from dinrec.serving.connections import ConnectionLimits, protocol_class
         from dinrec.serving.service import ServeConfig
+        from dinrec.serving.workers import APP_FACTORY, PROTOCOL, SETTINGS_ENV, settings_env
     except ModuleNotFoundError as err:
         raise UsageError(
             f"serving needs the 'serve' extra ({err.name} is missing): "
             + SERVE_EXTRA_HINT
         ) from None
     api_key = api_key_from_env(args.api_key_env)
+    admin_key = api_key_from_env(args.admin_key_env, "--admin-key-env")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers > 1 and admin_key is not None:
+        raise UsageError(
+            "--admin-key-env: with --workers > 1 an HTTP reload would reach one worker only; "
+            "send SIGHUP to the dinrec serve process instead (it replaces every worker)"
+        )
     if not _is_loopback(args.host) and api_key is None:
         print(f"dinrec serve: warning: listening on {args.host} without an API key "
               "(--api-key-env)", file=sys.stderr)
@@ -128,13 +176,31 @@ def run(args: argparse.Namespace) -> int:
     config = ServeConfig(
         bundle=args.bundle, store=args.store, backend=args.backend,
         max_candidates=args.max_candidates, max_events=args.max_events,
-        max_body_bytes=args.max_body_bytes, api_key=api_key,
+        max_body_bytes=args.max_body_bytes, api_key=api_key, admin_key=admin_key,
+        bundle_root=args.bundle_root,
         inference_threads=args.inference_threads, user_feature=args.user_feature,
         cache_users=args.cache_users, cache_items=args.cache_items,
     )
-    app = create_app(config)  # loads the bundle and opens the store before binding
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level=args.log_level,
-        access_log=args.access_log, server_header=False,
+    try:
+        limits = ConnectionLimits(args.header_timeout, args.body_timeout, args.max_connections)
+    except ValueError as err:
+        raise UsageError(f"--{str(err).replace('_', '-')}") from None
+    if args.keep_alive_timeout <= 0:
+        raise UsageError(f"--keep-alive-timeout must be > 0, got {args.keep_alive_timeout}")
+    common: dict[str, Any] = dict(
+        host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
+        server_header=False, timeout_keep_alive=args.keep_alive_timeout,
     )
+    app = create_app(config)  # loads the bundle and opens the store before binding
+    if args.workers == 1:
+        uvicorn.run(app, http=protocol_class(limits), **common)
+        return 0
+    # A failing bundle or store has now said so in one line; the workers load their own.
+    app.state.service.close()
+    del app
+    os.environ[SETTINGS_ENV] = settings_env(config, limits, args.threads, args.log_level)
+    # A worker loads torch and the bundle before it answers uvicorn's health check: on a
+    # busy machine that takes longer than uvicorn's 5 s, which would abort a SIGHUP restart.
+    uvicorn.run(APP_FACTORY, factory=True, workers=args.workers, http=PROTOCOL,
+                timeout_worker_healthcheck=WORKER_START_S, **common)
     return 0

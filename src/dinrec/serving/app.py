@@ -4,7 +4,8 @@
     POST /v1/score      score self-contained rows (stateless)
     POST /v1/events     append behaviors to the store
     GET  /v1/model      the model being served: version, bundle metadata, features
-    POST /admin/reload  load a bundle (default: re-read the current one) and swap it in
+    POST /admin/reload  load a bundle from the bundle root (default: re-read the current one)
+                        and swap it in; only with an admin key, which it needs
     GET  /healthz       the process is up (no API key needed)
     GET  /readyz        a model is loaded and the store answers (no API key needed)
     GET  /metrics       Prometheus text
@@ -113,9 +114,17 @@ def _validation_error(request: Request, exc: Exception) -> Response:
     return error(422, f"{field}: {'; or '.join(messages)}", field, detail)
 
 
-def _http_error(_: Request, exc: Exception) -> Response:
+def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no route, wrong method, a body FastAPI cannot parse) in the
+    API's shape: the error names the field at fault, as every other error does."""
     assert isinstance(exc, StarletteHTTPException)
-    return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+    field, message = {
+        404: ("path", f"no route {request.url.path}"),
+        405: ("method", f"{request.method} is not allowed on {request.url.path}"),
+        400: ("body", f"cannot parse ({exc.detail})"),
+    }.get(exc.status_code, ("request", str(exc.detail)))
+    return error(exc.status_code, f"{field}: {message}", field,
+                 headers=getattr(exc, "headers", None))
 
 
 def _request_error(_: Request, exc: Exception) -> Response:
@@ -227,23 +236,22 @@ def create_app(config: ServeConfig, service: RankingService | None = None) -> Fa
         """Append behaviors; the next rank call sees them."""
         return await handle(service.append, body)
 
-    @app.post("/admin/reload", response_model=ReloadResponse, responses=ERRORS)
-    async def reload(body: ReloadRequest | None = None) -> Response:
-        """Load a bundle and swap it in atomically; requests keep being served meanwhile."""
-        bundle = body.bundle if body is not None else None
-        try:
+    if config.admin_key is not None:  # no admin routes at all without their own key
+
+        @app.post("/admin/reload", response_model=ReloadResponse, responses=ERRORS)
+        async def reload(body: ReloadRequest | None = None) -> Response:
+            """Load a bundle from the bundle root and swap it in atomically; requests keep
+            being served meanwhile. Needs the admin key (X-Admin-Key)."""
+            bundle = body.bundle if body is not None else None
             # Loading takes a while: off the event loop, so requests go on being answered.
-            result = await anyio.to_thread.run_sync(service.reload, bundle)
-        except Exception as err:  # the old model keeps serving
-            log.error("reload of %s failed: %s", bundle or "the current bundle", err)
-            return error(422, f"bundle: cannot load ({type(err).__name__}: {err})", "bundle")
-        return JSONResponse(result)
+            # A failure is a RequestError (422); the old model keeps serving.
+            return JSONResponse(await anyio.to_thread.run_sync(service.reload, bundle))
 
     paths = [getattr(route, "path", "") for route in app.routes]
     # Added first, so it runs inside Guard (API key, body limit, metrics).
     app.add_middleware(RankRoute, service=service, run=run)
     app.add_middleware(
-        Guard, metrics=service.metrics, api_key=config.api_key,
+        Guard, metrics=service.metrics, api_key=config.api_key, admin_key=config.admin_key,
         max_body_bytes=config.max_body_bytes, open_paths=OPEN_PATHS,
         known_paths=[p for p in paths if p],
     )

@@ -105,7 +105,8 @@ def build_demo_bundle(
     Args:
         path: bundle directory (replaced if present).
         spec: sizes (default DemoSpec()).
-        version: stored as the manifest's extra "version" (default: a content digest).
+        version: a label stored as the manifest's extra "version" (GET /v1/model's
+            "label"); the served model version is always the content digest.
     """
     from dinrec.bundle import save_model
     from dinrec.models import DIN

@@ -13,6 +13,7 @@ history costs proportionally less.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,9 @@ from dinrec.schema import HISTORY_PREFIX, FeatureSchema
 from dinrec.serving.broadcast import candidate_inputs
 
 Arrays = dict[str, np.ndarray]
+_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
+# Dense inputs are float32: a larger magnitude would become inf inside the model.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # (row, input name) -> the request field to name in an error, e.g. "rows[2].gender".
 Where = Callable[[int, str], str]
 
@@ -76,8 +80,25 @@ class IdCodec:
             out[i] = self._encoded_int(value, f"{field}[{i}]" if indexed else field)
         return out
 
+    @property
+    def takes_any_id(self) -> bool:
+        """Every raw id encodes (through the vocabulary, or hashed): none is ever refused."""
+        return self.vocab is not None or self.use_hash
+
+    def accepts(self, value: Any) -> bool:
+        """`value` (not None) encodes without a RequestError."""
+        if self.takes_any_id:
+            return True
+        try:
+            self._encoded_int(value, "")
+        except RequestError:
+            return False
+        return True
+
     def _encoded_int(self, value: Any, field: str) -> int:
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²" and lstrip("-") "--5", which
+        # int() then refuses.
+        if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise RequestError(
@@ -253,7 +274,7 @@ class FeatureEncoder:
                 if not indexed:
                     raise
                 # Name the position among all values, absent ones included.
-                bad = next(i for i in present if _fails(codec, values[i]))
+                bad = next(i for i in present if not codec.accepts(values[i]))
                 raise RequestError(f"{field}[{bad}]", err.message) from None
         return out
 
@@ -330,14 +351,6 @@ class FeatureEncoder:
             arrays[dense.name] = numbers[:, 0] if dense.dimension == 1 else numbers
 
 
-def _fails(codec: IdCodec, value: Any) -> bool:
-    try:
-        codec.encode([value], "")
-    except RequestError:
-        return True
-    return False
-
-
 def _as_list(value: Any, field: str) -> list[Any]:
     if not isinstance(value, list):
         raise RequestError(field, f"expected a list, got {type(value).__name__}")
@@ -350,6 +363,18 @@ def _floats(value: Any, width: int, field: str) -> np.ndarray:
     if len(items) != width:
         raise RequestError(field, f"expected {width} number(s), got {len(items)}")
     for item in items:
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
-            raise RequestError(field, f"expected finite numbers, got {item!r}")
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not _float32(item):
+            shown = item if not isinstance(item, int) or abs(item) < 10**20 else "a huge integer"
+            raise RequestError(
+                field, f"expected finite numbers within float32 range (|x| <= {FLOAT32_MAX:.4g}),"
+                f" got {shown!r}"
+            )
     return np.asarray(items, dtype=np.float32)
+
+
+def _float32(number: float) -> bool:
+    """`number` is finite and within float32 range (an int past float range is not)."""
+    try:
+        return math.isfinite(number) and abs(float(number)) <= FLOAT32_MAX
+    except OverflowError:
+        return False

@@ -118,6 +118,11 @@ class ServingMetrics:
             "dinrec_cold_starts_total", "Rank calls for users unknown to the store."
         )
         self.events = Counter("dinrec_events_total", "Behavior events appended to the store.")
+        self.skipped = Counter(
+            "dinrec_store_values_skipped_total",
+            "Stored values the model served cannot take, left out of a rank call (behavior: "
+            "skipped; category: a candidate's category taken as unknown).", ("kind",),
+        )
         self.reloads = Counter(
             "dinrec_model_reloads_total", "Model reload attempts.", ("result",)
         )
@@ -149,6 +154,7 @@ class ServingMetrics:
         with self._lock:
             lines: list[str] = []
             for metric in (self.requests, self.errors, self.latency, self.batch,
-                           self.cold_starts, self.events, self.reloads, self.model):
+                           self.cold_starts, self.events, self.skipped, self.reloads,
+                           self.model):
                 lines += metric.render()
         return "\n".join(lines) + "\n"

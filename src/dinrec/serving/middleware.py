@@ -22,6 +22,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 API_KEY_HEADER = b"x-api-key"
+ADMIN_KEY_HEADER = b"x-admin-key"
+ADMIN_PREFIX = "/admin/"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -45,7 +47,10 @@ class Guard:
     Args:
         app: the ASGI app to guard.
         metrics: where requests are counted and timed.
-        api_key: required in the X-API-Key header (or Authorization: Bearer) when set.
+        api_key: required in the X-API-Key header (or Authorization: Bearer) when set, on
+            every path but the open ones and /admin/*.
+        admin_key: required in the X-Admin-Key header on /admin/* (the api key does not
+            open them); without one they are refused.
         max_body_bytes: larger bodies get 413 before the app parses anything.
         open_paths: paths served without the API key (health checks).
         known_paths: paths used as the metrics label; any other path is "other".
@@ -57,6 +62,7 @@ class Guard:
         *,
         metrics: ServingMetrics,
         api_key: str | None,
+        admin_key: str | None = None,
         max_body_bytes: int,
         open_paths: Collection[str],
         known_paths: Collection[str],
@@ -64,6 +70,7 @@ class Guard:
         self.app = app
         self.metrics = metrics
         self.api_key = api_key.encode() if api_key else None
+        self.admin_key = admin_key.encode() if admin_key else None
         self.max_body_bytes = max_body_bytes
         self.open_paths = frozenset(open_paths)
         self.known_paths = frozenset(known_paths)
@@ -83,13 +90,13 @@ class Guard:
 
         path = scope["path"]
         try:
-            if path not in self.open_paths and not self._authorized(scope):
-                await send_json(
-                    observed, 401,
-                    {"error": "missing or wrong API key: send it in the X-API-Key header",
-                     "field": "X-API-Key"},
-                    [(b"www-authenticate", b'ApiKey header="X-API-Key"')],
-                )
+            if path.startswith(ADMIN_PREFIX):
+                # Without an admin key there are no admin routes: the router says 404.
+                if self.admin_key is not None and not self._admin(scope):
+                    await _unauthorized(observed, "X-Admin-Key", "admin key")
+                    return
+            elif path not in self.open_paths and not self._authorized(scope):
+                await _unauthorized(observed, "X-API-Key", "API key")
                 return
             if scope.get("method") in BODY_METHODS:
                 replay = await self._read_body(scope, receive, observed)
@@ -114,6 +121,11 @@ class Guard:
                 given = given or value[7:].strip()
         return hmac.compare_digest(given, self.api_key)
 
+    def _admin(self, scope: Scope) -> bool:
+        assert self.admin_key is not None
+        given = next((v for n, v in scope.get("headers", ()) if n == ADMIN_KEY_HEADER), b"")
+        return hmac.compare_digest(given, self.admin_key)
+
     async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """Read the body within the limit and hand back a `receive` that replays it; or send
         413 / 400 and return None."""
@@ -123,7 +135,7 @@ class Guard:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await send_json(send, 400, {"error": "Content-Length is not a number",
+                    await send_json(send, 400, {"error": "Content-Length: not a number",
                                                 "field": "Content-Length"})
                     return None
                 if declared > limit:
@@ -146,9 +158,18 @@ class Guard:
         return replaying_receive(b"".join(chunks), receive)
 
 
+async def _unauthorized(send: Send, header: str, what: str) -> None:
+    await send_json(
+        send, 401,
+        {"error": f"{header}: missing or wrong {what}: send it in the {header} header",
+         "field": header},
+        [(b"www-authenticate", f'ApiKey header="{header}"'.encode())],
+    )
+
+
 async def _too_large(send: Send, limit: int) -> None:
     await send_json(
-        send, 413, {"error": f"request body is larger than {limit} bytes", "field": "body"}
+        send, 413, {"error": f"body: larger than {limit} bytes", "field": "body"}
     )
 
 

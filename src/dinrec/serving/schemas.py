@@ -83,13 +83,19 @@ class EventsRequest(Strict):
 
 
 class EventsResponse(BaseModel):
-    appended: int
+    appended: int = Field(description="Events stored and kept in their user's history.")
+    trimmed: int = Field(
+        description="Events taken but dropped at once: older than their user's latest "
+        "history_keep behaviors (the model would never read them)."
+    )
     users: int
 
 
 class ReloadRequest(Strict):
     bundle: str | None = Field(
-        default=None, description="Bundle directory to load; default: the one being served."
+        default=None, min_length=1, max_length=1024,
+        description="Bundle directory to load, relative to the server's bundle root; "
+        "default: the one being served.",
     )
 
 
@@ -97,6 +103,7 @@ class ReloadResponse(BaseModel):
     model_version: str
     previous_version: str
     backend: str
+    bundle: str = Field(description="The bundle now served, relative to the bundle root.")
     seconds: float
 
 

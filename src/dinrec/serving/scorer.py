@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from dinrec.bundle import load_model, load_vocab, read_manifest
-from dinrec.data.vocabulary import META_KEY, Vocabularies, Vocabulary
+from dinrec.data.vocabulary import META_KEY, OOV_ID, PAD_ID, Vocabularies, Vocabulary
 from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
 from dinrec.models.network import InterestNetwork
 from dinrec.serving.broadcast import BroadcastForward
@@ -35,6 +35,10 @@ from dinrec.serving.encoding import Arrays, FeatureEncoder, UserFeatures
 BACKENDS = ("torch", "onnx")
 # Files whose bytes make a model version: same files, same version.
 VERSIONED_FILES = ("schema.json", "model_config.json", "weights.safetensors", "vocab.json")
+
+
+class NonFiniteModelError(ValueError):
+    """A bundle whose model scores a probe batch as NaN or inf."""
 
 
 class Backend(Protocol):
@@ -62,12 +66,14 @@ class TorchBackend:
 
 
 def bundle_version(path: str | Path) -> str:
-    """The model version: manifest extra "version" if set, else a digest of the bundle's
-    schema, config, weights and vocabulary (12 hex digits)."""
+    """The model version: a digest of the bundle's schema, config, weights and vocabulary
+    (12 hex digits), always.
+
+    A manifest's own extra "version" is only a label (bundle_label): were it the version,
+    weights replaced under an unchanged label would keep the version an ONNX export was
+    checked against, and the stale export would serve the old weights.
+    """
     root = Path(path)
-    given = read_manifest(root).get("extra", {}).get("version")
-    if given:
-        return str(given)
     digest = hashlib.sha256()
     for name in VERSIONED_FILES:
         file = root / name
@@ -77,6 +83,12 @@ def bundle_version(path: str | Path) -> str:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()[:12]
+
+
+def bundle_label(manifest: dict[str, Any]) -> str | None:
+    """The human label a bundle was saved with (manifest extra "version"), if any."""
+    given = manifest.get("extra", {}).get("version")
+    return None if given in (None, "") else str(given)
 
 
 def read_vocabularies(path: str | Path) -> Vocabularies | None:
@@ -204,10 +216,25 @@ class Scorer:
         return sigmoid(self.backend.logits(user, items))
 
     def warm_up(self) -> None:
-        """One throw-away forward pass, so the first request does not pay for lazy setup."""
-        user = self.encoder.user(0, {}, [])  # id 0 is valid with or without a vocabulary
-        items = {name: np.zeros(2, dtype=np.int64) for name in self.encoder.candidates}
-        self.backend.logits(user.arrays, items)
+        """Score a probe batch, so the first request does not pay for lazy setup, and refuse
+        a model whose scores are not finite (NaN / inf weights): served, it would answer
+        every rank call with a 500 until the next reload.
+
+        Raises:
+            NonFiniteModelError: the probe's scores are not all finite.
+        """
+        # Id 0 is valid with or without a vocabulary (a raw "0" is simply unknown); one
+        # behavior, so the attention unit runs too; candidates padding and unknown.
+        history = [(0, 0)] if self.encoder.history else []
+        user = self.encoder.user(0, {}, history)
+        items = {name: np.array([PAD_ID, OOV_ID], dtype=np.int64)
+                 for name in self.encoder.candidates}
+        logits = self.backend.logits(user.arrays, items)
+        if not np.isfinite(logits).all():
+            raise NonFiniteModelError(
+                f"model {self.version} gives non-finite scores ({logits.tolist()}) on a probe "
+                "batch: its weights hold NaN or inf; refusing to serve it"
+            )
 
     def describe(self) -> dict[str, Any]:
         """Bundle metadata and features, for GET /v1/model."""
@@ -229,6 +256,7 @@ class Scorer:
         enc = self.encoder
         return {
             "version": self.version,
+            "label": bundle_label(self.info.manifest),
             "backend": self.backend.name,
             "model_class": self.info.manifest.get("model_class"),
             "manifest": self.info.manifest,

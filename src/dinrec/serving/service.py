@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from dinrec.serving.bundle_paths import BundleRoot
 from dinrec.serving.encoding import Arrays, FeatureEncoder, RequestError
 from dinrec.serving.metrics import ServingMetrics
 from dinrec.serving.rank_cache import (
@@ -35,6 +36,12 @@ from dinrec.serving.rank_cache import (
 )
 from dinrec.serving.schemas import EventsRequest, RankRequest, ScoreRequest
 from dinrec.serving.scorer import BACKENDS, Scorer
+from dinrec.serving.store_values import (
+    check_events,
+    usable_categories,
+    usable_history,
+    usable_profile,
+)
 from dinrec.serving.stores import Behavior, BehaviorStore, Versions, open_store, redact
 
 log = logging.getLogger("dinrec.serving")
@@ -53,7 +60,11 @@ class ServeConfig:
         max_candidates: most candidates per rank call (and rows per score call).
         max_events: most events per events call.
         max_body_bytes: largest request body accepted (413 beyond).
-        api_key: required on every endpoint but /healthz and /readyz when set.
+        api_key: required on every endpoint but /healthz, /readyz and /admin/* when set.
+        admin_key: required (X-Admin-Key header) on /admin/*, which exist only when it is
+            set; distinct from api_key, so a ranking client cannot swap the model.
+        bundle_root: the directory /admin/reload may load bundles from (names relative to
+            it); default: the directory holding `bundle`.
         user_feature: the model input fed with user_id (default "user_id" if present).
         history_keep: behaviors kept per user (default: the model's maxlen).
         inference_threads: rank / score / events run on up to this many worker threads
@@ -72,6 +83,8 @@ class ServeConfig:
     max_events: int = 1000
     max_body_bytes: int = 1 << 20
     api_key: str | None = None
+    admin_key: str | None = None
+    bundle_root: str | None = None
     user_feature: str | None = None
     history_keep: int | None = None
     inference_threads: int = 2
@@ -89,8 +102,21 @@ class ServeConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.inference_threads < 0:
             raise ValueError(f"inference_threads must be >= 0, got {self.inference_threads}")
-        if self.api_key is not None and not self.api_key:
-            raise ValueError("api_key is empty")
+        for name in ("api_key", "admin_key"):
+            if getattr(self, name) == "":
+                raise ValueError(f"{name} is empty")
+        if self.admin_key is not None and self.admin_key == self.api_key:
+            raise ValueError("admin_key must differ from api_key: a ranking client must not "
+                             "be able to reload the model")
+
+
+def _timestamp(value: float, field: str) -> float:
+    """A timestamp as the float the store orders by; an integer past float range (10**400)
+    is the client's error, not an OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise RequestError(field, "a timestamp in seconds must fit a 64-bit float") from None
 
 
 @dataclass(frozen=True)
@@ -123,7 +149,11 @@ class RankingService:
         self._current = self._serving(scorer or Scorer.load(
             config.bundle, backend=config.backend, user_feature=config.user_feature
         ))
-        self._bundle = config.bundle
+        self.bundles = BundleRoot(config.bundle_root or Path(config.bundle).resolve().parent)
+        if not self.bundles.contains(config.bundle):
+            raise ValueError(f"bundle_root: {config.bundle_root} does not hold the bundle "
+                             f"served ({config.bundle})")
+        self._bundle = Path(config.bundle).resolve()
         self.store = store or open_store(config.store)
         self._reload_lock = threading.Lock()
         self.metrics.serving(self.scorer.version, self.scorer.backend.name)
@@ -194,15 +224,25 @@ class RankingService:
             if user is None:
                 # The store may hold profile values of features this model does not read.
                 allowed = set(encoder.profile_features)
-                profile = {k: v for k, v in record.profile.items() if k in allowed}
+                profile, skipped = usable_profile(
+                    encoder, {k: v for k, v in record.profile.items() if k in allowed}
+                )
+                if skipped:
+                    self.metrics.count(self.metrics.skipped, float(skipped), "profile")
                 profile.update(request.profile)
+                history, skipped = usable_history(encoder, record.history)
+                if skipped:
+                    self.metrics.count(self.metrics.skipped, float(skipped), "behavior")
                 user = CachedUser(
-                    record.known, min(len(record.history), scorer.maxlen),
-                    encoder.user(request.user_id, profile, record.history),
+                    record.known, min(len(history), scorer.maxlen),
+                    encoder.user(request.user_id, profile, history),
                 )
                 if not request.profile:
                     cache.put_user(versions, user_id, user)
             if missing:
+                found, skipped = usable_categories(encoder, found)
+                if skipped:
+                    self.metrics.count(self.metrics.skipped, float(skipped), "category")
                 fresh = self._encode_items(encoder, candidates, entries, missing, found)
                 cache.put_items(versions, [candidates[i] for i in missing], fresh)
                 for i, entry in zip(missing, fresh, strict=True):
@@ -254,36 +294,47 @@ class RankingService:
     def append(self, request: EventsRequest) -> dict[str, Any]:
         """Append behaviors; the next rank call of each user sees them."""
         self._check_count("events", len(request.events), self.config.max_events)
+        # Ids this model cannot take would otherwise sit in the store and fail rank calls.
+        check_events(self.scorer.encoder, request.events)
         events = [
             Behavior(
                 str(e.user_id), str(e.item_id), None if e.category is None else str(e.category),
-                float(e.timestamp),
+                _timestamp(e.timestamp, f"events[{i}].timestamp"),
             )
-            for e in request.events
+            for i, e in enumerate(request.events)
         ]
-        self.store.append(events, keep=self.history_keep)
+        # An event older than its user's latest `keep` is stored and trimmed at once: the
+        # response says so, rather than acknowledging it as appended.
+        trimmed = self.store.append(events, keep=self.history_keep) or 0
         self.metrics.count(self.metrics.events, float(len(events)))
-        return {"appended": len(events), "users": len({e.user_id for e in events})}
+        return {"appended": len(events) - trimmed, "trimmed": trimmed,
+                "users": len({e.user_id for e in events})}
 
     def reload(self, bundle: str | None = None) -> dict[str, Any]:
-        """Load `bundle` (default: the current one, re-read) and swap it in.
+        """Load `bundle` (a directory in the bundle root; default: the current one,
+        re-read) and swap it in.
 
         The old Scorer keeps serving until the new one is loaded and warmed; on any error
-        the old one stays and the error propagates. Reloads run one at a time.
+        the old one stays and a RequestError (field "bundle", no path outside the root)
+        propagates. Reloads run one at a time.
         """
         with self._reload_lock:
-            path = bundle or self._bundle
             started = time.perf_counter()
             previous = self.scorer
+            path = self._bundle
             try:
-                if not Path(path).is_dir():
-                    raise FileNotFoundError(f"no bundle directory at {path}")
+                path = self._bundle if bundle is None else self.bundles.resolve(bundle)
                 fresh = Scorer.load(
                     path, backend=self.config.backend, user_feature=self.config.user_feature
                 )
-            except Exception:
+            except Exception as err:
                 self.metrics.count(self.metrics.reloads, 1.0, "failed")
-                raise
+                log.error("reload of %s failed: %s", bundle or path, err)
+                if isinstance(err, RequestError):
+                    raise
+                said = self.bundles.scrub(f"{type(err).__name__}: {err}", path)
+                raise RequestError("bundle", f"cannot load {self.bundles.relative(path)!r} "
+                                   f"({said}); still serving {previous.version}") from err
             self._current = self._serving(fresh)  # the swap: one reference assignment
             self._bundle = path
             self.metrics.count(self.metrics.reloads, 1.0, "ok")
@@ -293,7 +344,8 @@ class RankingService:
                      fresh.version, seconds)
             return {
                 "model_version": fresh.version, "previous_version": previous.version,
-                "backend": fresh.backend.name, "seconds": round(seconds, 4),
+                "backend": fresh.backend.name, "bundle": self.bundles.relative(path),
+                "seconds": round(seconds, 4),
             }
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -310,7 +362,7 @@ class RankingService:
 
     def model_info(self) -> dict[str, Any]:
         info = self.scorer.describe()
-        info["bundle"] = self._bundle
+        info["bundle"] = self.bundles.relative(self._bundle)  # never a server path
         info["store"] = redact(self.store.url)
         info["limits"] = {
             "max_candidates": self.config.max_candidates, "max_events": self.config.max_events,

@@ -140,14 +140,16 @@ class RedisStore:
         last = int(self.client.incrby(f"{self.prefix}seq", n))
         return last - n + 1
 
-    def append(self, events: Sequence[Behavior], keep: int) -> None:
+    def append(self, events: Sequence[Behavior], keep: int) -> int:
         if not events:
-            return
+            return 0
         seq = self._next_seqs(len(events))
         pipe = self.client.pipeline(transaction=True)
         self._begin_write(pipe)
+        members = []
         for i, event in enumerate(events):
             member = self._member(seq + i, event.item_id, event.category)
+            members.append((self._history_key(event.user_id), member))
             pipe.zadd(self._history_key(event.user_id), {member: float(event.timestamp)})
         for user in sorted({e.user_id for e in events}):
             # Keep the `keep` highest-ranked (latest) members.
@@ -156,7 +158,10 @@ class RedisStore:
         self._set_categories(
             pipe, {e.item_id: e.category for e in events if e.category is not None}
         )
-        pipe.execute()
+        for key, member in members:  # last: which of the new members the trim removed
+            pipe.zscore(key, member)
+        scores = pipe.execute()[-len(members):]
+        return sum(1 for score in scores if score is None)
 
     def replace_users(
         self,

@@ -16,6 +16,7 @@ a row is version 0 until their first write makes it 1.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -56,6 +57,10 @@ CHUNK = 900
 BUSY_TIMEOUT_S = 10.0
 
 
+class StoreFileGone(OSError):
+    """The SQLite file a store opened is no longer at its path."""
+
+
 class SQLiteStore:
     """A BehaviorStore in one SQLite file.
 
@@ -76,6 +81,25 @@ class SQLiteStore:
         conn = self._conn()
         conn.executescript(SCHEMA)
         conn.execute(EPOCH_SQL, (secrets.token_hex(8),))
+        # The file opened: connections keep writing to it after it is deleted or replaced,
+        # into data lost at the next open, so ping() and every write check it is still there.
+        self._identity = self._file_identity()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def check_file(self) -> None:
+        """Raise StoreFileGone if the database file was deleted or replaced since it was
+        opened (SELECT 1 would still answer, from the deleted file)."""
+        now = self._file_identity()
+        if now != self._identity:
+            what = "deleted" if now is None else "replaced by another file"
+            raise StoreFileGone(f"store file {self.path.name} was {what} since the server "
+                                "opened it; restart the server to open the current one")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -95,6 +119,7 @@ class SQLiteStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taking the write lock up front (no upgrade deadlocks)."""
+        self.check_file()
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -143,10 +168,12 @@ class SQLiteStore:
             ).fetchall())
         return [found.get(item) for item in items]
 
-    def append(self, events: Sequence[Behavior], keep: int) -> None:
+    def append(self, events: Sequence[Behavior], keep: int) -> int:
         if not events:
-            return
+            return 0
         with self._write() as db:
+            # The write lock is held: the rows inserted now are exactly those after `last`.
+            [(last,)] = db.execute("SELECT COALESCE(MAX(seq), 0) FROM behaviors").fetchall()
             db.executemany(
                 "INSERT INTO behaviors (user_id, ts, item_id, category) VALUES (?, ?, ?, ?)",
                 [(e.user_id, float(e.timestamp), e.item_id, e.category) for e in events],
@@ -156,6 +183,10 @@ class SQLiteStore:
             self._bump_users(db, users)
             cats = {e.item_id: e.category for e in events if e.category is not None}
             self._upsert_items(db, cats)
+            [(kept,)] = db.execute(
+                "SELECT COUNT(*) FROM behaviors WHERE seq > ?", (last,)
+            ).fetchall()
+        return len(events) - int(kept)
 
     @staticmethod
     def _trim(db: sqlite3.Connection, users: set[str], keep: int) -> None:
@@ -224,6 +255,7 @@ class SQLiteStore:
         return {"users": int(users), "behaviors": int(behaviors), "items": int(items)}
 
     def ping(self) -> None:
+        self.check_file()
         self._conn().execute("SELECT 1").fetchone()
 
     def versions(self, user_id: str) -> Versions:

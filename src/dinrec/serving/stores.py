@@ -89,9 +89,11 @@ class BehaviorStore(Protocol):
         """(the user's record with its `limit` latest behaviors, each item's category)."""
         ...
 
-    def append(self, events: Sequence[Behavior], keep: int) -> None:
+    def append(self, events: Sequence[Behavior], keep: int) -> int | None:
         """Add events atomically; then keep only each touched user's `keep` latest ones.
-        Events with a category also set their item's category."""
+        Events with a category also set their item's category. Returns how many of these
+        events that trim removed at once (older than the user's `keep` latest), or None
+        when the store cannot tell."""
         ...
 
     def replace_users(
@@ -145,7 +147,12 @@ def open_store(url: str) -> BehaviorStore:
 
 
 def redact(url: str) -> str:
-    """The URL without a password, for logs and /readyz."""
+    """The URL without a password, for logs and /readyz; a SQLite file by its name only
+    (/readyz needs no key, and a client has no use for the server's directories)."""
+    if url.startswith(SQLITE_SCHEME):
+        name = url[len(SQLITE_SCHEME):].rsplit("/", 1)[-1]
+        return f"{SQLITE_SCHEME}{name}" if "/" not in url[len(SQLITE_SCHEME):] else (
+            f"{SQLITE_SCHEME}.../{name}")
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)

@@ -21,6 +21,12 @@ from dinrec.serving.stores import BehaviorStore, open_store
 SPEC = DemoSpec(n_users=20, n_items=60, n_categories=6, maxlen=8, embedding_dim=8)
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """The async tests run on asyncio (the server's loop)."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="session")
 def spec() -> DemoSpec:
     return SPEC

@@ -15,7 +15,8 @@ pytest.importorskip("fastapi", reason="serving tests need the 'serve' extra")
 import httpx
 
 from dinrec.serving.app import create_app, field_path
-from dinrec.serving.demo import DemoSpec, build_demo_bundle
+from dinrec.serving.demo import DemoSpec
+from dinrec.serving.scorer import bundle_version
 from dinrec.serving.service import RankingService, ServeConfig
 
 pytestmark = pytest.mark.anyio
@@ -46,18 +47,19 @@ async def _add_events(client: httpx.AsyncClient, user: str, items: list[str]) ->
                "timestamp": 100 + i} for i, item in enumerate(items)]
     response = await client.post("/v1/events", json={"events": events})
     assert response.status_code == 200, response.text
-    assert response.json() == {"appended": len(items), "users": 1}
+    answer = response.json()
+    assert answer["appended"] + answer["trimmed"] == len(items) and answer["users"] == 1
 
 
 async def test_rank_returns_every_candidate_best_first_with_the_version(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, demo_bundle: Path,
 ) -> None:
     await _add_events(client, "u1", ["i1", "i2", "i3"])
     candidates = ["i5", "i6", "i7", "i8", "nope", 9]
     response = await client.post("/v1/rank", json={"user_id": "u1", "candidates": candidates})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model_version"] == "v1"
+    assert body["model_version"] == bundle_version(demo_bundle)
     assert body["cold_start"] is False
     assert body["history_length"] == 3
     assert sorted(map(str, (i["item_id"] for i in body["items"]))) == sorted(map(str, candidates))
@@ -101,6 +103,22 @@ async def test_history_is_trimmed_to_what_the_model_reads(
     assert info["limits"]["history_keep"] == spec.maxlen
 
 
+async def test_events_older_than_the_kept_history_are_reported_as_trimmed(
+    client: httpx.AsyncClient, spec: DemoSpec
+) -> None:
+    await _add_events(client, "u3", [f"i{i}" for i in range(spec.maxlen)])  # timestamps 100+
+    old = {"user_id": "u3", "item_id": "i50", "timestamp": 5}
+    new = {"user_id": "u3", "item_id": "i51", "timestamp": 500}
+    response = await client.post("/v1/events", json={"events": [old]})
+    assert response.json() == {"appended": 0, "trimmed": 1, "users": 1}
+    response = await client.post("/v1/events", json={"events": [old, new]})
+    assert response.json() == {"appended": 1, "trimmed": 1, "users": 1}
+    many = [{"user_id": "u4", "item_id": f"i{i}", "timestamp": i}
+            for i in range(spec.maxlen + 3)]
+    response = await client.post("/v1/events", json={"events": many})
+    assert response.json() == {"appended": spec.maxlen, "trimmed": 3, "users": 1}
+
+
 async def test_score_is_stateless_and_agrees_with_rank(client: httpx.AsyncClient) -> None:
     await _add_events(client, "u3", ["i1", "i2"])
     await _add_events(client, "someone", ["i4"])  # the store learns i4's category
@@ -115,9 +133,12 @@ async def test_score_is_stateless_and_agrees_with_rank(client: httpx.AsyncClient
     assert abs(scores[0] - ranked["items"][0]["score"]) < 1e-6
 
 
-async def test_model_health_readiness_metrics_and_docs(client: httpx.AsyncClient) -> None:
+async def test_model_health_readiness_metrics_and_docs(
+    client: httpx.AsyncClient, demo_bundle: Path
+) -> None:
     info = (await client.get("/v1/model")).json()
-    assert info["version"] == "v1" and info["backend"] == "torch"
+    assert info["version"] == bundle_version(demo_bundle) and info["backend"] == "torch"
+    assert info["label"] == "v1"
     assert {f["name"] for f in info["features"]} >= {"item_id", "hist_item_id", "gender"}
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
@@ -175,8 +196,11 @@ async def test_non_json_bodies_and_unknown_routes_get_json_errors(
     assert plain.status_code == 415 and plain.json()["field"] == "body"
     assert (await client.post("/v1/rank", content=body)).status_code == 415
     missing = await client.get("/v1/nothing")
-    assert missing.status_code == 404 and missing.json()["error"] == "Not Found"
-    assert (await client.get("/v1/rank")).status_code == 405
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "path: no route /v1/nothing", "field": "path"}
+    wrong = await client.get("/v1/rank")
+    assert wrong.status_code == 405
+    assert wrong.json() == {"error": "method: GET is not allowed on /v1/rank", "field": "method"}
 
 
 async def test_limits_on_candidates_events_and_body_size(client: httpx.AsyncClient) -> None:
@@ -238,7 +262,7 @@ async def test_api_key_guards_everything_but_health(demo_bundle: Path, tmp_path:
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/readyz")).status_code == 200
         for method, path in [("POST", "/v1/rank"), ("GET", "/metrics"), ("GET", "/v1/model"),
-                             ("GET", "/openapi.json"), ("POST", "/admin/reload")]:
+                             ("GET", "/openapi.json")]:
             response = await client.request(method, path, json=body)
             assert response.status_code == 401, path
             assert response.json()["field"] == "X-API-Key"
@@ -249,29 +273,6 @@ async def test_api_key_guards_everything_but_health(demo_bundle: Path, tmp_path:
         bearer = await client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
         assert bearer.status_code == 200
         assert 'status="401"' in bearer.text
-    app.state.service.close()
-
-
-async def test_reload_swaps_the_model_and_a_bad_bundle_keeps_the_old_one(
-    demo_bundle: Path, spec: DemoSpec, tmp_path: Path
-) -> None:
-    other = build_demo_bundle(tmp_path / "v2", DemoSpec(**{**spec.__dict__, "seed": 5}),
-                              version="v2")
-    app = create_app(ServeConfig(str(demo_bundle), store=f"sqlite:///{tmp_path / 's.db'}"))
-    body = {"user_id": "u1", "candidates": ["i1", "i2"]}
-    async with _client(app) as client:
-        failed = await client.post("/admin/reload", json={"bundle": str(tmp_path / "missing")})
-        assert failed.status_code == 422 and failed.json()["field"] == "bundle"
-        assert (await client.post("/v1/rank", json=body)).json()["model_version"] == "v1"
-        swapped = await client.post("/admin/reload", json={"bundle": str(other)})
-        assert swapped.status_code == 200, swapped.text
-        assert swapped.json()["previous_version"] == "v1"
-        assert (await client.post("/v1/rank", json=body)).json()["model_version"] == "v2"
-        again = await client.post("/admin/reload")  # re-reads the bundle now served
-        assert again.json()["model_version"] == "v2"
-        text = (await client.get("/metrics")).text
-        assert 'dinrec_model_reloads_total{result="failed"} 1' in text
-        assert 'dinrec_model_info{version="v2",backend="torch"} 1' in text
     app.state.service.close()
 
 

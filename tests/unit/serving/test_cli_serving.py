@@ -49,3 +49,23 @@ def test_serve_with_a_negative_cache_size_exits_2(
     assert code == 2
     err = capsys.readouterr().err
     assert "cache_users must be >= 0, got -1" in err and "Traceback" not in err
+
+
+def test_serve_has_connection_limits_with_defaults() -> None:
+    args = build_parser().parse_args(["serve", "b"])
+    assert (args.header_timeout, args.body_timeout, args.keep_alive_timeout,
+            args.max_connections) == (10.0, 30.0, 5.0, 1000)
+
+
+@pytest.mark.parametrize(("flag", "said"), [
+    ("--header-timeout", "--header-timeout must be > 0, got 0"),
+    ("--max-connections", "--max-connections must be > 0, got 0"),
+    ("--keep-alive-timeout", "--keep-alive-timeout must be > 0, got 0"),
+])
+def test_serve_refuses_a_zero_connection_limit(
+    demo_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, said: str
+) -> None:
+    code = main(["serve", str(demo_bundle), "--store", f"sqlite:///{tmp_path / 's.db'}",
+                 flag, "0"])
+    assert code == 2
+    assert said in capsys.readouterr().err

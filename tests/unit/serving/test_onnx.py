@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file, save_file
 
 pytest.importorskip("onnxruntime", reason="the ONNX backend needs the 'serve' extra")
 pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
@@ -16,7 +17,7 @@ from dinrec.cli.main import main
 from dinrec.serving.app import create_app
 from dinrec.serving.demo import DemoSpec, demo_history
 from dinrec.serving.onnx_export import DATA_FILE, MODEL_FILE, ONNX_DIR
-from dinrec.serving.scorer import Scorer
+from dinrec.serving.scorer import Scorer, bundle_version
 from dinrec.serving.service import ServeConfig
 
 TOL = 1e-5
@@ -36,7 +37,7 @@ def test_export_writes_graph_and_separate_weights_inside_the_bundle(exported: Pa
     assert (folder / MODEL_FILE).is_file()
     assert (folder / DATA_FILE).stat().st_size > 1000  # the weights live here, not in the graph
     meta = json.loads((folder / "export.json").read_text())
-    assert meta["bundle_version"] == "v1"
+    assert meta["bundle_version"] == bundle_version(exported)
     assert meta["candidate_inputs"] == ["item_id", "cate_id"]
     assert not [p for p in exported.iterdir() if p.name.startswith(".onnx")]  # no temp dirs
 
@@ -64,12 +65,16 @@ def test_onnx_backend_matches_torch_for_rank_and_score(exported: Path, spec: Dem
     assert np.abs(got - want).max() <= TOL
 
 
-def test_stale_export_is_refused(exported: Path, tmp_path: Path) -> None:
+def test_new_weights_under_the_same_manifest_version_make_the_export_stale(
+    exported: Path, tmp_path: Path
+) -> None:
     copy = tmp_path / "bundle"
     shutil.copytree(exported, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["extra"]["version"] = "v2"
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert json.loads((copy / "manifest.json").read_text())["extra"]["version"] == "v1"
+    weights = copy / "weights.safetensors"
+    state = {k: v * 2 if v.is_floating_point() else v
+             for k, v in load_file(str(weights)).items()}
+    save_file(state, str(weights))  # the manifest keeps saying "v1"
     with pytest.raises(ValueError, match="re-run `dinrec export"):
         Scorer.load(copy, backend="onnx")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from dinrec.bundle import load_model
 from dinrec.serving.demo import DemoSpec, demo_history
@@ -132,10 +133,17 @@ def test_without_vocabulary_length_input_is_derived_from_the_history(plain: Scor
     assert np.isfinite(scores.probabilities).all()
 
 
-def test_version_is_a_content_digest_unless_the_bundle_names_one(
+def test_version_is_a_content_digest_even_when_the_manifest_names_one(
     demo_bundle: Path, plain_bundle: Path, tmp_path: Path
 ) -> None:
-    assert bundle_version(demo_bundle) == "v1"
+    assert len(bundle_version(demo_bundle)) == 12  # its manifest says "v1": only a label
+    relabelled = tmp_path / "relabelled"
+    shutil.copytree(demo_bundle, relabelled)
+    weights = relabelled / "weights.safetensors"
+    state = load_file(str(weights))
+    state = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    save_file(state, str(weights))
+    assert bundle_version(relabelled) != bundle_version(demo_bundle)  # same label, new weights
     copy = tmp_path / "copy"
     shutil.copytree(plain_bundle, copy)
     assert bundle_version(copy) == bundle_version(plain_bundle)
@@ -148,7 +156,8 @@ def test_version_is_a_content_digest_unless_the_bundle_names_one(
 
 def test_describe_lists_features_roles_and_version(scorer: Scorer) -> None:
     info = scorer.describe()
-    assert info["version"] == "v1"
+    assert info["version"] == bundle_version(scorer.info.path)
+    assert info["label"] == "v1"
     assert info["roles"]["candidate"] == ("item_id",)
     assert info["roles"]["profile"] == ["gender"]
     names = {f["name"]: f for f in info["features"]}

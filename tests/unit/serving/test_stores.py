@@ -53,6 +53,18 @@ def test_append_trims_each_user_to_keep(store: BehaviorStore) -> None:
     assert store.counts()["behaviors"] == 4
 
 
+def test_append_says_how_many_new_events_the_trim_removed(store: BehaviorStore) -> None:
+    assert store.append([Behavior("u", f"i{t}", None, float(t)) for t in (10, 11, 12)],
+                        keep=3) == 0
+    assert store.append([Behavior("u", "old", None, 1.0)], keep=3) == 1  # older than all 3
+    assert store.append([Behavior("u", "new", None, 20.0), Behavior("u", "old2", None, 2.0),
+                         Behavior("v", "x", None, 1.0)], keep=3) == 1
+    record, _ = store.lookup("u", 10, [])
+    assert [item for item, _ in record.history] == ["i11", "i12", "new"]
+    assert store.append([Behavior("w", f"j{t}", None, float(t)) for t in range(5)],
+                        keep=2) == 3  # one call beyond keep: its 3 oldest
+
+
 def test_events_with_a_category_fill_the_item_map(store: BehaviorStore) -> None:
     store.append([Behavior("u", "i1", "c1", 1.0), Behavior("u", "i2", None, 2.0)], keep=5)
     store.put_items({"i3": "c3"})
@@ -127,6 +139,7 @@ def test_store_urls_are_checked_and_redacted() -> None:
         open_store("sqlite:///")
     assert redact("redis://:secret@host:6379/0") == "redis://:***@host:6379/0"
     assert redact("sqlite:///a.db") == "sqlite:///a.db"
+    assert redact("sqlite:////srv/private/dir/a.db") == "sqlite:///.../a.db"
 
 
 def test_versions_move_per_user_and_per_item_change_and_not_on_reads(

@@ -1,0 +1,93 @@
+"""`dinrec serve --workers 2` on loopback: two processes share the socket and the store, each
+with its own rank cache, and every one sees events whichever took them."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx", reason="serving tests need the 'serve' extra")
+pytest.importorskip("uvicorn", reason="serving tests need the 'serve' extra")
+
+from tests.integration.serve_process import Server, serving  # noqa: E402
+
+from dinrec.serving.demo import DemoSpec, build_demo_bundle  # noqa: E402
+from dinrec.serving.scorer import bundle_version  # noqa: E402
+
+SPEC = DemoSpec(n_users=20, n_items=60, n_categories=6, maxlen=8, embedding_dim=8)
+
+
+def _workers(server: Server) -> set[int]:
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
+    if not children.exists():
+        pytest.skip("needs /proc to list the worker processes")
+    # uvicorn's spawned workers, beside multiprocessing's resource tracker (no --port).
+    pids = {int(p) for p in children.read_text().split()}
+    return {p for p in pids if b"dinrec" in Path(f"/proc/{p}/cmdline").read_bytes()
+            or b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()}
+
+
+def _wait_workers(server: Server, n: int) -> set[int]:
+    deadline = time.monotonic() + 30
+    while len(pids := _workers(server)) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return pids
+
+
+def test_two_workers_share_the_store_and_see_each_others_events(tmp_path: Path) -> None:
+    bundle = build_demo_bundle(tmp_path / "bundle", SPEC)
+    with serving(bundle, tmp_path, ["--workers", "2", "--keep-alive-timeout", "1"]) as server:
+        assert len(_wait_workers(server, 2)) >= 2
+        errors: list[str] = []
+
+        def client(worker: int) -> None:
+            user = f"w{worker}"
+            for i in range(6):
+                # A new connection per call: the kernel hands them to either worker.
+                event = {"user_id": user, "item_id": f"i{i}", "timestamp": 1000 + i}
+                r = httpx.post(f"{server.url}/v1/events", json={"events": [event]}, timeout=30)
+                if r.status_code != 200:
+                    errors.append(f"events {r.status_code} {r.text}")
+                for _ in range(2):  # the second is served from that worker's cache
+                    r = httpx.post(f"{server.url}/v1/rank", timeout=30,
+                                   json={"user_id": user, "candidates": ["i1", "i2"]})
+                    if r.status_code != 200:
+                        errors.append(f"rank {r.status_code} {r.text}")
+                    elif r.json()["history_length"] != i + 1:
+                        errors.append(f"{user} saw {r.json()['history_length']} after {i + 1}")
+
+        threads = [threading.Thread(target=client, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+
+        # SIGHUP to the parent replaces every worker, each loading the bundle afresh.
+        before = _workers(server)
+        build_demo_bundle(bundle, DemoSpec(**{**SPEC.__dict__, "seed": 9}))
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while (_workers(server) & before) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not (_workers(server) & before), server.log()[-3000:]
+        for _ in range(4):
+            r = httpx.post(f"{server.url}/v1/rank", json={"user_id": "w1",
+                                                          "candidates": ["i1"]}, timeout=30)
+            assert r.json()["model_version"] == bundle_version(bundle)
+
+
+def test_workers_refuse_an_admin_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from dinrec.cli.main import main
+
+    monkeypatch.setenv("WORKERS_ADMIN_KEY", "k")
+    bundle = build_demo_bundle(tmp_path / "bundle", SPEC)
+    code = main(["serve", str(bundle), "--store", f"sqlite:///{tmp_path / 's.db'}",
+                 "--workers", "2", "--admin-key-env", "WORKERS_ADMIN_KEY"])
+    assert code == 2
+    assert "send SIGHUP to the dinrec serve process" in capsys.readouterr().err
