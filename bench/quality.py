@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from quality_data import LOGS, build_log_arrays
+from quality_data import EXTRA_LOGS, LOGS, build_log_arrays
 
 BENCH = Path(__file__).resolve().parent
 # The common bench config (DeepCTR-Torch's DIN defaults for the towers).
@@ -166,7 +166,7 @@ def parse_variants(names: list[str], custom: list[str]) -> dict[str, tuple[str, 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--logs", nargs="+", default=list(LOGS), choices=LOGS)
+    parser.add_argument("--logs", nargs="+", default=list(LOGS), choices=LOGS + EXTRA_LOGS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--split", choices=("val", "test"), default="test")
     parser.add_argument("--epochs", type=int, default=CONFIG["epochs"])

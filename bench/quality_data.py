@@ -29,6 +29,9 @@ import numpy as np
 from ml100k_data import DATA_DIR, HIST_LEN, LABEL, USER_KEY
 
 LOGS = ("rating", "next-item", "synthetic", "local")
+# Not in the default set: the rating protocol with only positively rated earlier movies in
+# the history (the shipped configs/ml100k-rating.toml's data), to choose that on val.
+EXTRA_LOGS = ("rating-positive",)
 VAL_FRACTION = 0.2
 
 
@@ -104,6 +107,8 @@ def _samples(name: str) -> tuple[Any, dict[str, Any]]:
 
     if name in ("rating", "next-item"):
         return build_samples(name, read_log("recbole", DATA_DIR)), {}
+    if name == "rating-positive":
+        return build_samples("rating", read_log("recbole", DATA_DIR), history="positive"), {}
     if name == "synthetic":
         # The demo's log; histories are the earlier clicks (the protocol's default).
         return build_samples("click-log", generate_log(seed=0)), {}
