@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_data import build_log_arrays  # noqa: E402
+from quality_data import build_log_arrays
 
 
 def main() -> None:
