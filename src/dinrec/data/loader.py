@@ -243,6 +243,11 @@ class ParquetBatchLoader:
         return self._num_rows
 
     @property
+    def decoded_bytes(self) -> int:
+        """Bytes this shard's rows would take loaded whole as batch tensors (int64 ids)."""
+        return self._num_rows * sum(c.out_row_bytes for c in self._columns)
+
+    @property
     def list_widths(self) -> dict[str, int]:
         """Length T of each list feature column, e.g. {"hist_item_id": 50}."""
         return {c.name: c.width for c in self._columns[:-1] if c.width}

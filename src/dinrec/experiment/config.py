@@ -61,6 +61,12 @@ class DataConfig:
         maxlen, seed, min_count, split, hash_buckets, on_error: as build_dataset's.
         reader_options: the reader's options (generate_log's for "synthetic").
         protocol_options: the protocol's options (threshold, history, negatives, ...).
+        streaming: read the splits from Parquet in row groups, in bounded memory, instead
+            of loading them; absent: stream when the train split would take more than
+            `streaming_threshold_mb` in memory (the run's log says which was chosen).
+        streaming_threshold_mb: the automatic choice's limit, in MiB of decoded samples.
+        shuffle_window: streaming: rows shuffled together (a window spanning row groups,
+            whose order is also permuted every epoch); more rows mix better, cost more memory.
     """
 
     dataset: str | None = None
@@ -76,6 +82,15 @@ class DataConfig:
     reader_options: dict[str, Any] = field(default_factory=dict)
     protocol_options: dict[str, Any] = field(default_factory=dict)
     on_error: str = "raise"
+    streaming: bool | None = None
+    streaming_threshold_mb: float = 2048.0
+    shuffle_window: int = 262_144
+
+    def reading(self) -> DataConfig:
+        """Only how the samples are read (streaming and its window), not how they are built."""
+        return DataConfig(streaming=self.streaming,
+                          streaming_threshold_mb=self.streaming_threshold_mb,
+                          shuffle_window=self.shuffle_window)
 
 
 @dataclass(frozen=True)
