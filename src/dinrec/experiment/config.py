@@ -133,6 +133,8 @@ class TrainingConfig:
             steps pay tens of seconds of compiling, then ~1.3x training samples/s on CPU).
         attention_bf16: bf16 GEMMs in the activation unit where the CPU has native bf16
             (model.attention_bf16(); GAUC unchanged on ml100k, docs/performance.md).
+        device: where the model trains and scores: "cpu", "cuda" (cuda:LOCAL_RANK with nccl
+            under torchrun) or "auto" (cuda when torch sees one); batches are moved to it.
     """
 
     epochs: int = 5
@@ -147,6 +149,10 @@ class TrainingConfig:
     num_threads: int = 0
     compile_dense: bool = False
     attention_bf16: bool = False
+    device: str = "cpu"
+
+
+DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass(frozen=True)
@@ -306,6 +312,9 @@ def check_config(config: ExperimentConfig) -> None:
     if t.patience < 0 or t.num_threads < 0:
         raise ConfigError("training.patience and training.num_threads must be >= 0")
     _check_optimizer(t.optimizer)
+    if t.device not in DEVICES:
+        raise ConfigError(f"training.device must be one of {', '.join(DEVICES)}, "
+                          f"got {t.device!r}")
     if config.model.embedding_dim < 1:
         raise ConfigError(f"model.embedding_dim must be >= 1, got {config.model.embedding_dim}")
     if config.output.checkpoint_every < 0:

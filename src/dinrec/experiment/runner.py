@@ -122,6 +122,16 @@ def build_experiment_model(config: ExperimentConfig, dataset: Dataset) -> Any:
     return model
 
 
+def resolve_device(name: str) -> torch.device:
+    """training.device as a torch.device: "auto" is cuda when torch sees one, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError('training.device = "cuda" but torch sees no CUDA device; use "cpu" '
+                         'or "auto"')
+    return torch.device(name)
+
+
 def bundle_extra(
     config: ExperimentConfig, dataset: Dataset, epoch: int, **more: Any
 ) -> dict[str, Any]:
@@ -252,6 +262,7 @@ def run_experiment(
         f"{dataset.meta.counts['train']['samples']} train samples)")
     t = config.training
     model = build_experiment_model(config, dataset)
+    model.to(resolve_device(t.device))  # in place: the optimizer keeps the same parameters
     streaming, why = use_streaming(config.data, model.schema, dataset)
     log(f"samples {'streamed from Parquet' if streaming else 'loaded in memory'} ({why})")
     train, validation = (streamed_train(model.schema, dataset, config.data, t) if streaming

@@ -187,8 +187,11 @@ def run_distributed(
     echo: TextIO | None = sys.stdout,
 ) -> RunResult:
     """run_experiment for one rank of a torchrun job (call it on every rank)."""
+    from dinrec.experiment.runner import resolve_device
+
     t = config.training
-    env = init_from_env(device="cpu", num_threads=t.num_threads or 1)
+    # cuda: nccl and the model on cuda:LOCAL_RANK; cpu: gloo.
+    env = init_from_env(device=resolve_device(t.device).type, num_threads=t.num_threads or 1)
     try:
         return _run(config, Path(run_dir), resume, verbose, echo, env)
     finally:
@@ -231,6 +234,7 @@ def _run(
     log(f"{'resuming' if resume else 'starting'} run {config.output.name!r} in {root} on "
         f"{world} ranks ({env.backend}); dataset {dataset.path}")
     model = runner.build_experiment_model(config, dataset)
+    model.to(env.device)
     streaming, why = use_streaming(config.data, model.schema, dataset)
     log(f"samples {'streamed from Parquet' if streaming else 'loaded in memory'} ({why})")
     validation: Any
