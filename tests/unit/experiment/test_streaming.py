@@ -4,11 +4,12 @@ evaluation, the automatic choice, and a streamed run end to end."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from dinrec.data.dataset import load_dataset
+from dinrec.data.dataset import Dataset, load_dataset
 from dinrec.experiment.config import ConfigError, DataConfig, config_from_dict
 from dinrec.experiment.runner import (
     build_experiment_model,
@@ -33,12 +34,16 @@ def rows_of(source) -> tuple[np.ndarray, np.ndarray]:
     return k[order], y_[order]
 
 
-def test_streamed_train_and_validation_hold_the_in_memory_rows(
-    tiny_dataset: Path, tiny_raw_config: dict
-) -> None:
+@pytest.fixture
+def setup(tiny_dataset: Path, tiny_raw_config: dict) -> tuple[Any, Dataset, Any]:
+    """(config, dataset, model) of the tiny experiment."""
     config = config_from_dict(tiny_raw_config)
     dataset = load_dataset(tiny_dataset)
-    model = build_experiment_model(config, dataset)
+    return config, dataset, build_experiment_model(config, dataset)
+
+
+def test_streamed_train_and_validation_hold_the_in_memory_rows(setup) -> None:
+    config, dataset, model = setup
     mem_train, mem_val = in_memory_train(model.schema, dataset, config.training)
     s_train, s_val = streamed_train(model.schema, dataset, config.data, config.training)
     assert mem_val is not None and s_val is not None
@@ -48,23 +53,16 @@ def test_streamed_train_and_validation_hold_the_in_memory_rows(
     assert s_train.num_rows + s_val.num_rows == dataset.meta.counts["train"]["samples"]
 
 
-def test_streamed_test_metrics_equal_the_in_memory_ones(
-    tiny_dataset: Path, tiny_raw_config: dict
-) -> None:
-    config = config_from_dict(tiny_raw_config)
-    dataset = load_dataset(tiny_dataset)
-    model = build_experiment_model(config, dataset)
+def test_streamed_test_metrics_equal_the_in_memory_ones(setup) -> None:
+    _, dataset, model = setup
     in_memory = evaluate_arrays(model, read_split(dataset, "test"), 50)
     streamed = evaluate_source(model, split_loader(model.schema, dataset, "test", 50))
     assert streamed == pytest.approx(in_memory, abs=1e-6)
 
 
-def test_streaming_is_automatic_above_the_threshold(
-    tiny_dataset: Path, tiny_raw_config: dict
-) -> None:
-    config = config_from_dict(tiny_raw_config)
-    dataset = load_dataset(tiny_dataset)
-    schema = build_experiment_model(config, dataset).schema
+def test_streaming_is_automatic_above_the_threshold(setup) -> None:
+    _, dataset, model = setup
+    schema = model.schema
     chosen, why = use_streaming(DataConfig(streaming_threshold_mb=0), schema, dataset)
     assert chosen and "above data.streaming_threshold_mb = 0" in why
     chosen, why = use_streaming(DataConfig(), schema, dataset)
