@@ -7,8 +7,10 @@ The spawned ranks import it the same way they import the test module that spawne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,25 @@ def join(rank: int, port: int, world: int) -> DistEnv:
     from dinrec.training.distributed import init_from_env
 
     return init_from_env(device="cpu")
+
+
+@contextlib.contextmanager
+def rank_process(rank: int, port: int, world: int) -> Iterator[DistEnv]:
+    """join(), then the body; a body that returns ends the process with exit_process(0).
+
+    A spawned rank that returned normally could abort in gloo's threads at interpreter exit
+    (see dinrec.training.distributed.exit_process), failing mp.spawn now and then; a body
+    that raises leaves the group and re-raises, so mp.spawn reports its traceback.
+    """
+    from dinrec.training.distributed import destroy, exit_process
+
+    env = join(rank, port, world)
+    try:
+        yield env
+    except BaseException:
+        destroy()
+        raise
+    exit_process(0)
 
 
 def make_data(n: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

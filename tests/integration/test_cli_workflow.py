@@ -220,3 +220,20 @@ def test_missing_data_path_is_named(
     assert "data.path" in line and "no/such/ml-100k" in line
     line = main_error(capsys, "train", "tiny.toml", "--set", "data.source=none")
     assert "data.source" in line
+
+
+def test_a_streamed_run_killed_mid_epoch_resumes_at_the_exact_position(work: Path) -> None:
+    stream = ("--set", "data.streaming=true", "--set", "data.shuffle_window=100")
+    ok(dinrec("train", "tiny.toml", "--out", "stream-full", "--quiet", *stream, cwd=work))
+    full_run = work / "stream-full"
+    assert "samples streamed from Parquet" in (full_run / "train.log").read_text()
+    steps_per_epoch = epoch_records(full_run)[0]["step"]
+    kill_at = next(s for s in range(int(steps_per_epoch) + 4, 10_000) if s % 3)  # not a ckpt
+    killed = dinrec("train", "tiny.toml", "--out", "stream-killed", "--quiet", *stream,
+                    cwd=work, env={"DINREC_FAULT_KILL_AT_STEP": str(kill_at)})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run = work / "stream-killed"
+    ok(dinrec("train", "--resume", str(run), "--quiet", cwd=work))
+    full = json.loads((full_run / "results.json").read_text())
+    assert json.loads((run / "results.json").read_text())["test"] == full["test"]
+    assert epoch_records(run) == epoch_records(full_run)

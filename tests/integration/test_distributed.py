@@ -17,8 +17,8 @@ import torch.multiprocessing as mp
 from tests.integration.distributed_setup import (
     din_columns,
     free_port,
-    join,
     make_data,
+    rank_process,
     tensor_batches,
 )
 
@@ -71,12 +71,10 @@ def single_process(sparse: bool = False) -> dict[str, Any]:
 
 
 def _ddp_worker(rank: int, port: int, out: str, sparse_sync: str | None) -> None:
-    from dinrec.training.distributed import destroy
     from dinrec.training.distributed_data import DistributedBatches
     from dinrec.training.distributed_trainer import assert_same_parameters, wrap_trainer
 
-    join(rank, port, WORLD)
-    try:
+    with rank_process(rank, port, WORLD):
         torch.manual_seed(0)
         model = make_model(sparse=sparse_sync is not None)
         trainer = wrap_trainer(model.trainer, sparse_sync=sparse_sync or "auto")
@@ -87,8 +85,6 @@ def _ddp_worker(rank: int, port: int, out: str, sparse_sync: str | None) -> None
         result = trainer.evaluate(DistributedBatches(test.features, test.labels, 4))
         torch.save({"state": model.state_dict(), "test": result, "history": history.history,
                     "steps": trainer.global_step}, Path(out) / f"rank{rank}.pt")
-    finally:
-        destroy()
 
 
 def run_ranks(tmp_path: Path, sparse_sync: str | None = None) -> list[dict[str, Any]]:
@@ -127,12 +123,10 @@ def test_sparse_embedding_gradients_synchronise(tmp_path: Path, sparse_sync: str
 
 def _stream_worker(rank: int, port: int, path: str, out: str) -> None:
     from dinrec.data.loader import ParquetBatchLoader
-    from dinrec.training.distributed import destroy
     from dinrec.training.distributed_data import AgreedBatches
     from dinrec.training.distributed_trainer import wrap_trainer
 
-    env = join(rank, port, WORLD)
-    try:
+    with rank_process(rank, port, WORLD) as env:
         model = make_model()
         trainer = wrap_trainer(model.trainer)
         loader = ParquetBatchLoader(path, 8, shard=(env.rank, env.world_size), seed=1)
@@ -143,8 +137,6 @@ def _stream_worker(rank: int, port: int, path: str, out: str) -> None:
         torch.save({"steps": trainer.global_step, "local": len(loader),
                     "freqs": trainer.regularizer.frequencies if trainer.regularizer else None},
                    Path(out) / f"rank{rank}.pt")
-    finally:
-        destroy()
 
 
 class iter_only:

@@ -14,8 +14,8 @@ import torch.multiprocessing as mp
 from tests.integration.distributed_setup import (
     din_columns,
     free_port,
-    join,
     make_data,
+    rank_process,
     tensor_batches,
 )
 
@@ -65,12 +65,10 @@ def full_tables(model: Any) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, port: int, out: str, sharding: str) -> None:
-    from dinrec.training.distributed import destroy
     from dinrec.training.distributed_data import DistributedBatches
     from dinrec.training.distributed_torchrec import wrap_trainer_torchrec
 
-    join(rank, port, WORLD)
-    try:
+    with rank_process(rank, port, WORLD):
         model = make_model()
         source = batches(model)
         probe = DistributedBatches(source.features, source.labels, 20)
@@ -85,8 +83,6 @@ def _worker(rank: int, port: int, out: str, sharding: str) -> None:
         torch.save({"unsharded": unsharded, "sharded": sharded,
                     "dense": dense, "tables": full_tables(model),
                     "steps": trainer.global_step}, Path(out) / f"rank{rank}.pt")
-    finally:
-        destroy()
 
 
 def _logits(model: Any, source: Any) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -62,6 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code = _main(argv)
+    if "WORLD_SIZE" in os.environ:  # a cheap test first: the import below loads torch
+        from dinrec.training.distributed import exit_process, launched_by_torchrun
+
+        if launched_by_torchrun():
+            # A torchrun worker ends with os._exit: a normal exit can SIGABRT in gloo's
+            # threads (see exit_process), and torchrun takes an aborted rank for a failed one.
+            exit_process(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -38,6 +38,7 @@ from dinrec.data.protocols_samples import check_maxlen
 from dinrec.data.readers import READERS, read_log_with_stats
 from dinrec.data.readers.problems import ON_ERROR_CHOICES
 from dinrec.data.synthetic import generate_log
+from dinrec.data.synthetic_chunked import USERS_PER_CHUNK, write_chunked
 from dinrec.data.vocabulary import Vocabularies
 from dinrec.errors import OutputExistsError
 
@@ -49,7 +50,9 @@ DATASET_FILES = frozenset({META_FILE, VOCAB_FILE, *(f"{s}.parquet" for s in SPLI
 # Options that build_dataset sets from its own arguments; naming them twice would be ambiguous.
 _READER_OWNED = ("on_error",)
 _SYNTHETIC_OWNED = ("seed",)
+_CHUNK_OWNED = ("user_seed", "first_user")  # set per chunk by synthetic_chunked
 _PROTOCOL_OWNED = ("maxlen", "split", "seed")
+T = TypeVar("T")
 _STAGES = ("read", "samples", "vocabulary", "write")
 
 
@@ -129,8 +132,9 @@ def keyword_options(function: Callable[..., Any]) -> list[str]:
 
 def source_option_names(source: str) -> list[str]:
     """Option names a source accepts in reader_options (generator options for synthetic)."""
-    if source == SYNTHETIC:
-        return [n for n in keyword_options(generate_log) if n not in _SYNTHETIC_OWNED]
+    if source == SYNTHETIC:  # generate_log's options, and chunking (synthetic_chunked)
+        return [*(n for n in keyword_options(generate_log) if n not in _SYNTHETIC_OWNED
+                  and n not in _CHUNK_OWNED), USERS_PER_CHUNK]
     if source not in READERS:
         raise ValueError(f"unknown log source {source!r}; known: {', '.join(SOURCES)}")
     return [n for n in keyword_options(READERS[source]) if n not in _READER_OWNED]
@@ -225,6 +229,18 @@ def _fresh_sibling(out_dir: Path, tag: str) -> Path:
             return candidate
         except FileExistsError:
             continue
+
+
+def _staged(out: Path, write: Callable[[Path], T]) -> T:
+    """write(staging) into a fresh directory beside out, then installed as out."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = _fresh_sibling(out, "building")
+    try:
+        result = write(staging)
+        _install(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
 
 
 def _install(staging: Path, out_dir: Path) -> None:
@@ -343,6 +359,24 @@ def build_dataset(
     out = Path(out_dir).expanduser().resolve()
     _prepare_out_dir(out, overwrite)
 
+    chunk = int(reader_opts.pop(USERS_PER_CHUNK, 0) or 0) if source == SYNTHETIC else 0
+    if chunk:
+        if protocol != "click-log" or hash_buckets:
+            raise ValueError(f"reader option {USERS_PER_CHUNK} builds the click-log protocol "
+                             "without hash_buckets")
+        meta, events = _staged(out, lambda staging: write_chunked(
+            staging, n_users=int(reader_opts.pop("n_users", 2000)), users_per_chunk=chunk,
+            seed=seed, min_count=min_count, options=reader_opts, protocol_options=proto_opts,
+            row_group_size=row_group_size))
+        c = meta.counts
+        return BuildSummary(
+            out_dir=out, source=source, protocol=protocol, events=events,
+            samples={s: c[s]["samples"] for s in SPLITS},
+            positives={s: c[s]["positives"] for s in SPLITS},
+            users=max(c[s]["users"] for s in SPLITS), items=max(c[s]["items"] for s in SPLITS),
+            mean_hist_len=sum(c[s]["mean_hist_len"] * c[s]["samples"] for s in SPLITS)
+            / max(1, sum(c[s]["samples"] for s in SPLITS)),
+            maxlen=meta.maxlen, skipped_rows=0, seconds=time.perf_counter() - start)
     with tqdm(total=len(_STAGES), desc="dinrec data build", unit="stage", file=sys.stderr,
               disable=not progress, leave=False) as bar:
         bar.set_postfix_str(f"reading {source}")
@@ -360,13 +394,8 @@ def build_dataset(
                                   hash_buckets=hash_buckets)
         bar.update()
         bar.set_postfix_str(f"writing {out}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = _fresh_sibling(out, "building")
-        try:
-            write_dataset(staging, samples, vocabs, row_group_size=row_group_size)
-            _install(staging, out)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        _staged(out, lambda staging: write_dataset(staging, samples, vocabs,
+                                                   row_group_size=row_group_size))
         bar.update()
     return _summarize(out, source, protocol, len(log), samples, skipped,
                       time.perf_counter() - start)

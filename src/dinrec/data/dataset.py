@@ -223,9 +223,14 @@ def write_dataset(
         profile_columns=list(profile), counts=counts, source=samples.source,
         row_group_size=row_group_size,
     )
+    write_meta(root, meta)
+    return meta
+
+
+def write_meta(root: Path, meta: DatasetMeta) -> None:
+    """dataset.json: written last, since a directory holding it is a complete dataset."""
     text = json.dumps(meta.to_dict(), indent=2, ensure_ascii=False)
     (root / META_FILE).write_text(text + "\n", encoding="utf-8")
-    return meta
 
 
 def _schema(profile: Sequence[str], id_type: pa.DataType) -> pa.Schema:
@@ -247,35 +252,51 @@ def _write_split(
     vocabs: Vocabularies, profile: Sequence[str], maxlen: int, row_group_size: int,
 ) -> None:
     """Write one split, one row group per `row_group_size` rows."""
+    # Vocabulary sizes bound every encoded id; user keys count users over both splits.
+    largest = max([int(user_key.max(initial=0)) + 1, *vocabs.sizes().values()])
+    with split_writer(path, profile, largest) as writer:
+        write_split_rows(writer, part, user_key, history, vocabs, profile, maxlen,
+                         row_group_size)
+
+
+def split_writer(path: Path, profile: Sequence[str], largest: int) -> pq.ParquetWriter:
+    """A Parquet writer of a split whose ids (user keys included) are all below `largest`."""
+    schema = _schema(profile, id_storage_type(largest))
+    # No pandas metadata and a fixed writer configuration: the bytes depend on the data only.
+    # Statistics let the loader keep ids as int32 in its shuffle window (parquet_layout).
+    return pq.ParquetWriter(path, schema, compression=parquet_compression(schema),
+                            use_dictionary=parquet_dictionary_columns(schema),
+                            write_statistics=True)
+
+
+def write_split_rows(
+    writer: pq.ParquetWriter, part: SampleSet, user_key: np.ndarray,
+    history: dict[str, np.ndarray], vocabs: Vocabularies, profile: Sequence[str], maxlen: int,
+    row_group_size: int,
+) -> None:
+    """Append a split's samples (encoded) to its writer, `row_group_size` rows a row group."""
+    schema = writer.schema
+    id_type = schema.field(USER_KEY).type
     ids = {USER_KEY: user_key, USER_ID: vocabs.encode(USER_ID, part.user)}
     ids.update({name: vocabs.encode(name, part.profile[name]) for name in profile})
     ids[ITEM_ID] = vocabs.encode(ITEM_ID, part.item)
     ids[CATE_ID] = vocabs.encode(CATE_ID, part.category)
-    # Vocabulary sizes bound every encoded id; user keys count users over both splits.
-    largest = max([int(user_key.max(initial=0)) + 1, *vocabs.sizes().values()])
-    id_type = id_storage_type(largest)
-    schema = _schema(profile, id_type)
     n = len(part)
-    # No pandas metadata and a fixed writer configuration: the bytes depend on the data only.
-    # Statistics let the loader keep ids as int32 in its shuffle window (parquet_layout).
-    with pq.ParquetWriter(path, schema, compression=parquet_compression(schema),
-                          use_dictionary=parquet_dictionary_columns(schema),
-                          write_statistics=True) as writer:
-        for lo in range(0, n, row_group_size):
-            hi = min(lo + row_group_size, n)
-            start, length = part.hist_start[lo:hi], part.hist_len[lo:hi]
-            arrays: list[pa.Array] = [pa.array(col[lo:hi], id_type) for col in ids.values()]
-            for name in (HIST_ITEM_ID, HIST_CATE_ID):
-                matrix = gather_spans(history[name], start, length, maxlen)  # [R, T]
-                offsets = np.arange(0, matrix.size + 1, maxlen, dtype=np.int32)  # [R + 1]
-                values = pa.array(matrix.reshape(-1), id_type)
-                arrays.append(
-                    pa.ListArray.from_arrays(offsets, values, type=schema.field(name).type)
-                )
-            arrays += [pa.array(length, id_type), pa.array(part.label[lo:hi], pa.int8()),
-                       pa.array(part.timestamp[lo:hi], pa.int64())]
-            table = pa.Table.from_arrays(arrays, schema=schema)
-            writer.write_table(table, row_group_size=row_group_size)
+    for lo in range(0, n, row_group_size):
+        hi = min(lo + row_group_size, n)
+        start, length = part.hist_start[lo:hi], part.hist_len[lo:hi]
+        arrays: list[pa.Array] = [pa.array(col[lo:hi], id_type) for col in ids.values()]
+        for name in (HIST_ITEM_ID, HIST_CATE_ID):
+            matrix = gather_spans(history[name], start, length, maxlen)  # [R, T]
+            offsets = np.arange(0, matrix.size + 1, maxlen, dtype=np.int32)  # [R + 1]
+            values = pa.array(matrix.reshape(-1), id_type)
+            arrays.append(
+                pa.ListArray.from_arrays(offsets, values, type=schema.field(name).type)
+            )
+        arrays += [pa.array(length, id_type), pa.array(part.label[lo:hi], pa.int8()),
+                   pa.array(part.timestamp[lo:hi], pa.int64())]
+        table = pa.Table.from_arrays(arrays, schema=schema)
+        writer.write_table(table, row_group_size=row_group_size)
 
 
 def _split_counts(part: SampleSet) -> dict[str, Any]:

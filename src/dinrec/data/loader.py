@@ -113,6 +113,9 @@ class ParquetBatchLoader:
         read_chunk_rows: rows per Arrow record batch decoded at a time.
         use_threads: let Arrow decode columns on its own thread pool (off: it would compete
             with torch's intra-op threads).
+        keep: [total rows] bool over every row of the files in order (all shards'), True
+            for the rows to yield; None yields all. A held-out split of a stored split (each
+            user's last validation rows) is a mask, not a copy of the data: 1 byte a row.
 
     Yields:
         features: {name: tensor}; int64 [B] for scalar id columns, int64 [B, T] for list
@@ -140,6 +143,7 @@ class ParquetBatchLoader:
         shard: tuple[int, int] | None = None,
         read_chunk_rows: int = 16_384,
         use_threads: bool = False,
+        keep: np.ndarray | None = None,
     ) -> None:
         if min(batch_size, shuffle_buffer_rows, read_chunk_rows) < 1:
             raise ValueError("batch_size, shuffle_buffer_rows and read_chunk_rows must be >= 1")
@@ -180,11 +184,21 @@ class ParquetBatchLoader:
         # Labels go to BCEWithLogits as float32, whatever integer type the store used.
         self._columns[-1] = replace(self._columns[-1], dtype=np.dtype(np.float32),
                                     store=np.dtype(np.float32))
-        self._groups = [g for i, g in enumerate(groups) if i % world == self._rank]
+        # First row of each row group in the files' concatenation (what `keep` indexes).
+        starts = np.concatenate([[0], np.cumsum([g.num_rows for g in groups], dtype=np.int64)])
+        if keep is not None and (keep.dtype != np.bool_ or keep.shape != (int(starts[-1]),)):
+            raise ValueError(f"keep must be a bool array of the {int(starts[-1])} rows, got "
+                             f"{keep.dtype} {keep.shape}")
+        self._keep = keep
+        mine = [i for i in range(len(groups)) if i % world == self._rank]
+        self._groups = [groups[i] for i in mine]
+        self._starts = [int(starts[i]) for i in mine]
         if shard is not None and not self._groups:
             raise ValueError(f"shard {shard} gets no row groups: the data has {len(groups)} "
                              f"row groups; write smaller row groups or use fewer ranks")
-        self._num_rows = sum(g.num_rows for g in self._groups)
+        self._num_rows = (sum(g.num_rows for g in self._groups) if keep is None else
+                          sum(int(keep[s : s + g.num_rows].sum())
+                              for s, g in zip(self._starts, self._groups, strict=True)))
         names = {c.name for c in self._columns}
         self._reader_bytes = [sum(v for k, v in g.reader_bytes.items() if k in names)
                               for g in self._groups]  # per row group, the columns read
@@ -229,6 +243,11 @@ class ParquetBatchLoader:
         return self._num_rows
 
     @property
+    def decoded_bytes(self) -> int:
+        """Bytes this shard's rows would take loaded whole as batch tensors (int64 ids)."""
+        return self._num_rows * sum(c.out_row_bytes for c in self._columns)
+
+    @property
     def list_widths(self) -> dict[str, int]:
         """Length T of each list feature column, e.g. {"hist_item_id": 50}."""
         return {c.name: c.width for c in self._columns[:-1] if c.width}
@@ -261,12 +280,18 @@ class ParquetBatchLoader:
             try:
                 batches = pf.iter_batches(batch_size=self.read_chunk_rows, row_groups=[g.index],
                                           columns=columns, use_threads=self.use_threads)
+                row = self._starts[r]
                 for rb in batches:
                     arrays = [
                         list_column_to_numpy(rb.column(i), c.name) if c.width
                         else _scalar_to_numpy(rb.column(i), c.name)
                         for i, c in enumerate(self._columns)
                     ]
+                    if self._keep is not None:
+                        mask = self._keep[row : row + rb.num_rows]
+                        row += rb.num_rows
+                        if not mask.all():
+                            arrays = [a[mask] for a in arrays]
                     chunk = rb.get_total_buffer_size() + sum(a.nbytes for a in arrays if _owns(a))
                     del rb
                     yield arrays, 3 * chunk + self._reader_bytes[r]

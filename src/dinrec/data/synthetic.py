@@ -115,6 +115,8 @@ def generate_log_with_truth(
     click_bias: float = -5.0,
     history_window: int = 50,
     seed: int = 0,
+    user_seed: int | None = None,
+    first_user: int = 0,
 ) -> tuple[EventLog, SyntheticTruth]:
     """A synthetic impression log with click labels, and the latent world that generated it.
 
@@ -133,6 +135,11 @@ def generate_log_with_truth(
             user's first click, max_cos is taken over the user's interest centers instead.
         history_window: the click model looks at this many most recent earlier clicks.
         seed: same arguments and seed give identical arrays.
+        user_seed: draw the users from their own stream (seed, user_seed) after the world
+            (items, categories, popularity), which `seed` alone fixes: logs with one seed
+            and different user seeds are disjoint user chunks of one world. None: one
+            stream for both (the default logs).
+        first_user: raw user ids start at u{first_user} (chunks: distinct ids).
 
     Returns:
         (log, truth): the EventLog, sorted by user then time, with label int8 [N] and profile
@@ -183,6 +190,8 @@ def generate_log_with_truth(
     cat_lo = cluster_lo[::clusters_per_category]
     cat_hi = cluster_hi[clusters_per_category - 1 :: clusters_per_category]
 
+    if user_seed is not None:
+        rng = np.random.default_rng([seed, user_seed])
     # Users: interests in distinct categories (Gumbel top-k picks popular categories more often).
     k_max = hi_k
     n_interests = rng.integers(lo_k, hi_k + 1, size=n_users)  # [U]
@@ -260,7 +269,7 @@ def generate_log_with_truth(
     valid = np.arange(steps)[None, :] < counts[:, None]  # [U, L]
     user_rows = np.broadcast_to(np.arange(n_users)[:, None], valid.shape)[valid]
     relabel = rng.permutation(n_users)
-    user_ids = np.array([f"u{i}" for i in range(n_users)])
+    user_ids = np.array([f"u{i}" for i in range(first_user, first_user + n_users)])
     item_ids = np.array([f"i{i}" for i in range(n_items)])
     cat_ids = np.array([f"c{i}" for i in range(n_categories)])
     # Sorting by the new user label keeps each user's events contiguous and in time order.
@@ -306,6 +315,8 @@ def generate_log(
     click_bias: float = -5.0,
     history_window: int = 50,
     seed: int = 0,
+    user_seed: int | None = None,
+    first_user: int = 0,
 ) -> EventLog:
     """A synthetic impression log with click labels; args as ``generate_log_with_truth``.
 
@@ -318,7 +329,7 @@ def generate_log(
         mean_impressions=mean_impressions, latent_dim=latent_dim, zipf_exponent=zipf_exponent,
         interest_rate=interest_rate, relevance_scale=relevance_scale,
         popularity_weight=popularity_weight, click_bias=click_bias,
-        history_window=history_window, seed=seed,
+        history_window=history_window, seed=seed, user_seed=user_seed, first_user=first_user,
     )
     return log
 

@@ -108,6 +108,14 @@ class Vocabulary:
         if hash_buckets is not None:
             return cls(name, min_count=min_count, hash_buckets=hash_buckets)
         keys, counts = np.unique(as_str_array(raw), return_counts=True)  # keys sorted
+        return cls.from_counts(name, keys, counts, min_count=min_count)
+
+    @classmethod
+    def from_counts(
+        cls, name: str, keys: np.ndarray, counts: np.ndarray, *, min_count: int = 1
+    ) -> Vocabulary:
+        """What fit gives for raw ids seen counts[i] times each: keys [K] str, sorted and
+        distinct; counts [K] int (data counted in chunks is fitted without holding it)."""
         keep = counts >= min_count
         keys, counts = keys[keep], counts[keep]
         # Stable sort on -count keeps np.unique's ascending raw order among equal counts.

@@ -61,6 +61,12 @@ class DataConfig:
         maxlen, seed, min_count, split, hash_buckets, on_error: as build_dataset's.
         reader_options: the reader's options (generate_log's for "synthetic").
         protocol_options: the protocol's options (threshold, history, negatives, ...).
+        streaming: read the splits from Parquet in row groups, in bounded memory, instead
+            of loading them; absent: stream when the train split would take more than
+            `streaming_threshold_mb` in memory (the run's log says which was chosen).
+        streaming_threshold_mb: the automatic choice's limit, in MiB of decoded samples.
+        shuffle_window: streaming: rows shuffled together (a window spanning row groups,
+            whose order is also permuted every epoch); more rows mix better, cost more memory.
     """
 
     dataset: str | None = None
@@ -76,6 +82,15 @@ class DataConfig:
     reader_options: dict[str, Any] = field(default_factory=dict)
     protocol_options: dict[str, Any] = field(default_factory=dict)
     on_error: str = "raise"
+    streaming: bool | None = None
+    streaming_threshold_mb: float = 2048.0
+    shuffle_window: int = 262_144
+
+    def reading(self) -> DataConfig:
+        """Only how the samples are read (streaming and its window), not how they are built."""
+        return DataConfig(streaming=self.streaming,
+                          streaming_threshold_mb=self.streaming_threshold_mb,
+                          shuffle_window=self.shuffle_window)
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,8 @@ class TrainingConfig:
             steps pay tens of seconds of compiling, then ~1.3x training samples/s on CPU).
         attention_bf16: bf16 GEMMs in the activation unit where the CPU has native bf16
             (model.attention_bf16(); GAUC unchanged on ml100k, docs/performance.md).
+        device: where the model trains and scores: "cpu", "cuda" (cuda:LOCAL_RANK with nccl
+            under torchrun) or "auto" (cuda when torch sees one); batches are moved to it.
     """
 
     epochs: int = 5
@@ -132,6 +149,10 @@ class TrainingConfig:
     num_threads: int = 0
     compile_dense: bool = False
     attention_bf16: bool = False
+    device: str = "cpu"
+
+
+DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass(frozen=True)
@@ -291,6 +312,9 @@ def check_config(config: ExperimentConfig) -> None:
     if t.patience < 0 or t.num_threads < 0:
         raise ConfigError("training.patience and training.num_threads must be >= 0")
     _check_optimizer(t.optimizer)
+    if t.device not in DEVICES:
+        raise ConfigError(f"training.device must be one of {', '.join(DEVICES)}, "
+                          f"got {t.device!r}")
     if config.model.embedding_dim < 1:
         raise ConfigError(f"model.embedding_dim must be >= 1, got {config.model.embedding_dim}")
     if config.output.checkpoint_every < 0:

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def check_data_config(data: DataConfig) -> None:
     """Everything checkable before reading: which form, names, options and that paths exist."""
     from dinrec.data.build import SOURCES, SYNTHETIC, protocol_option_names, source_option_names
 
+    _check_reading(data)
     if (data.dataset is None) == (data.source is None):
         raise ConfigError("[data] needs exactly one of data.dataset (a dataset directory) and "
                           "data.source (a raw log to build one from)")
@@ -63,6 +65,14 @@ def check_data_config(data: DataConfig) -> None:
         raise ConfigError(f"data.behaviors_path: {data.behaviors_path} does not exist")
     if data.maxlen < 1:
         raise ConfigError(f"data.maxlen must be >= 1, got {data.maxlen}")
+
+
+def _check_reading(data: DataConfig) -> None:
+    if data.streaming_threshold_mb < 0:
+        raise ConfigError(f"data.streaming_threshold_mb must be >= 0, got "
+                          f"{data.streaming_threshold_mb}")
+    if data.shuffle_window < 1:
+        raise ConfigError(f"data.shuffle_window must be >= 1, got {data.shuffle_window}")
 
 
 def prepare_dataset(
@@ -103,4 +113,5 @@ def with_dataset(config: ExperimentConfig, dataset_dir: str | os.PathLike[str]) 
             raise ConfigError(
                 f"dataset {root} was not built as [data] says ({'; '.join(found)}); rebuild "
                 "it with the config's options, or leave it out to build from data.path")
-    return config.replace(data=DataConfig(dataset=str(root)))
+    # How the samples are read (streaming) is the run's choice, whatever built them.
+    return config.replace(data=dataclasses.replace(config.data.reading(), dataset=str(root)))

@@ -35,14 +35,16 @@ from dinrec.data.dataset import Dataset, feature_columns
 from dinrec.data.protocols_samples import USER_KEY
 from dinrec.errors import OutputExistsError
 from dinrec.experiment.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from dinrec.experiment.config import ExperimentConfig, dump_config
+from dinrec.experiment.config import ExperimentConfig, TrainingConfig, dump_config
 from dinrec.experiment.data_match import DATA_KEY, recorded_protocol
 from dinrec.experiment.data_source import prepare_dataset
 from dinrec.experiment.outputs import RUN_ENTRIES, remove_entries
 from dinrec.experiment.recorder import RunLog, RunRecorder, read_records
+from dinrec.experiment.streaming import split_loader, streamed_train, use_streaming
 from dinrec.experiment.tensors import SplitArrays, batches, read_split, validation_split
 from dinrec.models import InterestNetwork, build_model
 from dinrec.schema import FeatureSchema
+from dinrec.training.batches import BatchSource, TensorBatches
 from dinrec.training.trainer import Trainer
 
 CONFIG_FILE = "config.toml"
@@ -118,6 +120,16 @@ def build_experiment_model(config: ExperimentConfig, dataset: Dataset) -> Any:
     model.compile(t.optimizer, "binary_crossentropy", list(TEST_METRICS), lr=t.learning_rate,
                   gauc_group=USER_KEY)
     return model
+
+
+def resolve_device(name: str) -> torch.device:
+    """training.device as a torch.device: "auto" is cuda when torch sees one, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError('training.device = "cuda" but torch sees no CUDA device; use "cpu" '
+                         'or "auto"')
+    return torch.device(name)
 
 
 def bundle_extra(
@@ -250,15 +262,11 @@ def run_experiment(
         f"{dataset.meta.counts['train']['samples']} train samples)")
     t = config.training
     model = build_experiment_model(config, dataset)
-    train_arrays = read_split(dataset, "train")
-    if len(train_arrays) == 0:
-        raise ValueError(f"dataset {dataset.path} has no training samples (see its "
-                         "dataset.json counts); the log is too small for its protocol")
-    validation = None
-    if t.validation_fraction > 0:
-        train_arrays, val_arrays = validation_split(train_arrays, t.validation_fraction)
-        validation = batches(model.schema, val_arrays, t.eval_batch_size, False, t.seed)
-    train = batches(model.schema, train_arrays, t.batch_size, True, t.seed)
+    model.to(resolve_device(t.device))  # in place: the optimizer keeps the same parameters
+    streaming, why = use_streaming(config.data, model.schema, dataset)
+    log(f"samples {'streamed from Parquet' if streaming else 'loaded in memory'} ({why})")
+    train, validation = (streamed_train(model.schema, dataset, config.data, t) if streaming
+                         else in_memory_train(model.schema, dataset, t))
     vocab = dataset.vocabularies().to_json_dict()
 
     def save_best(epoch: int) -> None:
@@ -271,17 +279,35 @@ def run_experiment(
     stopped = resume_or_start(trainer, recorder, root / CHECKPOINT_FILE, resume, t.seed, log)
     if not stopped:
         trainer.fit(train, t.epochs, 0, verbose, [recorder], validation)
-    result = _test_best(config, root, dataset, recorder, start)
+    result = _test_best(config, root, dataset, recorder, start, streaming)
     write_result(config, result, log)
     return result
 
 
+def in_memory_train(
+    schema: FeatureSchema, dataset: Dataset, t: TrainingConfig
+) -> tuple[TensorBatches, TensorBatches | None]:
+    """(train, validation or None) of the train split loaded whole as tensors."""
+    train_arrays = read_split(dataset, "train")
+    if len(train_arrays) == 0:
+        raise ValueError(f"dataset {dataset.path} has no training samples (see its "
+                         "dataset.json counts); the log is too small for its protocol")
+    validation = None
+    if t.validation_fraction > 0:
+        train_arrays, val_arrays = validation_split(train_arrays, t.validation_fraction)
+        validation = batches(schema, val_arrays, t.eval_batch_size, False, t.seed)
+    return batches(schema, train_arrays, t.batch_size, True, t.seed), validation
+
+
 def _test_best(
-    config: ExperimentConfig, root: Path, dataset: Dataset, recorder: RunRecorder, start: float
+    config: ExperimentConfig, root: Path, dataset: Dataset, recorder: RunRecorder, start: float,
+    streaming: bool,
 ) -> RunResult:
     """The result of the run: the best bundle's test metrics."""
     best = load_model(root / BUNDLE_DIR)
-    test = evaluate_arrays(best, read_split(dataset, "test"), config.training.eval_batch_size)
+    size = config.training.eval_batch_size
+    test = (evaluate_source(best, split_loader(best.schema, dataset, "test", size))
+            if streaming else evaluate_arrays(best, read_split(dataset, "test"), size))
     best_epoch = recorder.best_epoch + 1 if recorder.best_epoch is not None else None
     return RunResult(root, config.output.name, describe_model(config), test, best_epoch,
                      len(recorder.records), round(time.perf_counter() - start, 3))
@@ -291,6 +317,11 @@ def evaluate_arrays(
     model: InterestNetwork, arrays: SplitArrays, batch_size: int
 ) -> dict[str, float]:
     """{"auc", "gauc", "logloss"} of a model on SplitArrays, grouped by user_key."""
+    return evaluate_source(model, batches(model.schema, arrays, batch_size, False, 0))
+
+
+def evaluate_source(model: InterestNetwork, source: BatchSource) -> dict[str, float]:
+    """{"auc", "gauc", "logloss"} of a model over a batch source holding user_key."""
     trainer = Trainer(model, "adam", metrics=["auc", "gauc"], group_column=USER_KEY)
-    scores = trainer.evaluate(batches(model.schema, arrays, batch_size, False, 0))
+    scores = trainer.evaluate(source)
     return {"auc": scores["auc"], "gauc": scores["gauc"], "logloss": scores["loss"]}

@@ -115,6 +115,24 @@ class TensorBatches(InMemoryRows):
             yield take_rows(self.features, self.labels, index)
 
 
+def module_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's parameters live (the batches it is fed must be there too)."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def to_device(
+    features: Batch, labels: torch.Tensor, device: torch.device
+) -> tuple[Batch, torch.Tensor]:
+    """A batch on `device`; tensors already there are returned as they are (no copy), so on
+    CPU this costs a dict of the same tensors."""
+    if labels.device == device and all(v.device == device for v in features.values()):
+        return features, labels
+    # non_blocking: a pinned host batch copies while the previous step still runs.
+    return ({k: v.to(device, non_blocking=True) for k, v in features.items()},
+            labels.to(device, non_blocking=True))
+
+
 def epoch_batches(
     source: Iterable[tuple[Batch, torch.Tensor]], epoch: int
 ) -> Iterable[tuple[Batch, torch.Tensor]]:

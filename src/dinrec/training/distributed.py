@@ -24,12 +24,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -211,6 +214,30 @@ def destroy() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
     _current = DistEnv()
+
+
+def exit_process(code: int = 0) -> NoReturn:
+    """End this rank's process now: leave the process group, flush, then os._exit(code).
+
+    Why not a normal exit: the gloo process groups outlive destroy_process_group() while
+    Python objects still reference them (DDP's reducer, the side group held by the Dice /
+    MBA hooks), and so do their C++ worker threads. At interpreter finalization those objects
+    are freed late, from any thread; a gloo thread that then releases a tensor with a Python
+    reference takes the GIL, Python 3 ends such a thread with pthread_exit during
+    finalization, and the forced unwind through a noexcept C++ frame calls std::terminate:
+    "terminate called without an active exception", SIGABRT, intermittently (it depends on
+    which object finalization frees first; pytorch PR #179291). os._exit skips finalization
+    and C++ static destructors, so no thread can meet a dying interpreter; everything a rank
+    writes is closed (and atomically renamed) before this is called, and the standard
+    streams are flushed here. The exit status is the rank's own.
+    """
+    destroy()
+    for stream in (sys.stdout, sys.stderr):
+        # A closed or broken stream has nothing left to flush into.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 # ----- collectives (no-ops for a single process) ---------------------------------------

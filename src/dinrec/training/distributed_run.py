@@ -41,7 +41,7 @@ from dinrec.training.distributed import (
     init_from_env,
     run_main_first,
 )
-from dinrec.training.distributed_data import ShardBatches
+from dinrec.training.distributed_data import AgreedBatches, ShardBatches
 from dinrec.training.distributed_sync import gather_scores
 from dinrec.training.distributed_trainer import wrap_trainer
 
@@ -117,21 +117,58 @@ def split_rows(dataset: Dataset, split: str, rank: int, world: int) -> tuple[int
     return user_boundary(path, lo, USER_KEY), user_boundary(path, hi, USER_KEY)
 
 
-def evaluate_shard(model: Any, dataset: Dataset, split: str, batch_size: int) -> dict[str, float]:
-    """{"auc", "gauc", "logloss"} over a whole split, each rank scoring its row range."""
+def evaluate_shard(
+    model: Any, dataset: Dataset, split: str, batch_size: int, streaming: bool = False
+) -> dict[str, float]:
+    """{"auc", "gauc", "logloss"} over a whole split, each rank scoring its row range (or,
+    streaming, its row groups: every row on one rank, so the gather needs no row ids)."""
     from dinrec.data.protocols_samples import USER_KEY
+    from dinrec.experiment.streaming import split_loader
     from dinrec.experiment.tensors import batches
     from dinrec.training.distributed import current
     from dinrec.training.trainer import Trainer
 
     env = current()
-    total = pq.ParquetFile(dataset.split_path(split)).metadata.num_rows
-    lo, hi = shard_range(total, env.rank, env.world_size)
-    part = batches(model.schema, read_rows(dataset, split, lo, hi), batch_size, False, 0)
+    source: Any
+    if streaming:
+        source = split_loader(model.schema, dataset, split, batch_size,
+                              shard=(env.rank, env.world_size))
+    else:
+        total = pq.ParquetFile(dataset.split_path(split)).metadata.num_rows
+        lo, hi = shard_range(total, env.rank, env.world_size)
+        part = batches(model.schema, read_rows(dataset, split, lo, hi), batch_size, False, 0)
+        source = ShardBatches(part.features, part.labels, batch_size)
     trainer = Trainer(model, "adam", metrics=["auc", "gauc"], group_column=USER_KEY)
     trainer.gather_scores = gather_scores
-    scores = trainer.evaluate(ShardBatches(part.features, part.labels, batch_size))
+    scores = trainer.evaluate(source)
     return {"auc": scores["auc"], "gauc": scores["gauc"], "logloss": scores["loss"]}
+
+
+def _row_range_sources(
+    schema: Any, dataset: Dataset, t: Any, env: Any, log: Any
+) -> tuple[ShardBatches, ShardBatches | None]:
+    """(train, validation or None) of this rank's row range of the train split, in memory."""
+    from dinrec.data.splits import last_fraction_mask
+    from dinrec.experiment.tensors import batches
+
+    world = env.world_size
+    lo, hi = split_rows(dataset, "train", env.rank, world)
+    arrays = read_rows(dataset, "train", lo, hi)
+    ids = torch.arange(lo, hi)
+    validation = None
+    if t.validation_fraction > 0:
+        held = last_fraction_mask(arrays.groups, t.validation_fraction)
+        if all_reduce_int(int(held.any()), "max") == 0:
+            raise ValueError(f"training.validation_fraction={t.validation_fraction} leaves no "
+                             "validation rows; change it (0 disables validation)")
+        part = batches(schema, arrays.take(held), t.eval_batch_size, False, t.seed)
+        validation = ShardBatches(part.features, part.labels, t.eval_batch_size,
+                                  row_ids=ids[torch.from_numpy(held)])
+        arrays = arrays.take(~held)
+    part = batches(schema, arrays, t.batch_size // world, True, t.seed)
+    train = ShardBatches(part.features, part.labels, part.batch_size, shuffle=True, seed=t.seed)
+    log(f"rank {env.rank}: train rows [{lo}, {hi}), {train.local_rows} for training", echo=False)
+    return train, validation
 
 
 class _Silent:
@@ -150,8 +187,11 @@ def run_distributed(
     echo: TextIO | None = sys.stdout,
 ) -> RunResult:
     """run_experiment for one rank of a torchrun job (call it on every rank)."""
+    from dinrec.experiment.runner import resolve_device
+
     t = config.training
-    env = init_from_env(device="cpu", num_threads=t.num_threads or 1)
+    # cuda: nccl and the model on cuda:LOCAL_RANK; cpu: gloo.
+    env = init_from_env(device=resolve_device(t.device).type, num_threads=t.num_threads or 1)
     try:
         return _run(config, Path(run_dir), resume, verbose, echo, env)
     finally:
@@ -163,13 +203,12 @@ def _run(
     echo: TextIO | None, env: Any,
 ) -> RunResult:
     from dinrec.bundle import load_model, save_model
-    from dinrec.data.splits import last_fraction_mask
     from dinrec.experiment import runner
     from dinrec.experiment.checkpoint import CHECKPOINT_FILE
     from dinrec.experiment.config import ConfigError
     from dinrec.experiment.data_source import prepare_dataset
     from dinrec.experiment.recorder import RunLog, RunRecorder
-    from dinrec.experiment.tensors import batches
+    from dinrec.experiment.streaming import streamed_train, use_streaming
 
     start = time.perf_counter()
     t, main, world = config.training, env.is_main, env.world_size
@@ -195,22 +234,17 @@ def _run(
     log(f"{'resuming' if resume else 'starting'} run {config.output.name!r} in {root} on "
         f"{world} ranks ({env.backend}); dataset {dataset.path}")
     model = runner.build_experiment_model(config, dataset)
-    lo, hi = split_rows(dataset, "train", env.rank, world)
-    arrays = read_rows(dataset, "train", lo, hi)
-    ids = torch.arange(lo, hi)
-    validation = None
-    if t.validation_fraction > 0:
-        held = last_fraction_mask(arrays.groups, t.validation_fraction)
-        if all_reduce_int(int(held.any()), "max") == 0:
-            raise ValueError(f"training.validation_fraction={t.validation_fraction} leaves no "
-                             "validation rows; change it (0 disables validation)")
-        part = batches(model.schema, arrays.take(held), t.eval_batch_size, False, t.seed)
-        validation = ShardBatches(part.features, part.labels, t.eval_batch_size,
-                                  row_ids=ids[torch.from_numpy(held)])
-        arrays = arrays.take(~held)
-    part = batches(model.schema, arrays, t.batch_size // world, True, t.seed)
-    train = ShardBatches(part.features, part.labels, part.batch_size, shuffle=True, seed=t.seed)
-    log(f"rank {env.rank}: train rows [{lo}, {hi}), {train.local_rows} for training", echo=False)
+    model.to(env.device)
+    streaming, why = use_streaming(config.data, model.schema, dataset)
+    log(f"samples {'streamed from Parquet' if streaming else 'loaded in memory'} ({why})")
+    validation: Any
+    if streaming:  # this rank's row groups (r % world == rank), through a shuffle window
+        loader, validation = streamed_train(model.schema, dataset, config.data, t,
+                                            shard=(env.rank, world))
+        train: Any = AgreedBatches(loader)
+        log(f"rank {env.rank}: {loader.num_rows} train rows streamed", echo=False)
+    else:
+        train, validation = _row_range_sources(model.schema, dataset, t, env, log)
     trainer = wrap_trainer(model.trainer)
     vocab = dataset.vocabularies().to_json_dict()
 
@@ -228,7 +262,7 @@ def _run(
         trainer.fit(train, t.epochs, 0, verbose if main else 0, callbacks, validation)
     barrier()  # the best bundle is written
     best = load_model(root / runner.BUNDLE_DIR)
-    test = evaluate_shard(best, dataset, "test", t.eval_batch_size)
+    test = evaluate_shard(best, dataset, "test", t.eval_batch_size, streaming)
     best_epoch, epochs_run = broadcast_object(
         (None if recorder is None or recorder.best_epoch is None else recorder.best_epoch + 1,
          len(recorder.records) if recorder is not None else 0))

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from dinrec.layers.embedding import sparse_parameters
 from dinrec.metrics import Metric, compute_metrics, resolve_metrics
 from dinrec.training.allocator import retain_freed_memory
-from dinrec.training.batches import Batch, epoch_batches, source_rows
+from dinrec.training.batches import Batch, epoch_batches, module_device, source_rows, to_device
 from dinrec.training.callbacks import Callback, History
 from dinrec.training.optimizers import make_optimizer
 from dinrec.training.regularization import Regularizer, count_frequencies
@@ -152,6 +152,8 @@ class Trainer:
             counter = getattr(train, "id_frequencies", None)
             freqs = (counter(self.model) if callable(counter)
                      else count_frequencies(self.model, epoch_batches(train, 0)))
+            device = module_device(self.model)  # counted from host batches
+            freqs = {name: n.to(device) for name, n in freqs.items()}
         self.regularizer = Regularizer(self.model, freqs, ids_hook=self.regularizer_ids)
 
     def train_step(self, feats: Batch, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,9 +228,11 @@ class Trainer:
         prog = self.progress
         skip = prog.batches_done
         bar = _progress(verbose == 1, source_rows(train), f"Epoch {prog.epoch + 1}/{epochs}")
+        device = module_device(self.model)
         for index, (feats, labels) in enumerate(epoch_batches(train, prog.epoch)):
             if index < skip:  # already trained before the checkpoint this run resumed from
                 continue
+            feats, labels = to_device(feats, labels, device)
             loss, logits = self.train_step(feats, labels)
             rows = int(labels.shape[0])
             prog.loss_sum += float(loss) * rows
@@ -301,19 +305,22 @@ class Trainer:
     def scores(self, source: Source) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(probabilities [N], labels [N], groups [N] or None) in eval + inference mode."""
         logits, labels, groups = [], [], []
+        device = module_device(self.model)
         with eval_mode(self.model), torch.inference_mode():
             for feats, y in epoch_batches(source, 0):
+                feats, y = to_device(feats, y, device)
                 logits.append(self.model(feats).squeeze(-1))
                 labels.append(y)
                 if self.group_column is not None and self.group_column in feats:
                     groups.append(feats[self.group_column])
         if not logits:
             raise ValueError("the evaluation data yielded no batches")
-        prob = torch.sigmoid(torch.cat(logits)).numpy()
-        g = torch.cat(groups).numpy() if groups else None
+        prob = torch.sigmoid(torch.cat(logits)).cpu().numpy()
+        g = torch.cat(groups).cpu().numpy() if groups else None
+        y_all = torch.cat(labels).cpu().numpy()
         if self.gather_scores is not None:  # every rank's rows, padding duplicates dropped
-            return self.gather_scores(source, prob, torch.cat(labels).numpy(), g)
-        return prob, torch.cat(labels).numpy(), g
+            return self.gather_scores(source, prob, y_all, g)
+        return prob, y_all, g
 
     def evaluate(self, source: Source) -> dict[str, float]:
         """loss (mean BCE over all rows) and each compiled metric, over the whole source."""
@@ -325,8 +332,9 @@ class Trainer:
     def _metrics(self, logits: Column, labels: Column, groups: Column) -> dict[str, float]:
         scores, y, g = logits.tensor(), labels.tensor(), groups.tensor()
         assert scores is not None and y is not None
-        prob = torch.sigmoid(scores).numpy()
-        return compute_metrics(self.metrics, y.numpy(), prob, None if g is None else g.numpy())
+        prob = torch.sigmoid(scores).cpu().numpy()
+        return compute_metrics(self.metrics, y.cpu().numpy(), prob,
+                               None if g is None else g.cpu().numpy())
 
 
 class eval_mode:
@@ -347,9 +355,11 @@ class eval_mode:
 def predict_logits(model: torch.nn.Module, source: Source) -> torch.Tensor:
     """Logits [N] for every row of a source, in eval mode under inference_mode."""
     out = []
+    device = module_device(model)
     with eval_mode(model), torch.inference_mode():
-        for feats, _ in epoch_batches(source, 0):
-            out.append(model(feats).squeeze(-1))
+        for feats, y in epoch_batches(source, 0):
+            feats, _ = to_device(feats, y, device)
+            out.append(model(feats).squeeze(-1).cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 

@@ -302,3 +302,19 @@ def test_too_small_a_budget_is_an_error(store: Path) -> None:
 def test_missing_path_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"nothing\.parquet"):
         ParquetBatchLoader(tmp_path / "nothing.parquet", 4)
+
+
+def test_keep_yields_only_the_kept_rows_of_every_shard(tmp_path: Path) -> None:
+    write_store(tmp_path / "a.parquet", 250, row_group_size=100)
+    write_store(tmp_path / "b.parquet", 150, row_group_size=100, start=250)
+    keep = np.arange(400) % 3 == 0  # rows 0, 3, 6, ... across both files
+    shards = [ParquetBatchLoader(tmp_path, 16, shuffle=True, keep=keep, shard=(r, 2),
+                                 read_chunk_rows=30) for r in range(2)]
+    seen = np.concatenate([collect(s) for s in shards])
+    assert sorted(seen.tolist()) == np.flatnonzero(keep).tolist()
+    assert sum(s.num_rows for s in shards) == int(keep.sum()) == 134
+
+
+def test_keep_of_the_wrong_length_is_an_error(store: Path) -> None:
+    with pytest.raises(ValueError, match="keep must be a bool array of the 1000 rows"):
+        ParquetBatchLoader(store, 8, keep=np.ones(999, dtype=bool))
