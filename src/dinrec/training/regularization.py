@@ -56,6 +56,20 @@ def count_frequencies(
     return {name: c.to(torch.float32) for name, c in counts.items()}
 
 
+def present_rows(ids: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """The distinct ids of `ids` [K], ascending [U] (torch.unique's answer).
+
+    For a table not much larger than the batch's ids a presence mask over its rows is a
+    scatter and a scan, where torch.unique sorts the K ids (~2 ms of an ml-100k step over
+    its tables); for huge tables sorting the K ids is the cheaper of the two.
+    """
+    if num_rows > 8 * ids.numel():
+        return torch.unique(ids)
+    mask = torch.zeros(num_rows, dtype=torch.bool, device=ids.device)
+    mask[ids] = True
+    return mask.nonzero().squeeze(1)
+
+
 class Regularizer:
     """The penalty added to each batch's loss, as the model's config asks.
 
@@ -134,7 +148,7 @@ class Regularizer:
             weight = emb.weight
             if not weight.requires_grad or ids.numel() == 0:
                 continue
-            rows = torch.unique(ids)  # [U]: each present id once, however often it occurs
+            rows = present_rows(ids, weight.shape[0])  # [U]: each present id once
             scale = self.inverse_frequency[table][rows].unsqueeze(1)  # [U, 1]
             w = weight.detach().index_select(0, rows)  # [U, E]
             value += self.embedding_lambda * float((w.pow(2) * scale).sum())

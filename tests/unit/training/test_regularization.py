@@ -137,3 +137,12 @@ def test_mba_gradient_is_added_directly_and_equals_backpropagating_the_penalty()
     assert reg.add_direct_gradients(batch) == pytest.approx(penalty.item(), rel=1e-6)
     assert torch.allclose(w.grad, want, atol=1e-8)
     assert w.grad[[0, 3]].abs().sum().item() == 0.0  # rows not in the batch: untouched
+
+
+def test_present_rows_equals_unique_for_small_and_huge_tables():
+    from dinrec.training.regularization import present_rows
+
+    ids = torch.tensor([5, 1, 5, 3, 1, 0])
+    assert present_rows(ids, 6).tolist() == [0, 1, 3, 5]  # presence mask path
+    assert present_rows(ids, 1000).tolist() == [0, 1, 3, 5]  # sort path (huge table)
+    assert present_rows(torch.tensor([], dtype=torch.int64), 4).tolist() == []
