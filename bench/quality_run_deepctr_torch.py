@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,12 +25,8 @@ def main() -> None:
         job = json.load(f)
     spec, cfg = job["spec"], job["config"]
     harness.pin_torch_threads(cfg["threads"])
-    dim = cfg["embedding_dim"]
-    columns: list[Any] = [SparseFeat(n, v, embedding_dim=dim) for n, v in spec["sparse"].items()]
-    for name, (table, vocab) in spec["history"].items():
-        inner = SparseFeat(name, vocab, embedding_dim=dim, embedding_name=table)
-        columns.append(VarLenSparseFeat(inner, maxlen=spec["maxlen"], length_name="hist_len"))
-    history = [table for table, _ in spec["history"].values()]
+    columns, history = harness.spec_columns(
+        spec, cfg["embedding_dim"], SparseFeat, VarLenSparseFeat, length_name="hist_len")
     model = DIN(columns, history, dnn_hidden_units=cfg["dnn_hidden_units"],
                 dnn_activation=cfg["dnn_activation"], att_hidden_size=cfg["att_hidden_size"],
                 att_activation="Dice", seed=cfg["seed"], device="cpu", **job["options"])

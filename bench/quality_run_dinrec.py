@@ -66,12 +66,8 @@ def main() -> None:
         job = json.load(f)
     spec, cfg = job["spec"], job["config"]
     harness.pin_torch_threads(cfg["threads"])
-    dim = cfg["embedding_dim"]
-    columns: list[Any] = [SparseFeat(n, v, embedding_dim=dim) for n, v in spec["sparse"].items()]
-    for name, (table, vocab) in spec["history"].items():
-        inner = SparseFeat(name, vocab, embedding_dim=dim, embedding_name=table)
-        columns.append(VarLenSparseFeat(inner, maxlen=spec["maxlen"]))
-    history = [table for table, _ in spec["history"].values()]
+    columns, history = harness.spec_columns(
+        spec, cfg["embedding_dim"], SparseFeat, VarLenSparseFeat)
     kwargs = dict(dnn_hidden_units=cfg["dnn_hidden_units"], dnn_activation=cfg["dnn_activation"],
                   seed=cfg["seed"])
     if job["model"] == "DIN":

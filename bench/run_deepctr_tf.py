@@ -21,7 +21,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU only, like the torch workers
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 import deepctr
 import numpy as np
@@ -66,12 +65,8 @@ def main() -> None:
     train = harness.split_arrays(args.arrays, "train")
     test = harness.split_arrays(args.arrays, "test")
     length = HIST_LEN if HIST_LEN in train else None
-    dim = cfg["embedding_dim"]
-    columns: list[Any] = [SparseFeat(n, v, embedding_dim=dim) for n, v in spec["sparse"].items()]
-    for name, (table, vocab) in spec["history"].items():
-        inner = SparseFeat(name, vocab, embedding_dim=dim, embedding_name=table)
-        columns.append(VarLenSparseFeat(inner, maxlen=spec["maxlen"], length_name=length))
-    history = [table for table, _ in spec["history"].values()]
+    columns, history = harness.spec_columns(
+        spec, cfg["embedding_dim"], SparseFeat, VarLenSparseFeat, length_name=length)
     model = DIN(
         columns, history,
         dnn_hidden_units=tuple(cfg["dnn_hidden_units"]), dnn_activation=cfg["dnn_activation"],

@@ -8,8 +8,6 @@ DeepCTR-Torch's DIN reads history lengths from a length column, so hist_len is p
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import worker_harness as harness
 from deepctr_torch.callbacks import Callback
@@ -25,12 +23,8 @@ def main() -> None:
     args = harness.worker_parser().parse_args()
     spec, cfg = harness.load_job(args.spec)
 
-    dim = cfg["embedding_dim"]
-    columns: list[Any] = [SparseFeat(n, v, embedding_dim=dim) for n, v in spec["sparse"].items()]
-    for name, (table, vocab) in spec["history"].items():
-        inner = SparseFeat(name, vocab, embedding_dim=dim, embedding_name=table)
-        columns.append(VarLenSparseFeat(inner, maxlen=spec["maxlen"], length_name="hist_len"))
-    history = [table for table, _ in spec["history"].values()]
+    columns, history = harness.spec_columns(
+        spec, cfg["embedding_dim"], SparseFeat, VarLenSparseFeat, length_name="hist_len")
     model = DIN(
         columns, history,
         dnn_hidden_units=cfg["dnn_hidden_units"], dnn_activation=cfg["dnn_activation"],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import worker_harness as harness
 
@@ -38,12 +37,8 @@ def main() -> None:
         os.environ[ENV_SWITCH] = "0"
     spec, cfg = harness.load_job(args.spec)
 
-    dim = cfg["embedding_dim"]
-    columns: list[Any] = [SparseFeat(n, v, embedding_dim=dim) for n, v in spec["sparse"].items()]
-    for name, (table, vocab) in spec["history"].items():
-        inner = SparseFeat(name, vocab, embedding_dim=dim, embedding_name=table)
-        columns.append(VarLenSparseFeat(inner, maxlen=spec["maxlen"]))
-    history = [table for table, _ in spec["history"].values()]
+    columns, history = harness.spec_columns(
+        spec, cfg["embedding_dim"], SparseFeat, VarLenSparseFeat)
     model = DIN(
         columns, history,
         dnn_hidden_units=cfg["dnn_hidden_units"], dnn_activation=cfg["dnn_activation"],

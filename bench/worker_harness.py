@@ -72,6 +72,20 @@ def split_arrays(path: str, split: str) -> dict[str, np.ndarray]:
         return {k[len(head):]: data[k] for k in data.files if k.startswith(head)}
 
 
+def spec_columns(
+    spec: Mapping[str, Any], dim: int, sparse_feat: Any, varlen_feat: Any,
+    length_name: str | None = None,
+) -> tuple[list[Any], list[str]]:
+    """(feature columns, history_feature_list) of an arrays spec, built with the worker's
+    framework's SparseFeat / VarLenSparseFeat (DeepCTR, DeepCTR-Torch and dinrec share the
+    signature): one SparseFeat per sparse input, each history sharing its candidate's table."""
+    columns: list[Any] = [sparse_feat(n, v, embedding_dim=dim) for n, v in spec["sparse"].items()]
+    for name, (table, vocab) in spec["history"].items():
+        inner = sparse_feat(name, vocab, embedding_dim=dim, embedding_name=table)
+        columns.append(varlen_feat(inner, maxlen=spec["maxlen"], length_name=length_name))
+    return columns, [table for table, _ in spec["history"].values()]
+
+
 class EpochClock:
     """Wall and CPU time of each epoch (the framework's whole epoch loop, metrics included).
 
