@@ -160,12 +160,12 @@ class Trainer:
         """One optimizer step; returns (total loss, logits [B]) detached."""
         assert self.regularizer is not None
         logits = self.forward_module(feats).squeeze(-1)  # [B]
-        loss = F.binary_cross_entropy_with_logits(logits, labels)
-        total = loss + self.regularizer.batch_penalty(feats)
+        total = F.binary_cross_entropy_with_logits(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        # Whole-table L2 adds its gradient directly, without an autograd graph per table
-        # (every rank holds the same weights, so under DDP this equals the reduced gradient).
+        # Every penalty (full-table L2, MBA, DNN L2) adds its gradient directly, without an
+        # autograd graph per table (every rank holds the same weights and, for MBA, the same
+        # union of ids, so under DDP this equals the reduced gradient).
         direct = self.regularizer.add_direct_gradients(feats)
         self.optimizer.step()
         self.global_step += 1
