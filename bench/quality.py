@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 from quality_data import EXTRA_LOGS, LOGS, build_log_arrays
+from quality_stats import describe, paired_gauc_bootstrap
 
 BENCH = Path(__file__).resolve().parent
 # The common bench config (DeepCTR-Torch's DIN defaults for the towers).
@@ -97,6 +98,7 @@ def run_and_score(job: tuple[str, str, str, dict[str, Any]], arrays: Path, log: 
         scores = scores[:-1]
     res["epochs"] = epoch_metrics(scores, arrays, split)
     res["seed"] = body["config"]["seed"]
+    res["final_scores"] = scores[-1]  # [n_eval], for the paired bootstrap (not in --json)
     last = res["epochs"][-1]
     extra = ""
     if "batch_stats" in res:
@@ -146,6 +148,18 @@ def markdown(log: str, split: str, table: dict[str, dict[str, Any]], spec: dict[
             lines.append(f"| {name}, Dice with eval-batch statistics | {b['gauc']:.4f} "
                          f"| {b['auc']:.4f} | {b['logloss']:.4f} | | | |")
     return "\n".join(lines)
+
+
+def peer_differences(runs: dict[str, list[dict[str, Any]]], arrays: Path,
+                     split: str) -> list[str]:
+    """Each dinrec model's seed-mean GAUC minus the peer's, with a paired bootstrap interval
+    over the eval split's users (quality_stats.py): how much of a gap the split can resolve."""
+    with np.load(arrays) as data:
+        y, users = data[f"{split}_label"], data[f"{split}_user_key"]
+    peer = np.stack([r["final_scores"] for r in runs[PEER]])
+    return [describe(name, PEER, paired_gauc_bootstrap(
+                y, users, np.stack([r["final_scores"] for r in rs]), peer))
+            for name, rs in runs.items() if name != PEER]
 
 
 def parse_variants(names: list[str], custom: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -212,6 +226,11 @@ def main(argv: list[str] | None = None) -> None:
                 runs.setdefault(name, []).append(res)
             table = {name: summarize(r) for name, r in runs.items()}
             block = markdown(log, eval_split, table, spec)
+            if PEER in runs:
+                block += "\n\n" + "\n".join(
+                    "- " + line for line in peer_differences(runs, arrays, eval_split))
+            for r in (r for rs in runs.values() for r in rs):
+                del r["final_scores"]
             print("\n" + block + "\n", flush=True)
             blocks.append(block)
             everything[log] = {"spec": spec, "runs": runs, "summary": table}

@@ -31,6 +31,7 @@ __all__ = [
     "auc",
     "compute_metrics",
     "gauc",
+    "group_aucs",
     "logloss",
     "rela_impr",
     "resolve_metrics",
@@ -203,17 +204,34 @@ def gauc(y_true: Any, y_score: Any, groups: Any) -> float:
     Raises:
         ValueError: a label outside {0, 1}, NaN scores, a bad shape or a length mismatch.
     """
-    y = _binary_labels(y_true)
-    s = _scores(y_score, "y_score")
-    keys = _group_keys(groups)
-    if _check_lengths(y_true=y, y_score=s, groups=keys) == 0:
-        return float("nan")
-    per_group, size = _per_group_auc(y, s, keys)
+    per_group, size = group_aucs(y_true, y_score, groups)
     valid = ~np.isnan(per_group)
     if not valid.any():
         return float("nan")
     weights = size[valid].astype(np.float64)
     return float(np.dot(weights, per_group[valid]) / weights.sum())
+
+
+def group_aucs(y_true: Any, y_score: Any, groups: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The terms GAUC averages: every group's AUC and its number of rows.
+
+    Args: as gauc.
+
+    Returns:
+        (auc, size): [G] float64 AUC per group in sorted key order (nan where the group has
+        a single class) and [G] rows per group; both empty when there is no row.
+
+    Example:
+        >>> a, n = group_aucs([1, 0, 1, 1], [0.9, 0.1, 0.2, 0.3], ["u", "u", "v", "v"])
+        >>> a.tolist(), n.tolist()
+        ([1.0, nan], [2, 2])
+    """
+    y = _binary_labels(y_true)
+    s = _scores(y_score, "y_score")
+    keys = _group_keys(groups)
+    if _check_lengths(y_true=y, y_score=s, groups=keys) == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    return _per_group_auc(y, s, keys)
 
 
 def logloss(y_true: Any, y_prob: Any, eps: float = 1e-7) -> float:

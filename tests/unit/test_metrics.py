@@ -15,6 +15,7 @@ from dinrec.metrics import (
     auc,
     compute_metrics,
     gauc,
+    group_aucs,
     logloss,
     rela_impr,
     resolve_metrics,
@@ -123,6 +124,18 @@ def test_gauc_weights_groups_by_impressions() -> None:
     s = [0.9, 0.1, 0.2, 0.5, 0.7, 0.6, 0.3, 0.3, 0.9]
     g = ["a", "a", "b", "b", "b", "b", "c", "c", "c"]
     assert gauc(y, s, g) == pytest.approx(1 / 2, abs=1e-15)
+
+
+def test_group_aucs_are_the_terms_gauc_averages() -> None:
+    # The groups of the test above: a -> AUC 1 (2 rows), b -> 1/4 (4 rows), c -> one class.
+    y = [1, 0, 1, 0, 0, 1, 1, 1, 1]
+    s = [0.9, 0.1, 0.2, 0.5, 0.7, 0.6, 0.3, 0.3, 0.9]
+    g = ["a", "a", "b", "b", "b", "b", "c", "c", "c"]
+    per_group, size = group_aucs(y, s, g)
+    assert per_group[:2].tolist() == [1.0, 0.25] and math.isnan(per_group[2])
+    assert size.tolist() == [2, 4, 3]
+    empty, no_rows = group_aucs([], [], [])
+    assert empty.size == 0 and no_rows.size == 0
 
 
 def test_gauc_matches_brute_force_with_ties_and_single_class_groups() -> None:
