@@ -18,8 +18,8 @@ SHARED = {"data": {"source": "synthetic", "protocol": "click-log"},
         ("base", ("EmbeddingMLP", "sum", "dice", "prelu", "l2")),  # att_* back to defaults
         ("din", ("DIN", "attention", "prelu", "prelu", "l2")),
         ("din-mba", ("DIN", "attention", "prelu", "prelu", "mba")),
-        ("din-dice", ("DIN", "attention", "dice", "dice", "l2")),
-        ("din-mba-dice", ("DIN", "attention", "dice", "dice", "mba")),
+        ("din-dice", ("DIN", "attention", "prelu", "dice", "l2")),  # Dice in the MLP
+        ("din-mba-dice", ("DIN", "attention", "prelu", "dice", "mba")),
     ],
 )
 def test_variant_sets_model_activations_and_regularization(slug, expected) -> None:
