@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dinrec",
         description="Deep Interest Network: data, training, evaluation and serving.",
     )
-    from dinrec import __version__
+    from dinrec.version import __version__
 
     parser.add_argument("--version", action="version", version=f"dinrec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

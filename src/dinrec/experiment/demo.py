@@ -164,11 +164,12 @@ def demo_entries(chosen: Sequence[Any]) -> list[str]:
 
 def _plots(root: Path, chosen: Sequence[Any], results: Sequence[RunResult]) -> list[Path]:
     """Training curves of every run and the attention heatmap of the last DIN variant."""
-    from dinrec.bundle import load_model, load_vocab
+    from dinrec.bundle import load_vocab
     from dinrec.data.dataset import load_dataset
     from dinrec.experiment.explain import explain_user, pick_demo_case
     from dinrec.experiment.plots import plot_training_curves
     from dinrec.experiment.recorder import read_records
+    from dinrec.models import load_model
 
     files = [plot_training_curves(
         {v.label: read_records(r.run_dir) for v, r in zip(chosen, results, strict=True)},

@@ -37,7 +37,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-import dinrec
 from dinrec.serving.encoding import RequestError
 from dinrec.serving.middleware import Guard
 from dinrec.serving.rank_route import RankRoute
@@ -53,6 +52,7 @@ from dinrec.serving.schemas import (
     ScoreResponse,
 )
 from dinrec.serving.service import RankingService, ServeConfig
+from dinrec.version import __version__
 
 log = logging.getLogger("dinrec.serving")
 
@@ -174,7 +174,7 @@ def create_app(config: ServeConfig, service: RankingService | None = None) -> Fa
     service = service or RankingService(config)
     app = FastAPI(
         title="dinrec ranking service",
-        version=dinrec.__version__,
+        version=__version__,
         description="Deep Interest Network: rank candidates by click probability.",
         lifespan=_lifespan,
     )

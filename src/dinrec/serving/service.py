@@ -36,13 +36,13 @@ from dinrec.serving.rank_cache import (
 )
 from dinrec.serving.schemas import EventsRequest, RankRequest, ScoreRequest
 from dinrec.serving.scorer import BACKENDS, Scorer
-from dinrec.serving.store_values import (
+from dinrec.serving.stores import Behavior, BehaviorStore, Versions, open_store, redact
+from dinrec.serving.stores.values import (
     check_events,
     usable_categories,
     usable_history,
     usable_profile,
 )
-from dinrec.serving.stores import Behavior, BehaviorStore, Versions, open_store, redact
 
 log = logging.getLogger("dinrec.serving")
 

@@ -10,7 +10,8 @@ stays single-process code with a few hooks:
 - distributed_data.py: sharded batch sources (DistributedSampler-like index shards, local
   row-range shards, streaming loaders cut to an agreed number of batches).
 - distributed_sync.py: what crosses ranks inside a step, and the evaluation gather.
-- distributed_run.py: `dinrec train` under torchrun (rank 0 writes; restarts resume).
+- dinrec.experiment.distributed_run: `dinrec train` under torchrun (rank 0 writes; restarts
+  resume), above training as the in-process runner is.
 - distributed_torchrec.py: optional TorchRec-sharded embedding tables.
 
 Without torchrun (no WORLD_SIZE, or WORLD_SIZE=1) every function here is a cheap no-op:

@@ -13,8 +13,8 @@ from dinrec.data.dataset import write_dataset
 from dinrec.data.events import EventLog
 from dinrec.data.protocols import TimeSplit, build_samples
 from dinrec.data.vocabulary import Vocabularies
-from dinrec.serving.store_loading import load_dataset_into_store
 from dinrec.serving.stores import open_store
+from dinrec.serving.stores.loading import load_dataset_into_store
 
 
 @pytest.fixture

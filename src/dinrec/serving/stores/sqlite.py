@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dinrec.serving.stores import SQLITE_SCHEME, Behavior, UserRecord, Versions
+from dinrec.serving.stores.base import SQLITE_SCHEME, Behavior, UserRecord, Versions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS behaviors (

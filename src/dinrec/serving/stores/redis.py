@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from dinrec.serving.stores import Behavior, UserRecord, Versions
+from dinrec.serving.stores.base import Behavior, UserRecord, Versions
 
 DEFAULT_PREFIX = "dinrec:"
 SEQ_WIDTH = 16  # hex digits of the arrival number in a member

@@ -38,7 +38,7 @@ from dinrec.data.protocols_samples import (
     USER_KEY,
 )
 from dinrec.data.vocabulary import FIRST_ID, Vocabulary
-from dinrec.serving.stores import BehaviorStore
+from dinrec.serving.stores.base import BehaviorStore
 
 USERS_PER_WRITE = 5000
 

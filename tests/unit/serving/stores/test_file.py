@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from dinrec.serving.service import RankingService, ServeConfig
-from dinrec.serving.store_sqlite import SQLiteStore, StoreFileGone
 from dinrec.serving.stores import Behavior
+from dinrec.serving.stores.sqlite import SQLiteStore, StoreFileGone
 
 EVENT = Behavior("u", "i1", "c1", 1.0)
 

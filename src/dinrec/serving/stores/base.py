@@ -1,18 +1,6 @@
-"""Behavior stores: what the ranking service knows about users and items, by raw id.
+"""The behavior store's types: events, user records, versions and the BehaviorStore protocol.
 
-A store holds, keyed by RAW ids (never vocabulary-encoded ones, so a store outlives model
-versions and vocabularies):
-
-- each user's most recent behaviors (item, category, timestamp), trimmed to what the model
-  reads; ordered by timestamp, ties by arrival;
-- each user's profile (a JSON object of raw values, e.g. {"gender": "f"});
-- each item's category, so a rank request need only name candidate item ids.
-
-Two implementations share the BehaviorStore protocol and one test suite: SQLite (embedded,
-the default: WAL, indexed by user) and Redis (shared by several servers).
-
-URLs: sqlite:///relative/path.db, sqlite:////absolute/path.db (SQLAlchemy's convention),
-redis://HOST:PORT/DB (optionally ?prefix=KEYPREFIX, default "dinrec:").
+See dinrec.serving.stores for what a store holds and the URLs that open one.
 """
 
 from __future__ import annotations
@@ -125,37 +113,3 @@ class BehaviorStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def open_store(url: str) -> BehaviorStore:
-    """A store by URL (see the module docstring); created empty if absent."""
-    if url.startswith(SQLITE_SCHEME):
-        from dinrec.serving.store_sqlite import SQLiteStore
-
-        path = url[len(SQLITE_SCHEME):]
-        if not path:
-            raise ValueError(f"store URL {url!r} names no file; e.g. sqlite:///dinrec-store.db")
-        return SQLiteStore(path)
-    if url.startswith(REDIS_SCHEMES):
-        from dinrec.serving.store_redis import RedisStore
-
-        return RedisStore(url)
-    raise ValueError(
-        f"unknown store URL {url!r}; use sqlite:///PATH (sqlite:////abs/path) or "
-        "redis://HOST:PORT/DB"
-    )
-
-
-def redact(url: str) -> str:
-    """The URL without a password, for logs and /readyz; a SQLite file by its name only
-    (/readyz needs no key, and a client has no use for the server's directories)."""
-    if url.startswith(SQLITE_SCHEME):
-        name = url[len(SQLITE_SCHEME):].rsplit("/", 1)[-1]
-        return f"{SQLITE_SCHEME}{name}" if "/" not in url[len(SQLITE_SCHEME):] else (
-            f"{SQLITE_SCHEME}.../{name}")
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user + ':***' if ':' in creds else '***'}@{host}"

@@ -14,8 +14,6 @@ run_experiment hands over to run_distributed when torchrun started several worke
   every rank, so the metrics cover every row once;
 - after a torchrun restart (--max-restarts) the run continues from its last checkpoint: at
   most `output.checkpoint_every` steps are trained again, and none are lost.
-
-This module imports dinrec.experiment lazily: training stays importable without it.
 """
 
 from __future__ import annotations
@@ -25,18 +23,43 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from dinrec.bundle import save_model
+from dinrec.data.dataset import Dataset, to_numpy
+from dinrec.data.protocols_samples import USER_KEY
+from dinrec.data.splits import last_fraction_mask
+from dinrec.experiment.checkpoint import CHECKPOINT_FILE
+from dinrec.experiment.config import ConfigError, ExperimentConfig
+from dinrec.experiment.data_source import prepare_dataset
+from dinrec.experiment.recorder import RunLog, RunRecorder
+from dinrec.experiment.run_dir import (
+    BUNDLE_DIR,
+    RESULTS_FILE,
+    RunResult,
+    build_experiment_model,
+    bundle_extra,
+    describe_model,
+    prepare_run_dir,
+    read_result,
+    resolve_device,
+    resume_or_start,
+    write_result,
+)
+from dinrec.experiment.streaming import split_loader, streamed_train, use_streaming
+from dinrec.experiment.tensors import SplitArrays, batches
+from dinrec.models import load_model
 from dinrec.training.distributed import (
     FaultInjection,
     StopSync,
     all_reduce_int,
     barrier,
     broadcast_object,
+    current,
     destroy,
     init_from_env,
     run_main_first,
@@ -44,12 +67,7 @@ from dinrec.training.distributed import (
 from dinrec.training.distributed_data import AgreedBatches, ShardBatches
 from dinrec.training.distributed_sync import gather_scores
 from dinrec.training.distributed_trainer import wrap_trainer
-
-if TYPE_CHECKING:
-    from dinrec.data.dataset import Dataset
-    from dinrec.experiment.config import ExperimentConfig
-    from dinrec.experiment.runner import RunResult
-    from dinrec.experiment.tensors import SplitArrays
+from dinrec.training.trainer import Trainer
 
 
 def _row_group_starts(pf: pq.ParquetFile) -> np.ndarray:
@@ -92,9 +110,6 @@ def shard_range(num_rows: int, rank: int, world: int) -> tuple[int, int]:
 
 def read_rows(dataset: Dataset, split: str, lo: int, hi: int) -> SplitArrays:
     """Rows [lo, hi) of a split as SplitArrays, reading only the row groups that hold them."""
-    from dinrec.data.dataset import to_numpy
-    from dinrec.data.protocols_samples import USER_KEY
-    from dinrec.experiment.tensors import SplitArrays
 
     pf = pq.ParquetFile(dataset.split_path(split))
     starts = _row_group_starts(pf)
@@ -109,7 +124,6 @@ def read_rows(dataset: Dataset, split: str, lo: int, hi: int) -> SplitArrays:
 
 def split_rows(dataset: Dataset, split: str, rank: int, world: int) -> tuple[int, int]:
     """This rank's [lo, hi) of a split, with both ends on user boundaries."""
-    from dinrec.data.protocols_samples import USER_KEY
 
     path = dataset.split_path(split)
     total = pq.ParquetFile(path).metadata.num_rows
@@ -122,11 +136,6 @@ def evaluate_shard(
 ) -> dict[str, float]:
     """{"auc", "gauc", "logloss"} over a whole split, each rank scoring its row range (or,
     streaming, its row groups: every row on one rank, so the gather needs no row ids)."""
-    from dinrec.data.protocols_samples import USER_KEY
-    from dinrec.experiment.streaming import split_loader
-    from dinrec.experiment.tensors import batches
-    from dinrec.training.distributed import current
-    from dinrec.training.trainer import Trainer
 
     env = current()
     source: Any
@@ -148,8 +157,6 @@ def _row_range_sources(
     schema: Any, dataset: Dataset, t: Any, env: Any, log: Any
 ) -> tuple[ShardBatches, ShardBatches | None]:
     """(train, validation or None) of this rank's row range of the train split, in memory."""
-    from dinrec.data.splits import last_fraction_mask
-    from dinrec.experiment.tensors import batches
 
     world = env.world_size
     lo, hi = split_rows(dataset, "train", env.rank, world)
@@ -187,7 +194,6 @@ def run_distributed(
     echo: TextIO | None = sys.stdout,
 ) -> RunResult:
     """run_experiment for one rank of a torchrun job (call it on every rank)."""
-    from dinrec.experiment.runner import resolve_device
 
     t = config.training
     # cuda: nccl and the model on cuda:LOCAL_RANK; cpu: gloo.
@@ -202,13 +208,6 @@ def _run(
     config: ExperimentConfig, run_dir: Path, resume: bool, verbose: int,
     echo: TextIO | None, env: Any,
 ) -> RunResult:
-    from dinrec.bundle import load_model, save_model
-    from dinrec.experiment import runner
-    from dinrec.experiment.checkpoint import CHECKPOINT_FILE
-    from dinrec.experiment.config import ConfigError
-    from dinrec.experiment.data_source import prepare_dataset
-    from dinrec.experiment.recorder import RunLog, RunRecorder
-    from dinrec.experiment.streaming import streamed_train, use_streaming
 
     start = time.perf_counter()
     t, main, world = config.training, env.is_main, env.world_size
@@ -218,22 +217,22 @@ def _run(
     checkpoint = root / CHECKPOINT_FILE
     # A torchrun restart runs the same command again: continue from the last checkpoint.
     resume = resume or (env.restart_count > 0 and checkpoint.is_file())
-    if resume and (root / runner.RESULTS_FILE).is_file():
-        return runner.read_result(root)
+    if resume and (root / RESULTS_FILE).is_file():
+        return read_result(root)
     if t.batch_size % world:
         raise ConfigError(f"training.batch_size={t.batch_size} is the global batch and must be "
                           f"a multiple of the {world} ranks")
 
     def setup() -> Dataset:
         if main:
-            runner.prepare_run_dir(config, root, resume)
+            prepare_run_dir(config, root, resume)
         return prepare_dataset(config.data, root, progress=verbose > 0 and main)
 
     dataset = run_main_first(setup)
     log: Any = RunLog(root, echo if verbose else None) if main else _Silent()
     log(f"{'resuming' if resume else 'starting'} run {config.output.name!r} in {root} on "
         f"{world} ranks ({env.backend}); dataset {dataset.path}")
-    model = runner.build_experiment_model(config, dataset)
+    model = build_experiment_model(config, dataset)
     model.to(env.device)
     streaming, why = use_streaming(config.data, model.schema, dataset)
     log(f"samples {'streamed from Parquet' if streaming else 'loaded in memory'} ({why})")
@@ -249,26 +248,26 @@ def _run(
     vocab = dataset.vocabularies().to_json_dict()
 
     def save_best(epoch: int) -> None:
-        save_model(model, root / runner.BUNDLE_DIR, vocab=vocab,
-                   extra=runner.bundle_extra(config, dataset, epoch, world_size=world))
+        save_model(model, root / BUNDLE_DIR, vocab=vocab,
+                   extra=bundle_extra(config, dataset, epoch, world_size=world))
 
     recorder = (RunRecorder(root, t.monitor if validation else None, t.patience,
                             config.output.checkpoint_every, save_best, log) if main else None)
     callbacks: list[Any] = [recorder] if recorder is not None else []
     callbacks += [FaultInjection(env), StopSync()]
     # Every rank restores the trainer (the same weights and RNG); rank 0 its records too.
-    stopped = runner.resume_or_start(trainer, recorder, checkpoint, resume, t.seed, log)
+    stopped = resume_or_start(trainer, recorder, checkpoint, resume, t.seed, log)
     if not stopped:
         trainer.fit(train, t.epochs, 0, verbose if main else 0, callbacks, validation)
     barrier()  # the best bundle is written
-    best = load_model(root / runner.BUNDLE_DIR)
+    best = load_model(root / BUNDLE_DIR)
     test = evaluate_shard(best, dataset, "test", t.eval_batch_size, streaming)
     best_epoch, epochs_run = broadcast_object(
         (None if recorder is None or recorder.best_epoch is None else recorder.best_epoch + 1,
          len(recorder.records) if recorder is not None else 0))
-    result = runner.RunResult(root, config.output.name, runner.describe_model(config), test,
+    result = RunResult(root, config.output.name, describe_model(config), test,
                               best_epoch, epochs_run, time.perf_counter() - start)
     if main:
-        runner.write_result(config, result, log)
+        write_result(config, result, log)
     barrier()
     return result
