@@ -12,8 +12,8 @@ import torch
 
 from dinrec.experiment.distributed_run import shard_range, user_boundary
 from dinrec.training.batches import TensorBatches
-from dinrec.training.distributed import FaultInjection, read_env
-from dinrec.training.distributed_data import DistributedBatches, epoch_permutation, shard_source
+from dinrec.training.distributed.launch import FaultInjection, read_env
+from dinrec.training.distributed.sharding import DistributedBatches, epoch_permutation, shard_source
 
 
 def features(n: int) -> dict[str, torch.Tensor]:
@@ -97,7 +97,7 @@ def test_rank_row_ranges_hold_out_the_validation_rows_of_one_process(tmp_path) -
     from dinrec.data.dataset import load_dataset
     from dinrec.data.splits import last_fraction_mask
     from dinrec.experiment.distributed_run import read_rows, split_rows
-    from dinrec.experiment.tensors import read_split
+    from dinrec.experiment.split_arrays import read_split
 
     build_dataset("synthetic", None, "click-log", tmp_path / "d", maxlen=5, row_group_size=97,
                   reader_options={"n_users": 40, "n_items": 80, "n_categories": 6,

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     code = _main(argv)
     if "WORLD_SIZE" in os.environ:  # a cheap test first: the import below loads torch
-        from dinrec.training.distributed import exit_process, launched_by_torchrun
+        from dinrec.training.distributed.launch import exit_process, launched_by_torchrun
 
         if launched_by_torchrun():
             # A torchrun worker ends with os._exit: a normal exit can SIGABRT in gloo's

@@ -31,7 +31,7 @@ import torch
 
 from dinrec.bundle import save_model
 from dinrec.data.dataset import Dataset, to_numpy
-from dinrec.data.protocols_samples import USER_KEY
+from dinrec.data.protocols.samples import USER_KEY
 from dinrec.data.splits import last_fraction_mask
 from dinrec.experiment.checkpoint import CHECKPOINT_FILE
 from dinrec.experiment.config import ConfigError, ExperimentConfig
@@ -50,10 +50,11 @@ from dinrec.experiment.run_dir import (
     resume_or_start,
     write_result,
 )
+from dinrec.experiment.split_arrays import SplitArrays, batches
 from dinrec.experiment.streaming import split_loader, streamed_train, use_streaming
-from dinrec.experiment.tensors import SplitArrays, batches
 from dinrec.models import load_model
-from dinrec.training.distributed import (
+from dinrec.training.distributed.ddp import wrap_trainer
+from dinrec.training.distributed.launch import (
     FaultInjection,
     StopSync,
     all_reduce_int,
@@ -64,9 +65,8 @@ from dinrec.training.distributed import (
     init_from_env,
     run_main_first,
 )
-from dinrec.training.distributed_data import AgreedBatches, ShardBatches
-from dinrec.training.distributed_sync import gather_scores
-from dinrec.training.distributed_trainer import wrap_trainer
+from dinrec.training.distributed.sharding import AgreedBatches, ShardBatches
+from dinrec.training.distributed.sync import gather_scores
 from dinrec.training.trainer import Trainer
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from dinrec.data.dataset import Dataset, feature_columns
-from dinrec.data.protocols_samples import USER_KEY
+from dinrec.data.protocols.samples import USER_KEY
 from dinrec.errors import OutputExistsError
 from dinrec.experiment.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from dinrec.experiment.config import ExperimentConfig, dump_config

@@ -29,7 +29,7 @@ import torch
 
 from dinrec.bundle import save_model
 from dinrec.data.dataset import Dataset
-from dinrec.data.protocols_samples import USER_KEY
+from dinrec.data.protocols.samples import USER_KEY
 from dinrec.experiment.checkpoint import CHECKPOINT_FILE
 from dinrec.experiment.config import ExperimentConfig, TrainingConfig
 from dinrec.experiment.data_source import prepare_dataset
@@ -50,8 +50,8 @@ from dinrec.experiment.run_dir import (
     resume_or_start,
     write_result,
 )
+from dinrec.experiment.split_arrays import SplitArrays, batches, read_split, validation_split
 from dinrec.experiment.streaming import split_loader, streamed_train, use_streaming
-from dinrec.experiment.tensors import SplitArrays, batches, read_split, validation_split
 from dinrec.models import InterestNetwork, load_model
 from dinrec.schema import FeatureSchema
 from dinrec.training.batches import BatchSource, TensorBatches
@@ -86,7 +86,7 @@ def run_experiment(
         verbose: 1 shows progress bars (samples/s, ETA) and per-epoch lines; 0 is quiet.
         echo: stream for the log lines (None: only train.log).
     """
-    from dinrec.training.distributed import launched_by_torchrun
+    from dinrec.training.distributed.launch import launched_by_torchrun
 
     if launched_by_torchrun():  # one of several torchrun workers: data-parallel training
         from dinrec.experiment.distributed_run import run_distributed

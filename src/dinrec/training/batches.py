@@ -39,7 +39,7 @@ class BatchSource(Protocol):
 
 class InMemoryRows:
     """Features and labels held as tensors, the batching settings, and the epoch that orders
-    the rows: what TensorBatches and the sharded in-memory sources of distributed_data
+    the rows: what TensorBatches and the sharded in-memory sources of distributed.sharding
     (DistributedBatches, ShardBatches) hold alike. Subclasses say which rows each epoch
     yields, in what order."""
 

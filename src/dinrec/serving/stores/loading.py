@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from dinrec.data.dataset import load_dataset
-from dinrec.data.protocols_samples import (
+from dinrec.data.protocols.samples import (
     CATE_ID,
     HIST_CATE_ID,
     HIST_ITEM_ID,

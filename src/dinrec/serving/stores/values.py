@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dinrec.serving.encoding import FeatureEncoder, IdCodec, RequestError
-from dinrec.serving.schemas import Event
+from dinrec.serving.http.schemas import Event
 
 
 def _codecs(encoder: FeatureEncoder, position: int) -> list[IdCodec]:

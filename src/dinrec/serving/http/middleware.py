@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 
-from dinrec.serving.metrics import ServingMetrics
+from dinrec.serving.http.prometheus import ServingMetrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -37,7 +37,7 @@ from dinrec.training.batches import (
     epoch_permutation,
     take_rows,
 )
-from dinrec.training.distributed import (
+from dinrec.training.distributed.launch import (
     all_gather_rows,
     all_reduce_int,
     all_reduce_sum_,

@@ -1,8 +1,6 @@
-"""Dataset splits as model-ready batch sources, a per-user validation split, id remapping.
+"""A dataset split in numpy (SplitArrays), a per-user validation split, model-ready batches.
 
-A dataset's ids come from its own vocab.json; a model bundle may carry another vocabulary
-(trained on another build). remap_ids re-encodes the id columns through the raw ids, so a
-bundle can score any dataset of the same kind: ids the bundle never saw become unknown (1).
+read_split re-encodes ids into another vocabulary when asked (dinrec.data.remap).
 """
 
 from __future__ import annotations
@@ -13,15 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from dinrec.data.dataset import Dataset
-from dinrec.data.protocols_samples import CATE_ID, HIST_CATE_ID, HIST_ITEM_ID, ITEM_ID, USER_KEY
+from dinrec.data.protocols.samples import USER_KEY
+from dinrec.data.remap import as_vocabularies, remap_ids
 from dinrec.data.splits import last_fraction_mask
-from dinrec.data.vocabulary import OOV_ID, PAD_ID, Vocabularies
+from dinrec.data.vocabulary import Vocabularies
 from dinrec.inputs import prepare_group, prepare_inputs, prepare_labels
 from dinrec.schema import FeatureSchema
 from dinrec.training.batches import TensorBatches
-
-# History columns are encoded with their candidate's vocabulary.
-_VOCAB_OF = {HIST_ITEM_ID: ITEM_ID, HIST_CATE_ID: CATE_ID}
 
 
 @dataclass
@@ -74,37 +70,3 @@ def batches(
     n = len(arrays)
     feats[USER_KEY] = prepare_group(arrays.groups, n, USER_KEY)
     return TensorBatches(feats, prepare_labels(arrays.y, n), batch_size, shuffle, seed=seed)
-
-
-def as_vocabularies(vocab: Mapping[str, object] | Vocabularies) -> Vocabularies:
-    """A Vocabularies from itself or from its vocab.json dict."""
-    if isinstance(vocab, Vocabularies):
-        return vocab
-    return Vocabularies.from_json_dict(vocab)
-
-
-def remap_ids(
-    x: dict[str, np.ndarray], source: Vocabularies, target: Vocabularies
-) -> dict[str, np.ndarray]:
-    """Id columns of `x` moved from the `source` vocabularies to `target` via raw ids.
-
-    Padding stays 0 and unknown stays 1; a raw id `target` does not know becomes 1.
-    Columns whose vocabularies are equal (the usual case) are returned unchanged.
-    """
-    out = dict(x)
-    tables: dict[str, np.ndarray] = {}
-    for column, values in x.items():
-        name = _VOCAB_OF.get(column, column)
-        if name not in source or name not in target or source[name] == target[name]:
-            continue
-        if name not in tables:
-            src, dst = source[name], target[name]
-            if src.is_hashed or dst.is_hashed:
-                raise ValueError(f"feature {name!r}: the dataset's and the model's vocabularies "
-                                 "differ and one of them is hashed; rebuild the dataset with "
-                                 "the model's vocab")
-            table = dst.encode(src.decode(np.arange(src.size)))  # [S] target id of each id
-            table[PAD_ID], table[OOV_ID] = PAD_ID, OOV_ID
-            tables[name] = table
-        out[column] = tables[name][values]
-    return out

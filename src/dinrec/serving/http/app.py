@@ -38,9 +38,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from dinrec.serving.encoding import RequestError
-from dinrec.serving.middleware import Guard
-from dinrec.serving.rank_route import RankRoute
-from dinrec.serving.schemas import (
+from dinrec.serving.http.middleware import Guard
+from dinrec.serving.http.rank_route import RankRoute
+from dinrec.serving.http.schemas import (
     ErrorResponse,
     EventsRequest,
     EventsResponse,

@@ -10,7 +10,7 @@ import pytest
 
 from dinrec.data.events import EventLog
 from dinrec.data.protocols import TimeSplit, build_samples
-from dinrec.data.protocols_samples import Samples, SampleSet
+from dinrec.data.protocols.samples import Samples, SampleSet
 from dinrec.data.vocabulary import OOV_ID, Vocabularies
 
 

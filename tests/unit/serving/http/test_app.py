@@ -14,8 +14,8 @@ pytest.importorskip("fastapi", reason="serving tests need the 'serve' extra")
 
 import httpx
 
-from dinrec.serving.app import create_app, field_path
 from dinrec.serving.demo import DemoSpec
+from dinrec.serving.http.app import create_app, field_path
 from dinrec.serving.scorer import bundle_version
 from dinrec.serving.service import RankingService, ServeConfig
 

@@ -7,7 +7,7 @@ import pytest
 
 from dinrec.data.events import EventLog
 from dinrec.data.protocols import build_samples
-from dinrec.data.protocols_samples import Samples, SampleSet
+from dinrec.data.protocols.samples import Samples, SampleSet
 
 
 def make_log(rows: list[tuple]) -> EventLog:

@@ -1,60 +1,38 @@
-"""Sample builders (protocols): an EventLog -> train/test samples with behavior histories.
-
-Three protocols, all vectorised (no per-user Python loop):
+"""The rating and click-log protocols: labels given by the log, samples split by time.
 
 - ``rating``: one sample per rating event, label = rating >= threshold (the DIN paper's
-  MovieLens task: 4 and 5 positive); split by time (TimeSplit).
-- ``next-item``: the DIN reference protocol for Amazon (see protocols_nextitem); fixed split.
-- ``click-log``: explicit click labels from impressions, histories from a behavior log;
-  split by time.
+  MovieLens task: 4 and 5 positive).
+- ``click-log``: explicit click labels from impressions, histories from a behavior log.
 
-In rating and click-log, a sample's history is its user's events with a strictly earlier
-timestamp (an event at the same second is not earlier, so the target itself and anything
-logged with it never leak in), the most recent `maxlen` kept, in chronological order.
-
-Example:
-    >>> import numpy as np
-    >>> from dinrec.data.events import EventLog
-    >>> log = EventLog(user=np.array(["u", "u", "u"]), item=np.array(["a", "b", "c"]),
-    ...                category=np.array(["x", "x", "y"]), timestamp=np.array([1, 2, 2]),
-    ...                rating=np.array([5, 3, 4], dtype=np.float32))
-    >>> s = build_samples("rating", log, split=TimeSplit(cutoff=2))
-    >>> s.train.item.tolist(), s.test.item.tolist(), s.test.hist_len.tolist()
-    (['a'], ['b', 'c'], [1, 1])
+A sample's history is its user's events with a strictly earlier timestamp (an event at the
+same second is not earlier, so the target itself and anything logged with it never leak in),
+the most recent `maxlen` kept, in chronological order.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-from typing import Any
-
 import numpy as np
 
 from dinrec.data.events import EventLog
-from dinrec.data.protocols_nextitem import build_next_item
-from dinrec.data.protocols_samples import (
-    CATE_ID,
-    ITEM_ID,
-    USER_ID,
-    Samples,
-    SampleSet,
+from dinrec.data.protocols.history import (
     as_str_log,
-    check_maxlen,
-    check_profile,
     covered_rows,
     event_values,
     history_ends,
     recent_window,
+    sample_set,
     sort_by_user_time,
     user_codes,
 )
+from dinrec.data.protocols.samples import (
+    CATE_ID,
+    ITEM_ID,
+    USER_ID,
+    Samples,
+    check_maxlen,
+    check_profile,
+)
 from dinrec.data.splits import TimeSplit
-
-__all__ = [
-    "PROTOCOLS", "SampleSet", "Samples", "TimeSplit", "build_click_log", "build_next_item",
-    "build_rating", "build_samples",
-]
 
 DEFAULT_SPLIT = TimeSplit(test_fraction=0.2)
 RATING_HISTORY = ("all", "positive")
@@ -96,7 +74,7 @@ def build_rating(
     keep = np.ones(len(log), bool) if history == "all" else label == 1
     hist_log, hist_codes = log.take(keep), codes[keep]
     first, end = history_ends(hist_codes, hist_log.timestamp, codes, log.timestamp)
-    samples = _sample_set(log, label, *recent_window(first, end, maxlen))
+    samples = sample_set(log, label, *recent_window(first, end, maxlen))
     test = split.test_mask(codes, log.timestamp)
     options = {"maxlen": maxlen, "threshold": float(threshold), "history": history,
                "split": split.to_dict()}
@@ -148,7 +126,7 @@ def build_click_log(
     if len(label) and not np.isin(label, (0, 1)).all():
         raise ValueError(f"click-log protocol: labels of {impressions.source} must be 0 or 1")
     first, end = history_ends(beh_codes, behaviors.timestamp, codes, impressions.timestamp)
-    samples = _sample_set(impressions, label, *recent_window(first, end, maxlen))
+    samples = sample_set(impressions, label, *recent_window(first, end, maxlen))
     test = split.test_mask(codes, impressions.timestamp)
     # Behaviors before some training impression are training-period data; fit on them too.
     seen = behaviors.take(covered_rows(len(behaviors), first[~test], end[~test]))
@@ -161,53 +139,3 @@ def build_click_log(
         test=samples.take(test), history=behaviors, fit_values=fit_values,
         source=impressions.source,
     )
-
-
-def _sample_set(
-    log: EventLog, label: np.ndarray, hist_start: np.ndarray, hist_len: np.ndarray
-) -> SampleSet:
-    """One sample per row of a sorted log."""
-    return SampleSet(
-        user=log.user, item=log.item, category=log.category, timestamp=log.timestamp,
-        label=label, hist_start=hist_start, hist_len=hist_len, profile=dict(log.profile),
-    )
-
-
-PROTOCOLS: dict[str, Callable[..., Samples]] = {
-    "rating": build_rating,
-    "next-item": build_next_item,
-    "click-log": build_click_log,
-}
-
-
-def build_samples(
-    protocol: str, log: EventLog, *, behaviors: EventLog | None = None, **options: Any
-) -> Samples:
-    """Build samples with a protocol chosen by name (what the CLI and configs call).
-
-    Args:
-        protocol: "rating", "next-item" or "click-log".
-        log: the events (impressions for click-log).
-        behaviors: click-log only: the behavior log for histories.
-        options: the protocol's keyword options (maxlen, split, threshold, seed, ...);
-            a `split` given as a dict is turned into a TimeSplit. Unknown names raise.
-    """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
-    builder = PROTOCOLS[protocol]
-    allowed = [
-        p.name for p in inspect.signature(builder).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"protocol {protocol!r} has no options {unknown}; its options are {allowed}"
-        )
-    if isinstance(options.get("split"), dict):
-        options["split"] = TimeSplit.from_dict(options["split"])
-    if protocol == "click-log":
-        return build_click_log(log, behaviors, **options)
-    if behaviors is not None:
-        raise ValueError(f"protocol {protocol!r} takes no behaviors log")
-    return builder(log, **options)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dinrec.serving.metrics import Counter, Histogram, ServingMetrics
+from dinrec.serving.http.prometheus import Counter, Histogram, ServingMetrics
 
 
 def test_counter_renders_help_type_and_labelled_values() -> None:

@@ -28,8 +28,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from dinrec.layers.embedding import sparse_parameters
-from dinrec.training.distributed import current
-from dinrec.training.distributed_sync import (
+from dinrec.training.distributed.launch import current
+from dinrec.training.distributed.sync import (
     GlobalTableIds,
     gather_scores,
     gather_sparse_gradients,

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from dinrec.layers.activation import Dice
-from dinrec.training.distributed import all_gather_rows, get_world_size, is_distributed
+from dinrec.training.distributed.launch import all_gather_rows, get_world_size, is_distributed
 
 
 # ----- Dice --------------------------------------------------------------------------------

@@ -20,13 +20,13 @@ import os
 
 from fastapi import FastAPI
 
-from dinrec.serving.app import create_app
-from dinrec.serving.connections import ConnectionLimits, LimitedHttpToolsProtocol
+from dinrec.serving.http.app import create_app
+from dinrec.serving.http.connections import ConnectionLimits, LimitedHttpToolsProtocol
 from dinrec.serving.service import ServeConfig
 
 SETTINGS_ENV = "DINREC_SERVE_WORKER_SETTINGS"
-APP_FACTORY = "dinrec.serving.workers:worker_app"
-PROTOCOL = "dinrec.serving.workers:WorkerProtocol"
+APP_FACTORY = "dinrec.serving.http.workers:worker_app"
+PROTOCOL = "dinrec.serving.http.workers:WorkerProtocol"
 
 
 class WorkerProtocol(LimitedHttpToolsProtocol):

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from dinrec.feature_column import SparseFeat, VarLenSparseFeat
-from dinrec.training.distributed import current
+from dinrec.training.distributed.launch import current
 
 if TYPE_CHECKING:
     from dinrec.models.network import InterestNetwork
@@ -234,7 +234,7 @@ def wrap_trainer_torchrec(
     Args:
         dense_optimizer: a callable params -> torch optimizer (default: Adam, lr 1e-3).
     """
-    from dinrec.training.distributed_sync import gather_scores, sync_dice
+    from dinrec.training.distributed.sync import gather_scores, sync_dice
 
     model = trainer.model
     dmp = shard_embeddings(model, sharding, optimizer=embedding_optimizer, lr=embedding_lr)

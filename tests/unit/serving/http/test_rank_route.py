@@ -12,8 +12,8 @@ pytest.importorskip("fastapi", reason="serving tests need the 'serve' extra")
 
 import httpx
 
-from dinrec.serving.app import create_app
-from dinrec.serving.rank_route import dumps
+from dinrec.serving.http.app import create_app
+from dinrec.serving.http.rank_route import dumps
 from dinrec.serving.service import ServeConfig
 
 pytestmark = pytest.mark.anyio

@@ -23,8 +23,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from dinrec.serving.encoding import RequestError
-from dinrec.serving.middleware import ASGIApp, Receive, Scope, Send, replaying_receive
-from dinrec.serving.schemas import RankRequest
+from dinrec.serving.http.middleware import ASGIApp, Receive, Scope, Send, replaying_receive
+from dinrec.serving.http.schemas import RankRequest
 from dinrec.serving.service import RankingService
 
 _fast_dumps: Callable[[Any], bytes] | None

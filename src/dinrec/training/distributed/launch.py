@@ -1,21 +1,8 @@
-"""torch.distributed for dinrec: the torchrun environment, the process group, collectives.
+"""The torchrun environment, the process group, small collectives, callbacks keeping ranks in step.
 
-Every distributed concern is in this module and its siblings, so the rest of the library
-stays single-process code with a few hooks:
-
-- distributed.py (here): read torchrun's environment, start the process group (gloo on CPU,
-  nccl on CUDA), small collectives, and callbacks that keep ranks in step.
-- distributed_trainer.py: wrap_trainer, DDP around a Trainer's model with the
-  cross-rank Dice statistics, MBA ids, sparse-gradient sync and evaluation gather.
-- distributed_data.py: sharded batch sources (DistributedSampler-like index shards, local
-  row-range shards, streaming loaders cut to an agreed number of batches).
-- distributed_sync.py: what crosses ranks inside a step, and the evaluation gather.
-- dinrec.experiment.distributed_run: `dinrec train` under torchrun (rank 0 writes; restarts
-  resume), above training as the in-process runner is.
-- distributed_torchrec.py: optional TorchRec-sharded embedding tables.
-
-Without torchrun (no WORLD_SIZE, or WORLD_SIZE=1) every function here is a cheap no-op:
-rank 0 of 1, the main process.
+Read torchrun's environment, start the process group (gloo on CPU, nccl on CUDA). Without
+torchrun (no WORLD_SIZE, or WORLD_SIZE=1) every function here is a cheap no-op: rank 0 of 1,
+the main process.
 
 Example:
     >>> env = init_from_env()           # under `torchrun --nproc_per_node 2 script.py`

@@ -10,18 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from dinrec.data.events import EventLog
-from dinrec.data.protocols_samples import (
-    Samples,
-    SampleSet,
+from dinrec.data.protocols.history import (
     as_str_log,
-    check_maxlen,
-    check_profile,
     event_values,
     history_ends,
     recent_window,
     sort_by_user_time,
     user_codes,
 )
+from dinrec.data.protocols.samples import Samples, SampleSet, check_maxlen, check_profile
 from dinrec.data.splits import group_starts
 
 MIN_EVENTS = 3
