@@ -9,10 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from tests.integration.faults import KillAtStep
 
 from dinrec.experiment.distributed_run import shard_range, user_boundary
 from dinrec.training.batches import TensorBatches
-from dinrec.training.distributed.launch import FaultInjection, read_env
+from dinrec.training.distributed.launch import read_env
 from dinrec.training.distributed.sharding import DistributedBatches, epoch_permutation, shard_source
 
 
@@ -87,9 +88,10 @@ def test_torchrun_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_fault_injection_fires_on_the_first_attempt_only() -> None:
     first = read_env({"RANK": "1", "WORLD_SIZE": "2"})
     again = read_env({"RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RESTART_COUNT": "1"})
-    assert FaultInjection(first, "1:7").kill_at == 7
-    assert FaultInjection(again, "1:7").kill_at is None
-    assert FaultInjection(first, "0:7").kill_at is None
+    assert KillAtStep("1:7", first).kill_at == 7
+    assert KillAtStep("1:7", again).kill_at is None
+    assert KillAtStep("0:7", first).kill_at is None
+    assert KillAtStep("7", first).kill_at == 7
 
 
 def test_rank_row_ranges_hold_out_the_validation_rows_of_one_process(tmp_path) -> None:

@@ -22,6 +22,7 @@ import dataclasses
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -44,6 +45,7 @@ from dinrec.experiment.run_dir import (
     build_experiment_model,
     bundle_extra,
     describe_model,
+    evaluate_source,
     prepare_run_dir,
     read_result,
     resolve_device,
@@ -53,9 +55,9 @@ from dinrec.experiment.run_dir import (
 from dinrec.experiment.split_arrays import SplitArrays, batches
 from dinrec.experiment.streaming import split_loader, streamed_train, use_streaming
 from dinrec.models import load_model
+from dinrec.training.callbacks import Callback
 from dinrec.training.distributed.ddp import wrap_trainer
 from dinrec.training.distributed.launch import (
-    FaultInjection,
     StopSync,
     all_reduce_int,
     barrier,
@@ -67,7 +69,6 @@ from dinrec.training.distributed.launch import (
 )
 from dinrec.training.distributed.sharding import AgreedBatches, ShardBatches
 from dinrec.training.distributed.sync import gather_scores
-from dinrec.training.trainer import Trainer
 
 
 def _row_group_starts(pf: pq.ParquetFile) -> np.ndarray:
@@ -147,10 +148,7 @@ def evaluate_shard(
         lo, hi = shard_range(total, env.rank, env.world_size)
         part = batches(model.schema, read_rows(dataset, split, lo, hi), batch_size, False, 0)
         source = ShardBatches(part.features, part.labels, batch_size)
-    trainer = Trainer(model, "adam", metrics=["auc", "gauc"], group_column=USER_KEY)
-    trainer.gather_scores = gather_scores
-    scores = trainer.evaluate(source)
-    return {"auc": scores["auc"], "gauc": scores["gauc"], "logloss": scores["loss"]}
+    return evaluate_source(model, source, gather_scores)
 
 
 def _row_range_sources(
@@ -192,6 +190,7 @@ def run_distributed(
     resume: bool = False,
     verbose: int = 1,
     echo: TextIO | None = sys.stdout,
+    callbacks: Sequence[Callback] = (),
 ) -> RunResult:
     """run_experiment for one rank of a torchrun job (call it on every rank)."""
 
@@ -199,14 +198,14 @@ def run_distributed(
     # cuda: nccl and the model on cuda:LOCAL_RANK; cpu: gloo.
     env = init_from_env(device=resolve_device(t.device).type, num_threads=t.num_threads or 1)
     try:
-        return _run(config, Path(run_dir), resume, verbose, echo, env)
+        return _run(config, Path(run_dir), resume, verbose, echo, env, callbacks)
     finally:
         destroy()
 
 
 def _run(
     config: ExperimentConfig, run_dir: Path, resume: bool, verbose: int,
-    echo: TextIO | None, env: Any,
+    echo: TextIO | None, env: Any, extra: Sequence[Callback],
 ) -> RunResult:
 
     start = time.perf_counter()
@@ -254,7 +253,7 @@ def _run(
     recorder = (RunRecorder(root, t.monitor if validation else None, t.patience,
                             config.output.checkpoint_every, save_best, log) if main else None)
     callbacks: list[Any] = [recorder] if recorder is not None else []
-    callbacks += [FaultInjection(env), StopSync()]
+    callbacks += [*extra, StopSync()]
     # Every rank restores the trainer (the same weights and RNG); rank 0 its records too.
     stopped = resume_or_start(trainer, recorder, checkpoint, resume, t.seed, log)
     if not stopped:

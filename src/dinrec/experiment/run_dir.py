@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from dinrec.data.dataset import Dataset, feature_columns
@@ -25,7 +26,11 @@ from dinrec.experiment.outputs import RUN_ENTRIES, remove_entries
 from dinrec.experiment.recorder import RunRecorder, read_records
 from dinrec.models import build_model
 from dinrec.schema import FeatureSchema
+from dinrec.training.batches import BatchSource
 from dinrec.training.trainer import Trainer
+
+# Trainer.gather_scores: (source, probabilities, labels, groups) -> the same, of every rank.
+GatherScores = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray | None]]
 
 CONFIG_FILE = "config.toml"
 RESULTS_FILE = "results.json"
@@ -192,3 +197,18 @@ def write_result(config: ExperimentConfig, result: RunResult, log: Callable[[str
 
         plot_training_curves({config.output.name: read_records(result.run_dir)},
                              result.run_dir / CURVES_FILE)
+
+
+def evaluate_source(
+    model: Any, source: BatchSource, gather: GatherScores | None = None
+) -> dict[str, float]:
+    """{"auc", "gauc", "logloss"} of a model over a batch source holding user_key.
+
+    Args:
+        gather: under torchrun, the gather of every rank's scores (the Trainer's
+            gather_scores hook), so the metrics cover each row once; None in one process.
+    """
+    trainer = Trainer(model, "adam", metrics=["auc", "gauc"], group_column=USER_KEY)
+    trainer.gather_scores = gather
+    scores = trainer.evaluate(source)
+    return {"auc": scores["auc"], "gauc": scores["gauc"], "logloss": scores["loss"]}

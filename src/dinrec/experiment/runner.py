@@ -22,6 +22,7 @@ import dataclasses
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -29,7 +30,6 @@ import torch
 
 from dinrec.bundle import save_model
 from dinrec.data.dataset import Dataset
-from dinrec.data.protocols.samples import USER_KEY
 from dinrec.experiment.checkpoint import CHECKPOINT_FILE
 from dinrec.experiment.config import ExperimentConfig, TrainingConfig
 from dinrec.experiment.data_source import prepare_dataset
@@ -44,6 +44,7 @@ from dinrec.experiment.run_dir import (
     build_experiment_model,
     bundle_extra,
     describe_model,
+    evaluate_source,
     prepare_run_dir,
     read_result,
     resolve_device,
@@ -54,7 +55,8 @@ from dinrec.experiment.split_arrays import SplitArrays, batches, read_split, val
 from dinrec.experiment.streaming import split_loader, streamed_train, use_streaming
 from dinrec.models import InterestNetwork, load_model
 from dinrec.schema import FeatureSchema
-from dinrec.training.batches import BatchSource, TensorBatches
+from dinrec.training.batches import TensorBatches
+from dinrec.training.callbacks import Callback
 from dinrec.training.trainer import Trainer
 
 # The run directory's names and steps live in run_dir.py (shared with distributed_run.py);
@@ -74,6 +76,7 @@ def run_experiment(
     overwrite: bool = False,
     verbose: int = 1,
     echo: TextIO | None = sys.stdout,
+    callbacks: Sequence[Callback] = (),
 ) -> RunResult:
     """Train, select the best epoch on validation, test it, and write the run directory.
 
@@ -85,6 +88,8 @@ def run_experiment(
         overwrite: replace a run already in run_dir (its files only) instead of refusing.
         verbose: 1 shows progress bars (samples/s, ETA) and per-epoch lines; 0 is quiet.
         echo: stream for the log lines (None: only train.log).
+        callbacks: more training callbacks, called after the run's recorder (which has
+            checkpointed a step when they see it), e.g. a test's fault injection.
     """
     from dinrec.training.distributed.launch import launched_by_torchrun
 
@@ -96,7 +101,8 @@ def run_experiment(
             # checkpoint the restarted workers are meant to continue from.
             raise ValueError("overwrite is not supported under torchrun; remove the run "
                              f"directory {run_dir} first")
-        return run_distributed(config, run_dir, resume=resume, verbose=verbose, echo=echo)
+        return run_distributed(config, run_dir, resume=resume, verbose=verbose, echo=echo,
+                               callbacks=callbacks)
     start = time.perf_counter()
     root = Path(run_dir).resolve()
     config = config.replace(output=dataclasses.replace(config.output, dir=str(root)))
@@ -130,7 +136,7 @@ def run_experiment(
     trainer: Trainer = model.trainer
     stopped = resume_or_start(trainer, recorder, root / CHECKPOINT_FILE, resume, t.seed, log)
     if not stopped:
-        trainer.fit(train, t.epochs, 0, verbose, [recorder], validation)
+        trainer.fit(train, t.epochs, 0, verbose, [recorder, *callbacks], validation)
     result = _test_best(config, root, dataset, recorder, start, streaming)
     write_result(config, result, log)
     return result
@@ -170,10 +176,3 @@ def evaluate_arrays(
 ) -> dict[str, float]:
     """{"auc", "gauc", "logloss"} of a model on SplitArrays, grouped by user_key."""
     return evaluate_source(model, batches(model.schema, arrays, batch_size, False, 0))
-
-
-def evaluate_source(model: InterestNetwork, source: BatchSource) -> dict[str, float]:
-    """{"auc", "gauc", "logloss"} of a model over a batch source holding user_key."""
-    trainer = Trainer(model, "adam", metrics=["auc", "gauc"], group_column=USER_KEY)
-    scores = trainer.evaluate(source)
-    return {"auc": scores["auc"], "gauc": scores["gauc"], "logloss": scores["loss"]}

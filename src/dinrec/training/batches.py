@@ -86,10 +86,6 @@ class TensorBatches(InMemoryRows):
     def __len__(self) -> int:
         return -(-self.num_rows // self.batch_size)
 
-    def take(self, index: torch.Tensor) -> tuple[Batch, torch.Tensor | None]:
-        feats = {k: v[index] for k, v in self.features.items()}
-        return feats, None if self.labels is None else self.labels[index]
-
     def split(self, fraction: float) -> tuple[TensorBatches, TensorBatches]:
         """(head, tail): the last `fraction` of rows, before any shuffling (as Keras)."""
         cut = int(self.num_rows * (1.0 - fraction))

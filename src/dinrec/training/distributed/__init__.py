@@ -20,10 +20,8 @@ Example:
 """
 
 from dinrec.training.distributed.launch import (
-    FAULT_ENV,
     TORCHRUN_VARS,
     DistEnv,
-    FaultInjection,
     StopSync,
     all_gather_rows,
     all_reduce_int,
@@ -44,10 +42,8 @@ from dinrec.training.distributed.launch import (
 )
 
 __all__ = [
-    "FAULT_ENV",
     "TORCHRUN_VARS",
     "DistEnv",
-    "FaultInjection",
     "StopSync",
     "all_gather_rows",
     "all_reduce_int",

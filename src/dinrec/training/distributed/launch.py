@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -32,9 +31,6 @@ T = TypeVar("T")
 # The variables torchrun (torch.distributed.run) sets for each worker.
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
                  "MASTER_PORT", "TORCHELASTIC_RESTART_COUNT")
-# Fault injection for tests: "RANK:STEP" sends SIGKILL to that rank right after that optimizer
-# step, on a job's first attempt only (a restarted job must be able to finish).
-FAULT_ENV = "DINREC_FAULT_KILL_RANK_AT_STEP"
 
 
 @dataclass(frozen=True)
@@ -322,24 +318,3 @@ class StopSync(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self.trainer.stop_training = bool(broadcast_object(self.trainer.stop_training))
-
-
-class FaultInjection(Callback):
-    """SIGKILL one rank after a given optimizer step, on the job's first attempt only.
-
-    Reads DINREC_FAULT_KILL_RANK_AT_STEP="RANK:STEP" (for tests of torchrun --max-restarts):
-    the kill is what an out-of-memory kill or a lost machine does to a worker; torchrun then
-    restarts every worker and the run resumes from its last checkpoint.
-    """
-
-    def __init__(self, env: DistEnv, spec: str | None = None) -> None:
-        spec = os.environ.get(FAULT_ENV) if spec is None else spec
-        self.kill_at: int | None = None
-        if spec and env.restart_count == 0:
-            rank, _, step = spec.partition(":")
-            if int(rank) == env.rank:
-                self.kill_at = int(step)
-
-    def on_batch_end(self, step: int, logs: dict[str, float] | None = None) -> None:
-        if self.kill_at is not None and step == self.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
