@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import torch
 
 from dinrec.data.loader import ParquetBatchLoader
-from dinrec.data.parquet_format import (
+from dinrec.data.parquet.write_options import (
     id_storage_type,
     parquet_compression,
     parquet_dictionary_columns,
@@ -78,7 +78,7 @@ def write_store(
 
 
 def _schema(non_null_elements: bool, id_type: pa.DataType) -> pa.Schema:
-    """dinrec's dataset layout: ids as the writer stores them (parquet_format.id_storage_type)."""
+    """dinrec's dataset layout: ids as the writer stores them (write_options.id_storage_type)."""
     ids = ["user_key", "user_id", "gender", "age", "item_id", "cate_id"]
     fields = [pa.field(c, id_type, nullable=False) for c in ids]
     element = pa.field("element", id_type, nullable=not non_null_elements)

@@ -80,7 +80,7 @@ class Timer:
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         if epoch == 1:
-            from dinrec.training.distributed import barrier
+            from dinrec.training.distributed.launch import barrier
 
             barrier()
             self.wall, self.cpu = time.perf_counter(), time.process_time()
@@ -92,7 +92,7 @@ class Timer:
         return None
 
     def on_train_end(self, logs: Any = None) -> None:
-        from dinrec.training.distributed import barrier
+        from dinrec.training.distributed.launch import barrier
 
         barrier()
         self.wall = time.perf_counter() - self.wall
@@ -104,9 +104,9 @@ def worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str)
                        "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
                        "LOCAL_WORLD_SIZE": str(world)})
     from dinrec.inputs import prepare_inputs, prepare_labels
-    from dinrec.training.distributed import destroy, init_from_env
-    from dinrec.training.distributed_data import DistributedBatches
-    from dinrec.training.distributed_trainer import wrap_trainer
+    from dinrec.training.distributed.ddp import wrap_trainer
+    from dinrec.training.distributed.launch import destroy, init_from_env
+    from dinrec.training.distributed.sharding import DistributedBatches
 
     init_from_env(device="cpu", num_threads=args.threads)
     try:

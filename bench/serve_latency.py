@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from dinrec.serving.demo import DemoSpec, build_demo_bundle, demo_history
-from dinrec.serving.store_sqlite import SQLiteStore
+from dinrec.serving.stores.sqlite import SQLiteStore
 
 HOST = "127.0.0.1"  # loopback only: the benchmark never sends traffic elsewhere
 MAX_REQUESTS_PER_LEVEL = 200_000

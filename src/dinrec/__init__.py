@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from dinrec.version import __version__
 
 __all__ = ["__version__", "load_model"]
 
 
 def load_model(path: Any) -> Any:
     """Load a model saved with model.save(path) / dinrec.bundle.save_model."""
-    from dinrec.bundle import load_model as _load
+    from dinrec.models import load_model as _load
 
     return _load(path)

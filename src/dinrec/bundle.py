@@ -12,6 +12,7 @@ Loading executes no code from the bundle: JSON is parsed, tensors are read by sa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,11 +23,28 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-import dinrec
+from dinrec.version import __version__
 
 FORMAT = "dinrec-bundle"
 FORMAT_VERSION = 1
 REQUIRED_FILES = ("manifest.json", "schema.json", "model_config.json", "weights.safetensors")
+# What a model version digests: everything that changes a score (not the manifest).
+VERSIONED_FILES = ("schema.json", "model_config.json", "weights.safetensors", "vocab.json")
+
+# The classes a manifest's model_class may name, by class name. The model classes register
+# themselves (dinrec.models registers DIN and EmbeddingMLP), so the format imports no model
+# module: import dinrec.models (or use dinrec.load_model) before loading a bundle.
+MODEL_CLASSES: dict[str, Any] = {}
+
+
+def register_model_class(cls: type[Any]) -> type[Any]:
+    """Let bundles name `cls` as their model_class; a class decorator.
+
+    The class needs `from_schema(schema, config)` returning a model in the state a bundle's
+    weights load into.
+    """
+    MODEL_CLASSES[cls.__name__] = cls
+    return cls
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -89,7 +107,7 @@ def save_model(
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
                 "model_class": type(model).__name__,
-                "dinrec_version": dinrec.__version__,
+                "dinrec_version": __version__,
                 "torch_version": torch.__version__.split("+")[0],
                 "extra": extra or {},
             },
@@ -130,14 +148,15 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
 def load_model(path: str | os.PathLike[str]) -> Any:
     """Rebuild a model from a bundle directory alone; returned in eval mode, not compiled."""
     from dinrec.models.config import ModelConfig
-    from dinrec.models.din import MODEL_CLASSES
     from dinrec.schema import FeatureSchema
 
     root = Path(path)
     manifest = read_manifest(root)
     cls_name = manifest.get("model_class")
     if cls_name not in MODEL_CLASSES:
-        raise ValueError(f"{root}: unknown model_class {cls_name!r}; valid: {list(MODEL_CLASSES)}")
+        hint = "" if MODEL_CLASSES else " (none registered: import dinrec.models first)"
+        raise ValueError(
+            f"{root}: unknown model_class {cls_name!r}; valid: {list(MODEL_CLASSES)}{hint}")
     schema = FeatureSchema.from_dict(json.loads((root / "schema.json").read_text("utf-8")))
     config = ModelConfig.from_dict(json.loads((root / "model_config.json").read_text("utf-8")))
     model = MODEL_CLASSES[cls_name].from_schema(schema, config)
@@ -153,3 +172,23 @@ def load_vocab(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not file.is_file():
         return None
     return dict(json.loads(file.read_text(encoding="utf-8")))
+
+
+def bundle_version(path: str | os.PathLike[str]) -> str:
+    """The model version: a digest of the bundle's schema, config, weights and vocabulary
+    (12 hex digits), always.
+
+    A manifest's own extra "version" is only a label (serving's bundle_label): were it the
+    version, weights replaced under an unchanged label would keep the version an ONNX export
+    was checked against, and the stale export would serve the old weights.
+    """
+    root = Path(path)
+    digest = hashlib.sha256()
+    for name in VERSIONED_FILES:
+        file = root / name
+        if file.is_file():
+            digest.update(name.encode())
+            with file.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:12]

@@ -18,7 +18,7 @@ import numpy as np
 from dinrec.feature_column import SparseFeat, VarLenSparseFeat
 from dinrec.inputs import prepare_inputs, prepare_labels
 from dinrec.training.batches import TensorBatches
-from dinrec.training.distributed import DistEnv
+from dinrec.training.distributed.launch import DistEnv
 
 # Vocabularies and history length of make_data; din_columns declares the same ones.
 N_USERS, N_ITEMS, N_CATES, MAXLEN = 12, 40, 5, 6
@@ -36,7 +36,7 @@ def join(rank: int, port: int, world: int) -> DistEnv:
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
                        "LOCAL_WORLD_SIZE": str(world)})
-    from dinrec.training.distributed import init_from_env
+    from dinrec.training.distributed.launch import init_from_env
 
     return init_from_env(device="cpu")
 
@@ -46,10 +46,10 @@ def rank_process(rank: int, port: int, world: int) -> Iterator[DistEnv]:
     """join(), then the body; a body that returns ends the process with exit_process(0).
 
     A spawned rank that returned normally could abort in gloo's threads at interpreter exit
-    (see dinrec.training.distributed.exit_process), failing mp.spawn now and then; a body
+    (see dinrec.training.distributed.launch.exit_process), failing mp.spawn now and then; a body
     that raises leaves the group and re-raises, so mp.spawn reports its traceback.
     """
-    from dinrec.training.distributed import destroy, exit_process
+    from dinrec.training.distributed.launch import destroy, exit_process
 
     env = join(rank, port, world)
     try:

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from tests.integration.cli_process import epoch_records, run_python
+from tests.integration.faults import SCRIPT as FAULTS
 
 TINY_CONFIG = """
 [data]
@@ -47,6 +48,11 @@ plots = false
 def dinrec(*args: str, cwd: Path, env: dict[str, str] | None = None
            ) -> subprocess.CompletedProcess[str]:
     return run_python(["-m", "dinrec", *args], cwd=cwd, env=env, timeout=180)
+
+
+def dinrec_killed_at(step: int, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`dinrec ARGS` that SIGKILLs itself after optimizer step `step` (tests/.../faults.py)."""
+    return run_python([str(FAULTS), str(step), *args], cwd=cwd, timeout=180)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -92,8 +98,8 @@ def test_resume_after_sigkill_mid_epoch_gives_the_same_final_metrics(
 ) -> None:
     steps_per_epoch = epoch_records(finished_run)[0]["step"]
     kill_at = next(s for s in range(int(steps_per_epoch) + 4, 10_000) if s % 3)  # not a ckpt
-    killed = dinrec("train", "tiny.toml", "--out", "run-killed", "--quiet", cwd=work,
-                    env={"DINREC_FAULT_KILL_AT_STEP": str(kill_at)})
+    killed = dinrec_killed_at(kill_at, "train", "tiny.toml", "--out", "run-killed", "--quiet",
+                              cwd=work)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     run = work / "run-killed"
     assert not (run / "results.json").exists()
@@ -229,8 +235,8 @@ def test_a_streamed_run_killed_mid_epoch_resumes_at_the_exact_position(work: Pat
     assert "samples streamed from Parquet" in (full_run / "train.log").read_text()
     steps_per_epoch = epoch_records(full_run)[0]["step"]
     kill_at = next(s for s in range(int(steps_per_epoch) + 4, 10_000) if s % 3)  # not a ckpt
-    killed = dinrec("train", "tiny.toml", "--out", "stream-killed", "--quiet", *stream,
-                    cwd=work, env={"DINREC_FAULT_KILL_AT_STEP": str(kill_at)})
+    killed = dinrec_killed_at(kill_at, "train", "tiny.toml", "--out", "stream-killed",
+                              "--quiet", *stream, cwd=work)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     run = work / "stream-killed"
     ok(dinrec("train", "--resume", str(run), "--quiet", cwd=work))

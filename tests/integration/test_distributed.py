@@ -71,8 +71,8 @@ def single_process(sparse: bool = False) -> dict[str, Any]:
 
 
 def _ddp_worker(rank: int, port: int, out: str, sparse_sync: str | None) -> None:
-    from dinrec.training.distributed_data import DistributedBatches
-    from dinrec.training.distributed_trainer import assert_same_parameters, wrap_trainer
+    from dinrec.training.distributed.ddp import assert_same_parameters, wrap_trainer
+    from dinrec.training.distributed.sharding import DistributedBatches
 
     with rank_process(rank, port, WORLD):
         torch.manual_seed(0)
@@ -123,8 +123,8 @@ def test_sparse_embedding_gradients_synchronise(tmp_path: Path, sparse_sync: str
 
 def _stream_worker(rank: int, port: int, path: str, out: str) -> None:
     from dinrec.data.loader import ParquetBatchLoader
-    from dinrec.training.distributed_data import AgreedBatches
-    from dinrec.training.distributed_trainer import wrap_trainer
+    from dinrec.training.distributed.ddp import wrap_trainer
+    from dinrec.training.distributed.sharding import AgreedBatches
 
     with rank_process(rank, port, WORLD) as env:
         model = make_model()

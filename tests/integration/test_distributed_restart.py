@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tests.integration.cli_process import epoch_records, run_python
 from tests.integration.distributed_setup import free_port
+from tests.integration.faults import SCRIPT as FAULTS
 
 CONFIG = """
 [data]
@@ -40,12 +41,15 @@ plots = false
 """
 
 
-def torchrun(*args: str, cwd: Path, restarts: int = 0, env: dict[str, str] | None = None
-             ) -> subprocess.CompletedProcess[str]:
+def torchrun(*args: str, cwd: Path, restarts: int = 0, env: dict[str, str] | None = None,
+             kill: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`torchrun -m dinrec ARGS` on 2 ranks; kill="RANK:STEP" SIGKILLs that rank after that
+    step on the first attempt (tests/integration/faults.py)."""
+    program = ["-m", "dinrec"] if kill is None else [str(FAULTS), kill]
     command = ["-m", "torch.distributed.run", "--nproc_per_node", "2",
                "--max-restarts", str(restarts), "--monitor-interval", "0.2",
                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
-               "-m", "dinrec", *args]
+               *program, *args]
     return run_python(command, cwd=cwd, env={"PYTHONWARNINGS": "ignore", **(env or {})},
                       timeout=240)
 
@@ -82,7 +86,7 @@ def test_a_killed_rank_restarts_the_job_from_its_last_checkpoint(
     # mid-epoch 2, not on a checkpoint step (every 4): the steps since then are redone
     kill_at = next(s for s in range(steps_per_epoch + 2, 2 * steps_per_epoch) if s % 4 == 3)
     done = torchrun("train", "tiny.toml", "--out", "killed", "--quiet", cwd=work, restarts=1,
-                    env={"DINREC_FAULT_KILL_RANK_AT_STEP": f"1:{kill_at}"})
+                    kill=f"1:{kill_at}")
     assert done.returncode == 0, done.stderr[-3000:]
     run = work / "killed"
     log = (run / "train.log").read_text()

@@ -9,11 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from tests.integration.faults import KillAtStep
 
+from dinrec.experiment.distributed_run import shard_range, user_boundary
 from dinrec.training.batches import TensorBatches
-from dinrec.training.distributed import FaultInjection, read_env
-from dinrec.training.distributed_data import DistributedBatches, epoch_permutation, shard_source
-from dinrec.training.distributed_run import shard_range, user_boundary
+from dinrec.training.distributed.launch import read_env
+from dinrec.training.distributed.sharding import DistributedBatches, epoch_permutation, shard_source
 
 
 def features(n: int) -> dict[str, torch.Tensor]:
@@ -87,17 +88,18 @@ def test_torchrun_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_fault_injection_fires_on_the_first_attempt_only() -> None:
     first = read_env({"RANK": "1", "WORLD_SIZE": "2"})
     again = read_env({"RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RESTART_COUNT": "1"})
-    assert FaultInjection(first, "1:7").kill_at == 7
-    assert FaultInjection(again, "1:7").kill_at is None
-    assert FaultInjection(first, "0:7").kill_at is None
+    assert KillAtStep("1:7", first).kill_at == 7
+    assert KillAtStep("1:7", again).kill_at is None
+    assert KillAtStep("0:7", first).kill_at is None
+    assert KillAtStep("7", first).kill_at == 7
 
 
 def test_rank_row_ranges_hold_out_the_validation_rows_of_one_process(tmp_path) -> None:
     from dinrec.data.build import build_dataset
     from dinrec.data.dataset import load_dataset
     from dinrec.data.splits import last_fraction_mask
-    from dinrec.experiment.tensors import read_split
-    from dinrec.training.distributed_run import read_rows, split_rows
+    from dinrec.experiment.distributed_run import read_rows, split_rows
+    from dinrec.experiment.split_arrays import read_split
 
     build_dataset("synthetic", None, "click-log", tmp_path / "d", maxlen=5, row_group_size=97,
                   reader_options={"n_users": 40, "n_items": 80, "n_categories": 6,

@@ -52,7 +52,7 @@ def test_a_killed_rank_resumes_the_stream_at_the_exact_position(
     steps_per_epoch = int(epoch_records(full_run)[0]["step"])
     kill_at = next(s for s in range(steps_per_epoch + 2, 2 * steps_per_epoch) if s % 4 == 3)
     done = torchrun("train", "stream.toml", "--out", "killed", "--quiet", cwd=work,
-                    restarts=1, env={"DINREC_FAULT_KILL_RANK_AT_STEP": f"1:{kill_at}"})
+                    restarts=1, kill=f"1:{kill_at}")
     assert done.returncode == 0, done.stderr[-3000:]
     log = (work / "killed" / "train.log").read_text()
     assert sum("resumed from step" in line for line in log.splitlines()) == 1, log

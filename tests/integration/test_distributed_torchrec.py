@@ -21,7 +21,7 @@ from tests.integration.distributed_setup import (
 
 from dinrec.models import DIN
 from dinrec.training.batches import TensorBatches
-from dinrec.training.distributed_torchrec import torchrec_available
+from dinrec.training.distributed.torchrec_tables import torchrec_available
 
 pytestmark = pytest.mark.skipif(not torchrec_available(),
                                 reason="torchrec / fbgemm-gpu-cpu not installed")
@@ -65,8 +65,8 @@ def full_tables(model: Any) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, port: int, out: str, sharding: str) -> None:
-    from dinrec.training.distributed_data import DistributedBatches
-    from dinrec.training.distributed_torchrec import wrap_trainer_torchrec
+    from dinrec.training.distributed.sharding import DistributedBatches
+    from dinrec.training.distributed.torchrec_tables import wrap_trainer_torchrec
 
     with rank_process(rank, port, WORLD):
         model = make_model()

@@ -124,8 +124,8 @@ def test_bad_values_are_a_422_and_the_connection_stays_open(plain_server: Server
 
 def test_stored_values_the_model_cannot_take_never_fail_a_rank_call(plain_server: Server
                                                                     ) -> None:
-    from dinrec.serving.store_sqlite import SQLiteStore
     from dinrec.serving.stores import Behavior
+    from dinrec.serving.stores.sqlite import SQLiteStore
 
     store = SQLiteStore(plain_server.folder / "store.db")  # another writer, behind the server
     try:

@@ -73,7 +73,7 @@ def test_concurrent_clients_mixing_events_and_rank_see_their_events(server: Serv
 
 
 def test_a_write_by_another_process_is_seen_by_the_next_rank_call(server: Server) -> None:
-    from dinrec.serving.store_sqlite import SQLiteStore
+    from dinrec.serving.stores.sqlite import SQLiteStore
 
     body = {"user_id": "x9", "candidates": ["i1", "i2", "i3"]}
     with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as http:

@@ -3,7 +3,7 @@
     dinrec demo                      # Base Model, DIN, DIN+Dice, DIN+MBA+Dice; table + PNGs
     dinrec demo --tiny --out /tmp/d  # seconds: a smoke run
 
-Library code: dinrec.experiment.demo.
+Library code: dinrec.experiment.demo_job.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dinrec.experiment.ablation import variants
-    from dinrec.experiment.demo import DEMO_SIZES, run_demo
+    from dinrec.experiment.demo_job import DEMO_SIZES, run_demo
 
     size = DEMO_SIZES["tiny" if args.tiny else args.size]
     if args.users is not None:

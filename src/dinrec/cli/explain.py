@@ -55,9 +55,10 @@ def default_heatmap_path(bundle: str, user: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dinrec.bundle import load_model, load_vocab
+    from dinrec.bundle import load_vocab
     from dinrec.data.dataset import load_dataset
     from dinrec.experiment.explain import explain_user
+    from dinrec.models import load_model
 
     candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
     if not candidates:

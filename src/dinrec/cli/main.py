@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dinrec",
         description="Deep Interest Network: data, training, evaluation and serving.",
     )
-    from dinrec import __version__
+    from dinrec.version import __version__
 
     parser.add_argument("--version", action="version", version=f"dinrec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     code = _main(argv)
     if "WORLD_SIZE" in os.environ:  # a cheap test first: the import below loads torch
-        from dinrec.training.distributed import exit_process, launched_by_torchrun
+        from dinrec.training.distributed.launch import exit_process, launched_by_torchrun
 
         if launched_by_torchrun():
             # A torchrun worker ends with os._exit: a normal exit can SIGABRT in gloo's

@@ -150,10 +150,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from dinrec.serving.app import create_app
-        from dinrec.serving.connections import ConnectionLimits, protocol_class
+        from dinrec.serving.http.app import create_app
+        from dinrec.serving.http.connections import ConnectionLimits, protocol_class
+        from dinrec.serving.http.workers import APP_FACTORY, PROTOCOL, SETTINGS_ENV, settings_env
         from dinrec.serving.service import ServeConfig
-        from dinrec.serving.workers import APP_FACTORY, PROTOCOL, SETTINGS_ENV, settings_env
     except ModuleNotFoundError as err:
         raise UsageError(
             f"serving needs the 'serve' extra ({err.name} is missing): "

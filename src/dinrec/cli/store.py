@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     try:
         if args.action == "load":
-            from dinrec.serving.store_loading import load_dataset_into_store
+            from dinrec.serving.stores.loading import load_dataset_into_store
 
             splits = [s.strip() for s in args.splits.split(",") if s.strip()]
             report = load_dataset_into_store(args.dataset, store, splits=splits)

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     args.interrupt_hint = f"continue with `dinrec train --resume {run_dir}`"
     result = run_experiment(config, run_dir, resume=bool(args.resume),
                             overwrite=args.overwrite, verbose=0 if args.quiet else 1)
-    from dinrec.training.distributed import is_main_process
+    from dinrec.training.distributed.launch import is_main_process
 
     if not is_main_process():  # under torchrun, rank 0 alone reports
         return 0

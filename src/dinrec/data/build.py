@@ -34,7 +34,7 @@ from tqdm import tqdm
 from dinrec.data.dataset import DEFAULT_ROW_GROUP_SIZE, META_FILE, SPLITS, VOCAB_FILE, write_dataset
 from dinrec.data.events import EventLog
 from dinrec.data.protocols import PROTOCOLS, Samples, TimeSplit, build_samples
-from dinrec.data.protocols_samples import check_maxlen
+from dinrec.data.protocols.samples import check_maxlen
 from dinrec.data.readers import READERS, read_log_with_stats
 from dinrec.data.readers.problems import ON_ERROR_CHOICES
 from dinrec.data.synthetic import generate_log

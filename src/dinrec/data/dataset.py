@@ -36,12 +36,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dinrec.data.parquet_format import (
+from dinrec.data.parquet.write_options import (
     id_storage_type,
     parquet_compression,
     parquet_dictionary_columns,
 )
-from dinrec.data.protocols_samples import (
+from dinrec.data.protocols.history import gather_spans, user_codes
+from dinrec.data.protocols.samples import (
     CATE_ID,
     HIST_CATE_ID,
     HIST_ITEM_ID,
@@ -53,8 +54,6 @@ from dinrec.data.protocols_samples import (
     USER_KEY,
     Samples,
     SampleSet,
-    gather_spans,
-    user_codes,
 )
 from dinrec.data.vocabulary import Vocabularies
 from dinrec.feature_column import FeatureColumn, SparseFeat, VarLenSparseFeat
@@ -263,7 +262,7 @@ def split_writer(path: Path, profile: Sequence[str], largest: int) -> pq.Parquet
     """A Parquet writer of a split whose ids (user keys included) are all below `largest`."""
     schema = _schema(profile, id_storage_type(largest))
     # No pandas metadata and a fixed writer configuration: the bytes depend on the data only.
-    # Statistics let the loader keep ids as int32 in its shuffle window (parquet_layout).
+    # Statistics let the loader keep ids as int32 in its shuffle window (parquet.footers).
     return pq.ParquetWriter(path, schema, compression=parquet_compression(schema),
                             use_dictionary=parquet_dictionary_columns(schema),
                             write_statistics=True)

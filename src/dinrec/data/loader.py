@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from dinrec.data.parquet_layout import describe_column, read_layout, resolve_files
+from dinrec.data.parquet.footers import describe_column, read_layout, resolve_files
 
 # Columns that are never features unless asked for by name.
 _NON_FEATURES = ("timestamp",)

@@ -33,14 +33,8 @@ from dinrec.data.dataset import (
     write_split_rows,
 )
 from dinrec.data.protocols import Samples, build_samples
-from dinrec.data.protocols_samples import (
-    CATE_ID,
-    HIST_CATE_ID,
-    HIST_ITEM_ID,
-    ITEM_ID,
-    USER_ID,
-    user_codes,
-)
+from dinrec.data.protocols.history import user_codes
+from dinrec.data.protocols.samples import CATE_ID, HIST_CATE_ID, HIST_ITEM_ID, ITEM_ID, USER_ID
 from dinrec.data.synthetic import generate_log
 from dinrec.data.vocabulary import Vocabularies, Vocabulary
 

@@ -7,7 +7,7 @@ The library code behind `dinrec train / evaluate / predict / explain / compare /
 - checkpoint / recorder: atomic checkpoints every N steps, metrics.jsonl, the best bundle.
 - scoring: a bundle + a dataset -> metrics or a scores Parquet file.
 - explain / plots: attention weights per behavior, heatmaps and training curves.
-- report / ablation / demo: RelaImpr tables, the paper's model variants, the demo job.
+- report / ablation / demo_job: RelaImpr tables, the paper's model variants, the demo job.
 
 Example:
     >>> from dinrec.experiment.config import load_config          # doctest: +SKIP

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import torch
 
 from dinrec.data.dataset import SPLITS, Dataset, to_numpy
-from dinrec.data.protocols_samples import (
+from dinrec.data.protocols.samples import (
     CATE_ID,
     HIST_CATE_ID,
     HIST_ITEM_ID,
@@ -34,8 +34,8 @@ from dinrec.data.protocols_samples import (
     TIMESTAMP,
     USER_ID,
 )
+from dinrec.data.remap import as_vocabularies, remap_ids
 from dinrec.data.vocabulary import OOV_ID, Vocabularies
-from dinrec.experiment.tensors import as_vocabularies, remap_ids
 from dinrec.inputs import prepare_inputs
 
 # dinrec.models first: importing dinrec.training.trainer before it is a circular import.

@@ -5,10 +5,6 @@ when the monitored validation metric improved, applies early stopping, and check
 every `checkpoint_every` optimizer steps it checkpoints too. Its own state (epoch records,
 best value, patience counter) goes into each checkpoint, so a resumed run makes the same
 decisions as an uninterrupted one.
-
-Fault injection for tests: with DINREC_FAULT_KILL_AT_STEP=N in the environment the process
-sends itself SIGKILL right after optimizer step N (after that step's checkpoint, if any),
-which is exactly what an out-of-memory kill or a pre-empted machine does.
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -28,7 +23,6 @@ from dinrec.training.callbacks import Callback
 
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
-FAULT_ENV = "DINREC_FAULT_KILL_AT_STEP"
 
 
 class RunLog:
@@ -86,8 +80,6 @@ class RunRecorder(Callback):
         self.wait = 0
         self.stopped = False
         self._epoch_start = time.perf_counter()
-        fault = os.environ.get(FAULT_ENV)
-        self._kill_at = int(fault) if fault else None
 
     # ----- state carried by checkpoints ---------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -119,9 +111,6 @@ class RunRecorder(Callback):
     def on_batch_end(self, step: int, logs: dict[str, float] | None = None) -> None:
         if self.checkpoint_every and step % self.checkpoint_every == 0:
             self.checkpoint()
-        if self._kill_at is not None and step == self._kill_at:
-            self.log(f"fault injection: SIGKILL at step {step}")
-            os.kill(os.getpid(), signal.SIGKILL)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         logs = dict(logs or {})

@@ -19,199 +19,53 @@ weights and the same test metrics as a run that was never interrupted.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import torch
 
-from dinrec.bundle import load_model, save_model
-from dinrec.data.dataset import Dataset, feature_columns
-from dinrec.data.protocols_samples import USER_KEY
-from dinrec.errors import OutputExistsError
-from dinrec.experiment.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from dinrec.experiment.config import ExperimentConfig, TrainingConfig, dump_config
-from dinrec.experiment.data_match import DATA_KEY, recorded_protocol
+from dinrec.bundle import save_model
+from dinrec.data.dataset import Dataset
+from dinrec.experiment.checkpoint import CHECKPOINT_FILE
+from dinrec.experiment.config import ExperimentConfig, TrainingConfig
 from dinrec.experiment.data_source import prepare_dataset
-from dinrec.experiment.outputs import RUN_ENTRIES, remove_entries
-from dinrec.experiment.recorder import RunLog, RunRecorder, read_records
+from dinrec.experiment.recorder import RunLog, RunRecorder
+from dinrec.experiment.run_dir import (
+    BUNDLE_DIR,
+    CONFIG_FILE,
+    CURVES_FILE,
+    RESULTS_FILE,
+    TEST_METRICS,
+    RunResult,
+    build_experiment_model,
+    bundle_extra,
+    describe_model,
+    evaluate_source,
+    prepare_run_dir,
+    read_result,
+    resolve_device,
+    resume_or_start,
+    write_result,
+)
+from dinrec.experiment.split_arrays import SplitArrays, batches, read_split, validation_split
 from dinrec.experiment.streaming import split_loader, streamed_train, use_streaming
-from dinrec.experiment.tensors import SplitArrays, batches, read_split, validation_split
-from dinrec.models import InterestNetwork, build_model
+from dinrec.models import InterestNetwork, load_model
 from dinrec.schema import FeatureSchema
-from dinrec.training.batches import BatchSource, TensorBatches
+from dinrec.training.batches import TensorBatches
+from dinrec.training.callbacks import Callback
 from dinrec.training.trainer import Trainer
 
-CONFIG_FILE = "config.toml"
-RESULTS_FILE = "results.json"
-BUNDLE_DIR = "model"
-CURVES_FILE = "curves.png"
-TEST_METRICS = ("auc", "gauc", "logloss")
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What a finished run reports (also stored as results.json).
-
-    Args:
-        run_dir: the run directory.
-        name: output.name of the run.
-        model: a short description of the model (class and activations).
-        test: {"auc", "gauc", "logloss"} of the best model on the test split.
-        best_epoch: 1-based epoch whose weights are in model/.
-        epochs_run: epochs trained.
-        seconds: wall time of this process's part of the run.
-    """
-
-    run_dir: Path
-    name: str
-    model: str
-    test: dict[str, float]
-    best_epoch: int | None
-    epochs_run: int
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "name": self.name, "model": self.model,
-                "test": self.test, "best_epoch": self.best_epoch,
-                "epochs_run": self.epochs_run, "seconds": self.seconds}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunResult:
-        return cls(Path(data["run_dir"]), str(data["name"]), str(data["model"]),
-                   {k: float(v) for k, v in data["test"].items()}, data["best_epoch"],
-                   int(data["epochs_run"]), float(data["seconds"]))
-
-
-def describe_model(config: ExperimentConfig) -> str:
-    """e.g. 'DIN (att dice, dnn dice, mba)' or 'EmbeddingMLP (sum, dnn prelu)'."""
-    net = config.model.network
-    parts = ([f"att {net.att_activation}"] if net.model == "DIN" else [net.history_pooling])
-    parts.append(f"dnn {net.dnn_activation}")
-    if net.embedding_regularization == "mba":
-        parts.append("mba")
-    return f"{net.model} ({', '.join(parts)})"
-
-
-def read_result(run_dir: str | os.PathLike[str]) -> RunResult:
-    """The results.json of a finished run; a run without one raises naming it."""
-    path = Path(run_dir) / RESULTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no {RESULTS_FILE}: not a finished run "
-                                "(an interrupted one can be resumed)")
-    return RunResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
-
-
-def build_experiment_model(config: ExperimentConfig, dataset: Dataset) -> Any:
-    """The configured DIN / EmbeddingMLP for a dataset's feature columns, compiled."""
-    columns, history = feature_columns(dataset, config.model.embedding_dim,
-                                       use_profile=config.model.use_profile)
-    model = build_model(FeatureSchema.resolve(columns, history), config.model.network)
-    t = config.training
-    if t.compile_dense:
-        model.compile_dense()
-    if t.attention_bf16:
-        model.attention_bf16()  # stays fp32 (returns False) where the CPU lacks native bf16
-    model.compile(t.optimizer, "binary_crossentropy", list(TEST_METRICS), lr=t.learning_rate,
-                  gauc_group=USER_KEY)
-    return model
-
-
-def resolve_device(name: str) -> torch.device:
-    """training.device as a torch.device: "auto" is cuda when torch sees one, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError('training.device = "cuda" but torch sees no CUDA device; use "cpu" '
-                         'or "auto"')
-    return torch.device(name)
-
-
-def bundle_extra(
-    config: ExperimentConfig, dataset: Dataset, epoch: int, **more: Any
-) -> dict[str, Any]:
-    """The manifest "extra" of a run's bundle: run, 1-based epoch, the config, the dataset
-    and how its samples were built (so evaluating on other data can say what differs)."""
-    return {"run": config.output.name, "epoch": epoch + 1, "dataset": str(dataset.path),
-            "config": config.to_dict(), DATA_KEY: recorded_protocol(dataset.meta), **more}
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def prepare_run_dir(
-    config: ExperimentConfig, run_dir: Path, resume: bool, overwrite: bool = False
-) -> None:
-    """Create or check the run directory; a fresh run replaces another run only with
-    overwrite=True (and then only the files a run writes)."""
-    if resume:
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{run_dir} is not a run directory ({CONFIG_FILE} missing)")
-        for stale in run_dir.glob(f".{CHECKPOINT_FILE}.*.tmp"):
-            stale.unlink()  # a checkpoint write the kill interrupted; the last one is intact
-        return
-    if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / RESULTS_FILE).exists():
-        if not overwrite:
-            raise OutputExistsError(
-                f"run directory {run_dir} already holds a run; {{resume}}, pass "
-                "{overwrite} to replace it, or choose another {out}",
-                resume=("continue it with resume=True",
-                        f"continue it with `dinrec train --resume {run_dir}`"),
-                out=("run_dir", "--out / output.dir"))
-        remove_entries(run_dir, RUN_ENTRIES)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(dump_config(config), encoding="utf-8")
-
-
-def resume_or_start(
-    trainer: Trainer, recorder: RunRecorder | None, checkpoint: Path, resume: bool, seed: int,
-    log: Callable[[str], None],
-) -> bool:
-    """Continue from the run's checkpoint, or start the training state fresh.
-
-    Args:
-        trainer: restored from the checkpoint (weights, optimizer, RNG, epoch position).
-        recorder: restored too, or emptied on a fresh start; None on the ranks of a
-            distributed run that keep no records (all but rank 0).
-        checkpoint: the run's checkpoint file; resuming without one starts fresh.
-        seed: training.seed, seeding dropout on a fresh start.
-
-    Returns:
-        Whether the checkpointed run had already stopped early (nothing left to train).
-    """
-    if resume and checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
-        trainer.load_state_dict(state["trainer"])
-        if recorder is not None:
-            recorder.load_state(state["recorder"])
-        log(f"resumed from step {trainer.global_step} (epoch {trainer.progress.epoch + 1}, "
-            f"batch {trainer.progress.batches_done})")
-        return bool(state["recorder"]["stopped"])
-    if recorder is not None:
-        recorder.start_fresh()  # drop records of an attempt killed before its 1st checkpoint
-    torch.manual_seed(seed)  # dropout (the same stream on every rank); model.seed sets weights
-    return False
-
-
-def write_result(config: ExperimentConfig, result: RunResult, log: Callable[[str], None]) -> None:
-    """Finish the run directory: results.json (atomically, and last but for the plots: it
-    marks the run finished), the test line in train.log, and curves.png (output.plots)."""
-    _write_json(result.run_dir / RESULTS_FILE, result.to_dict())
-    shown = " ".join(f"{k}={v:.4f}" for k, v in result.test.items())
-    log(f"test (best epoch {result.best_epoch}): {shown}")
-    if config.output.plots:
-        from dinrec.experiment.plots import plot_training_curves
-
-        plot_training_curves({config.output.name: read_records(result.run_dir)},
-                             result.run_dir / CURVES_FILE)
+# The run directory's names and steps live in run_dir.py (shared with distributed_run.py);
+# they are importable from here, where a run starts.
+__all__ = ["BUNDLE_DIR", "CONFIG_FILE", "CURVES_FILE", "RESULTS_FILE", "TEST_METRICS",
+           "RunResult", "build_experiment_model", "bundle_extra", "describe_model",
+           "evaluate_arrays", "evaluate_source", "in_memory_train", "prepare_run_dir",
+           "read_result", "resolve_device", "resume_or_start", "run_experiment",
+           "write_result"]
 
 
 def run_experiment(
@@ -222,6 +76,7 @@ def run_experiment(
     overwrite: bool = False,
     verbose: int = 1,
     echo: TextIO | None = sys.stdout,
+    callbacks: Sequence[Callback] = (),
 ) -> RunResult:
     """Train, select the best epoch on validation, test it, and write the run directory.
 
@@ -233,18 +88,21 @@ def run_experiment(
         overwrite: replace a run already in run_dir (its files only) instead of refusing.
         verbose: 1 shows progress bars (samples/s, ETA) and per-epoch lines; 0 is quiet.
         echo: stream for the log lines (None: only train.log).
+        callbacks: more training callbacks, called after the run's recorder (which has
+            checkpointed a step when they see it), e.g. a test's fault injection.
     """
-    from dinrec.training.distributed import launched_by_torchrun
+    from dinrec.training.distributed.launch import launched_by_torchrun
 
     if launched_by_torchrun():  # one of several torchrun workers: data-parallel training
-        from dinrec.training.distributed_run import run_distributed
+        from dinrec.experiment.distributed_run import run_distributed
 
         if overwrite:
             # A torchrun restart re-runs the same command: overwriting would delete the
             # checkpoint the restarted workers are meant to continue from.
             raise ValueError("overwrite is not supported under torchrun; remove the run "
                              f"directory {run_dir} first")
-        return run_distributed(config, run_dir, resume=resume, verbose=verbose, echo=echo)
+        return run_distributed(config, run_dir, resume=resume, verbose=verbose, echo=echo,
+                               callbacks=callbacks)
     start = time.perf_counter()
     root = Path(run_dir).resolve()
     config = config.replace(output=dataclasses.replace(config.output, dir=str(root)))
@@ -278,7 +136,7 @@ def run_experiment(
     trainer: Trainer = model.trainer
     stopped = resume_or_start(trainer, recorder, root / CHECKPOINT_FILE, resume, t.seed, log)
     if not stopped:
-        trainer.fit(train, t.epochs, 0, verbose, [recorder], validation)
+        trainer.fit(train, t.epochs, 0, verbose, [recorder, *callbacks], validation)
     result = _test_best(config, root, dataset, recorder, start, streaming)
     write_result(config, result, log)
     return result
@@ -318,10 +176,3 @@ def evaluate_arrays(
 ) -> dict[str, float]:
     """{"auc", "gauc", "logloss"} of a model on SplitArrays, grouped by user_key."""
     return evaluate_source(model, batches(model.schema, arrays, batch_size, False, 0))
-
-
-def evaluate_source(model: InterestNetwork, source: BatchSource) -> dict[str, float]:
-    """{"auc", "gauc", "logloss"} of a model over a batch source holding user_key."""
-    trainer = Trainer(model, "adam", metrics=["auc", "gauc"], group_column=USER_KEY)
-    scores = trainer.evaluate(source)
-    return {"auc": scores["auc"], "gauc": scores["gauc"], "logloss": scores["loss"]}

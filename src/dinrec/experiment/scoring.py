@@ -22,14 +22,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from dinrec.bundle import load_model, load_vocab, read_manifest
+from dinrec.bundle import load_vocab, read_manifest
 from dinrec.data.dataset import Dataset, load_dataset, to_numpy
-from dinrec.data.protocols_samples import CATE_ID, ITEM_ID, LABEL, TIMESTAMP, USER_ID, USER_KEY
+from dinrec.data.protocols.samples import CATE_ID, ITEM_ID, LABEL, TIMESTAMP, USER_ID, USER_KEY
+from dinrec.data.remap import as_vocabularies, remap_ids
 from dinrec.data.vocabulary import Vocabularies
 from dinrec.experiment.data_match import check_bundle_dataset
-from dinrec.experiment.tensors import as_vocabularies, remap_ids
 from dinrec.inputs import prepare_inputs
 from dinrec.metrics import auc, gauc, logloss
+from dinrec.models import load_model
 
 # dinrec.models first: importing dinrec.training.trainer before it is a circular import.
 from dinrec.models.network import InterestNetwork

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from dinrec.data.dataset import Dataset
 from dinrec.data.loader import ParquetBatchLoader
-from dinrec.data.protocols_samples import USER_KEY
+from dinrec.data.protocols.samples import USER_KEY
 from dinrec.data.splits import last_fraction_mask
 from dinrec.experiment.config import DataConfig, TrainingConfig
 from dinrec.feature_column import get_feature_names

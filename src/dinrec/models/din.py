@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dinrec.bundle import register_model_class
 from dinrec.feature_column import FeatureColumn
 from dinrec.models.config import DEFAULT_INIT_STD, ModelConfig
 from dinrec.models.devices import check_device
@@ -25,6 +26,7 @@ def _build(model: KerasFacade, kind: str, pooling: str, settings: dict[str, Any]
     KerasFacade.__init__(model, FeatureSchema.resolve(columns, history), config)
 
 
+@register_model_class
 class DIN(KerasFacade):
     """Deep Interest Network (Zhou et al., KDD 2018).
 
@@ -82,6 +84,7 @@ class DIN(KerasFacade):
         return model
 
 
+@register_model_class
 class EmbeddingMLP(KerasFacade):
     """The paper's Base Model: Embedding & MLP with behaviors sum-pooled (or mean-pooled).
 
@@ -117,5 +120,5 @@ MODEL_CLASSES: dict[str, Any] = {"DIN": DIN, "EmbeddingMLP": EmbeddingMLP}
 
 
 def build_model(schema: FeatureSchema, config: ModelConfig) -> Any:
-    """The model class named by config.model, built from a schema (CLI / load_model)."""
+    """The model class named by config.model, built from a schema (the experiment runner)."""
     return MODEL_CLASSES[config.model].from_schema(schema, config)

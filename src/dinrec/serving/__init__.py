@@ -1,7 +1,7 @@
 """Serving: score raw requests with a bundle (Scorer, no HTTP) and the ranking service.
 
 The Scorer, the behavior stores and the ONNX export need no web framework; the HTTP app
-(dinrec.serving.app, `dinrec serve`) needs the 'serve' extra. See docs/serving.md.
+(dinrec.serving.http.app, `dinrec serve`) needs the 'serve' extra. See docs/serving.md.
 
 Example:
     >>> from dinrec.serving import Scorer

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from dinrec.bundle import load_model, swap_directory
+from dinrec.bundle import bundle_version, swap_directory
 from dinrec.feature_column import DenseFeat, VarLenSparseFeat
+from dinrec.models import load_model
 from dinrec.schema import FeatureSchema
 from dinrec.serving.broadcast import PositionalForward, candidate_inputs, user_inputs
 from dinrec.serving.encoding import Arrays
@@ -55,8 +56,6 @@ def export_onnx(bundle: str | os.PathLike[str], *, check: bool = True) -> Path:
     Returns:
         the onnx/ directory.
     """
-    from dinrec.serving.scorer import bundle_version
-
     root = Path(bundle)
     version = bundle_version(root)
     model = load_model(root)

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,16 +24,16 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from dinrec.bundle import load_model, load_vocab, read_manifest
+from dinrec.bundle import bundle_version, load_vocab, read_manifest
 from dinrec.data.vocabulary import META_KEY, OOV_ID, PAD_ID, Vocabularies, Vocabulary
 from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
+from dinrec.models import load_model
 from dinrec.models.network import InterestNetwork
 from dinrec.serving.broadcast import BroadcastForward
 from dinrec.serving.encoding import Arrays, FeatureEncoder, UserFeatures
 
 BACKENDS = ("torch", "onnx")
 # Files whose bytes make a model version: same files, same version.
-VERSIONED_FILES = ("schema.json", "model_config.json", "weights.safetensors", "vocab.json")
 
 
 class NonFiniteModelError(ValueError):
@@ -63,26 +62,6 @@ class TorchBackend:
             u = {k: torch.from_numpy(v) for k, v in user.items()}
             c = {k: torch.from_numpy(v) for k, v in candidates.items()}
             return self.forward(u, c).numpy()
-
-
-def bundle_version(path: str | Path) -> str:
-    """The model version: a digest of the bundle's schema, config, weights and vocabulary
-    (12 hex digits), always.
-
-    A manifest's own extra "version" is only a label (bundle_label): were it the version,
-    weights replaced under an unchanged label would keep the version an ONNX export was
-    checked against, and the stale export would serve the old weights.
-    """
-    root = Path(path)
-    digest = hashlib.sha256()
-    for name in VERSIONED_FILES:
-        file = root / name
-        if file.is_file():
-            digest.update(name.encode())
-            with file.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()[:12]
 
 
 def bundle_label(manifest: dict[str, Any]) -> str | None:

@@ -25,7 +25,8 @@ import numpy as np
 
 from dinrec.serving.bundle_paths import BundleRoot
 from dinrec.serving.encoding import Arrays, FeatureEncoder, RequestError
-from dinrec.serving.metrics import ServingMetrics
+from dinrec.serving.http.prometheus import ServingMetrics
+from dinrec.serving.http.schemas import EventsRequest, RankRequest, ScoreRequest
 from dinrec.serving.rank_cache import (
     DEFAULT_ITEMS,
     DEFAULT_USERS,
@@ -34,15 +35,14 @@ from dinrec.serving.rank_cache import (
     RankCache,
     item_arrays,
 )
-from dinrec.serving.schemas import EventsRequest, RankRequest, ScoreRequest
 from dinrec.serving.scorer import BACKENDS, Scorer
-from dinrec.serving.store_values import (
+from dinrec.serving.stores import Behavior, BehaviorStore, Versions, open_store, redact
+from dinrec.serving.stores.values import (
     check_events,
     usable_categories,
     usable_history,
     usable_profile,
 )
-from dinrec.serving.stores import Behavior, BehaviorStore, Versions, open_store, redact
 
 log = logging.getLogger("dinrec.serving")
 

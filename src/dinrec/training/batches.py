@@ -39,7 +39,7 @@ class BatchSource(Protocol):
 
 class InMemoryRows:
     """Features and labels held as tensors, the batching settings, and the epoch that orders
-    the rows: what TensorBatches and the sharded in-memory sources of distributed_data
+    the rows: what TensorBatches and the sharded in-memory sources of distributed.sharding
     (DistributedBatches, ShardBatches) hold alike. Subclasses say which rows each epoch
     yields, in what order."""
 
@@ -85,10 +85,6 @@ class TensorBatches(InMemoryRows):
 
     def __len__(self) -> int:
         return -(-self.num_rows // self.batch_size)
-
-    def take(self, index: torch.Tensor) -> tuple[Batch, torch.Tensor | None]:
-        feats = {k: v[index] for k, v in self.features.items()}
-        return feats, None if self.labels is None else self.labels[index]
 
     def split(self, fraction: float) -> tuple[TensorBatches, TensorBatches]:
         """(head, tail): the last `fraction` of rows, before any shuffling (as Keras)."""

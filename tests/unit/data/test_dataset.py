@@ -86,7 +86,7 @@ def test_parquet_schema_types(tmp_path) -> None:
 
 
 def test_ids_beyond_int32_are_stored_as_int64() -> None:
-    from dinrec.data.parquet_format import id_storage_type
+    from dinrec.data.parquet.write_options import id_storage_type
 
     assert id_storage_type(2**31 - 1) == pa.int32()
     assert id_storage_type(2**31) == pa.int64()

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from dinrec.data.loader import ParquetBatchLoader, list_column_to_numpy
-from dinrec.data.parquet_format import parquet_compression
-from dinrec.data.parquet_layout import read_layout
+from dinrec.data.parquet.footers import read_layout
+from dinrec.data.parquet.write_options import parquet_compression
 
 
 def write_store(

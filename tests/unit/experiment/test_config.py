@@ -191,11 +191,11 @@ def test_missing_or_invalid_file_is_named(tmp_path: Path) -> None:
 
 
 def test_toml_writer_round_trips_values() -> None:
-    from dinrec.experiment.toml_writer import dumps_toml
+    from dinrec.experiment.config.toml_writer import dumps_toml
 
     tables = {"t": {"s": 'a "q" \\ é', "i": -3, "f": 1e-06, "b": True, "l": [1, 2],
                     "d": {"x": {"y": "z"}, "key with space": 1.5}, "none": None}}
-    from dinrec.experiment import config as config_module  # its tomllib (tomli on 3.10)
+    from dinrec.experiment.config import parse as config_module  # its tomllib (tomli on 3.10)
 
     loaded = config_module.tomllib.loads(dumps_toml(tables))
     del tables["t"]["none"]

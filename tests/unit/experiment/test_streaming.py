@@ -18,8 +18,8 @@ from dinrec.experiment.runner import (
     in_memory_train,
     run_experiment,
 )
+from dinrec.experiment.split_arrays import read_split
 from dinrec.experiment.streaming import split_loader, streamed_train, use_streaming
-from dinrec.experiment.tensors import read_split
 
 
 def rows_of(source) -> tuple[np.ndarray, np.ndarray]:

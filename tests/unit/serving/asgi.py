@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from dinrec.serving.app import create_app
+from dinrec.serving.http.app import create_app
 from dinrec.serving.service import RankingService, ServeConfig
 
 

@@ -14,8 +14,8 @@ pytest.importorskip("onnxruntime", reason="the ONNX backend needs the 'serve' ex
 pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
 
 from dinrec.cli.main import main
-from dinrec.serving.app import create_app
 from dinrec.serving.demo import DemoSpec, demo_history
+from dinrec.serving.http.app import create_app
 from dinrec.serving.onnx_export import DATA_FILE, MODEL_FILE, ONNX_DIR
 from dinrec.serving.scorer import Scorer, bundle_version
 from dinrec.serving.service import ServeConfig

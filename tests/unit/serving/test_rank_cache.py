@@ -11,8 +11,8 @@ import pytest
 from tests.unit.serving.store_files import write_previous_schema_store
 
 from dinrec.serving.encoding import UserFeatures
+from dinrec.serving.http.schemas import EventsRequest, RankRequest
 from dinrec.serving.rank_cache import CachedItem, CachedUser, RankCache, item_arrays
-from dinrec.serving.schemas import EventsRequest, RankRequest
 from dinrec.serving.service import RankingService, ServeConfig
 from dinrec.serving.stores import Behavior, Versions, open_store
 

@@ -1,0 +1,170 @@
+"""The sections of an ExperimentConfig: frozen dataclasses, one per TOML table."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from dinrec.models.config import ModelConfig
+
+SECTIONS = ("data", "model", "training", "output")
+MONITORS = ("val_gauc", "val_auc", "val_loss", "val_logloss")
+# ModelConfig settings the [model] section does not take: the one seed lives in [training].
+_MODEL_OWNED = ("seed",)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """[data]: where the samples come from.
+
+    Args:
+        dataset: a dataset directory (train/test.parquet, dataset.json, vocab.json).
+        source: instead of `dataset`: a raw log source ("movielens", "amazon", "taobao",
+            "table", "recbole", ... or "synthetic"), built with dinrec.data.build.
+        path: the raw log file or directory of `source`.
+        protocol: "rating", "next-item" or "click-log".
+        behaviors_path: click-log: a separate behavior log.
+        maxlen, seed, min_count, split, hash_buckets, on_error: as build_dataset's.
+        reader_options: the reader's options (generate_log's for "synthetic").
+        protocol_options: the protocol's options (threshold, history, negatives, ...).
+        streaming: read the splits from Parquet in row groups, in bounded memory, instead
+            of loading them; absent: stream when the train split would take more than
+            `streaming_threshold_mb` in memory (the run's log says which was chosen).
+        streaming_threshold_mb: the automatic choice's limit, in MiB of decoded samples.
+        shuffle_window: streaming: rows shuffled together (a window spanning row groups,
+            whose order is also permuted every epoch); more rows mix better, cost more memory.
+    """
+
+    dataset: str | None = None
+    source: str | None = None
+    path: str | None = None
+    protocol: str | None = None
+    behaviors_path: str | None = None
+    maxlen: int = 50
+    seed: int = 0
+    min_count: int = 1
+    split: dict[str, Any] | None = None
+    hash_buckets: dict[str, Any] = field(default_factory=dict)
+    reader_options: dict[str, Any] = field(default_factory=dict)
+    protocol_options: dict[str, Any] = field(default_factory=dict)
+    on_error: str = "raise"
+    streaming: bool | None = None
+    streaming_threshold_mb: float = 2048.0
+    shuffle_window: int = 262_144
+
+    def reading(self) -> DataConfig:
+        """Only how the samples are read (streaming and its window), not how they are built."""
+        return DataConfig(streaming=self.streaming,
+                          streaming_threshold_mb=self.streaming_threshold_mb,
+                          shuffle_window=self.shuffle_window)
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """[model]: feature widths plus the network's ModelConfig (its seed is training.seed).
+
+    Args:
+        embedding_dim: width of every embedding table.
+        use_profile: feed the dataset's profile columns (gender, age, ...) to the model.
+        network: the DIN / EmbeddingMLP hyper-parameters.
+    """
+
+    embedding_dim: int = 16
+    use_profile: bool = True
+    network: ModelConfig = field(default_factory=ModelConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat [model] table, as written back to TOML."""
+        net = {k: v for k, v in self.network.to_dict().items() if k not in _MODEL_OWNED}
+        return {"embedding_dim": self.embedding_dim, "use_profile": self.use_profile, **net}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """[training]: the optimisation and model selection.
+
+    Args:
+        epochs: maximum epochs.
+        batch_size: training batch size.
+        eval_batch_size: batch size of validation, test and prediction passes.
+        optimizer: "adam", "adagrad", "sgd", "rmsprop" or "adamw".
+        learning_rate: the optimizer's learning rate.
+        seed: seeds the weights, the shuffle order and dropout (runs are reproducible).
+        validation_fraction: each user's last fraction of training samples (in time order)
+            held out for validation; 0 trains on all and keeps the last epoch.
+        monitor: validation metric that picks the best epoch and drives early stopping.
+        patience: epochs without improvement of `monitor` before stopping.
+        num_threads: torch intra-op threads; 0 keeps torch's default.
+        compile_dense: torch.compile the activation unit (model.compile_dense(); the first
+            steps pay tens of seconds of compiling, then ~1.3x training samples/s on CPU).
+        attention_bf16: bf16 GEMMs in the activation unit where the CPU has native bf16
+            (model.attention_bf16(); GAUC unchanged on ml100k, docs/performance.md).
+        device: where the model trains and scores: "cpu", "cuda" (cuda:LOCAL_RANK with nccl
+            under torchrun) or "auto" (cuda when torch sees one); batches are moved to it.
+    """
+
+    epochs: int = 5
+    batch_size: int = 256
+    eval_batch_size: int = 4096
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    seed: int = 1024
+    validation_fraction: float = 0.1
+    monitor: str = "val_gauc"
+    patience: int = 2
+    num_threads: int = 0
+    compile_dense: bool = False
+    attention_bf16: bool = False
+    device: str = "cpu"
+
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """[output]: where and what the run writes.
+
+    Args:
+        dir: the run directory; None means runs/<name>-<timestamp> (chosen by the CLI).
+        name: a short label of the run (tables, plots).
+        checkpoint_every: also checkpoint every this many optimizer steps (0: epoch ends only).
+        plots: write PNG training curves.
+    """
+
+    dir: str | None = None
+    name: str = "run"
+    checkpoint_every: int = 500
+    plots: bool = True
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: data, model, training and output sections."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelSection = field(default_factory=ModelSection)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """{section: {key: value}} in TOML's shapes (lists, no None)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in SECTIONS:
+            section = getattr(self, name)
+            raw = section.to_dict() if name == "model" else dataclasses.asdict(section)
+            out[name] = {k: _plain(v) for k, v in raw.items() if v is not None}
+        return out
+
+    def replace(self, **sections: Any) -> ExperimentConfig:
+        """A copy with whole sections replaced (dataclasses.replace on the top level)."""
+        return dataclasses.replace(self, **sections)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    return value

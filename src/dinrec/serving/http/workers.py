@@ -1,0 +1,57 @@
+"""`dinrec serve --workers N`: N worker processes on one listening socket, sharing the store.
+
+uvicorn starts the workers itself (spawned, not forked) and builds each one's app from an
+import string, so the settings travel in an environment variable the parent sets: the
+ServeConfig and the ConnectionLimits as JSON. Each worker loads the bundle, opens the store
+and keeps its own rank cache; the store's versions (rank_cache.py) keep every worker's
+cache exact whichever worker took a user's events, as for separate servers.
+
+SIGHUP to the parent (uvicorn's supervisor) replaces the workers one at a time, each new one
+loading the bundle afresh: the way to reload with several workers (an HTTP reload would
+reach only the one worker that took the request, so there are no admin routes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+
+from fastapi import FastAPI
+
+from dinrec.serving.http.app import create_app
+from dinrec.serving.http.connections import ConnectionLimits, LimitedHttpToolsProtocol
+from dinrec.serving.service import ServeConfig
+
+SETTINGS_ENV = "DINREC_SERVE_WORKER_SETTINGS"
+APP_FACTORY = "dinrec.serving.http.workers:worker_app"
+PROTOCOL = "dinrec.serving.http.workers:WorkerProtocol"
+
+
+class WorkerProtocol(LimitedHttpToolsProtocol):
+    """The connection limits of a worker: set by worker_app before it serves."""
+
+
+def settings_env(config: ServeConfig, limits: ConnectionLimits, threads: int,
+                 log_level: str) -> str:
+    """The JSON the parent hands its workers in SETTINGS_ENV."""
+    return json.dumps({"config": dataclasses.asdict(config),
+                       "limits": dataclasses.asdict(limits),
+                       "threads": threads, "log_level": log_level})
+
+
+def worker_app() -> FastAPI:
+    """One worker's app (uvicorn calls this in each worker process)."""
+    import torch
+
+    raw = os.environ.get(SETTINGS_ENV)
+    if raw is None:
+        raise RuntimeError(f"{SETTINGS_ENV} is unset: worker_app runs under `dinrec serve "
+                           "--workers N`, which sets it")
+    settings = json.loads(raw)
+    WorkerProtocol.limits = ConnectionLimits(**settings["limits"])
+    torch.set_num_threads(int(settings["threads"]))
+    logging.basicConfig(level=str(settings["log_level"]).upper(),
+                        format="%(levelname)s %(name)s: %(message)s")
+    return create_app(ServeConfig(**settings["config"]))

@@ -1,0 +1,115 @@
+"""The behavior store's types: events, user records, versions and the BehaviorStore protocol.
+
+See dinrec.serving.stores for what a store holds and the URLs that open one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+SQLITE_SCHEME = "sqlite:///"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+@dataclass(frozen=True)
+class Behavior:
+    """One behavior event, by raw ids.
+
+    Args:
+        user_id: raw user id.
+        item_id: raw item id.
+        category: raw category id of the item, or None when unknown.
+        timestamp: seconds (int or float); orders a user's history.
+    """
+
+    user_id: str
+    item_id: str
+    category: str | None
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """What a store holds about one user.
+
+    Args:
+        known: the store has a profile or at least one behavior for the user.
+        profile: raw profile values by feature name.
+        history: (item, category) behaviors, oldest first, at most the limit asked for.
+    """
+
+    known: bool
+    profile: dict[str, Any] = field(default_factory=dict)
+    history: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+class Versions(NamedTuple):
+    """What a rank call reads from the store before anything else, to validate its cache.
+
+    Within one epoch both counters only grow, and every write bumps them in the same
+    transaction as its data (or after it), so data read after a Versions is never older
+    than it: a cached entry stays exact while the counter it was read under is unchanged.
+
+    Args:
+        epoch: the store's identity, set when it is created; a store wiped or replaced gets
+            another one (or None until its first write), so counters that restart never
+            meet entries cached before.
+        items: bumped whenever an item's stored category is added or changed.
+        user: the user's own counter, bumped by every write of the user's history or
+            profile; 0 for a user never written.
+    """
+
+    epoch: str | None
+    items: int
+    user: int
+
+
+class BehaviorStore(Protocol):
+    """The operations the server and `dinrec store load` need."""
+
+    url: str
+
+    def lookup(
+        self, user_id: str, limit: int, items: Sequence[str]
+    ) -> tuple[UserRecord, list[str | None]]:
+        """(the user's record with its `limit` latest behaviors, each item's category)."""
+        ...
+
+    def append(self, events: Sequence[Behavior], keep: int) -> int | None:
+        """Add events atomically; then keep only each touched user's `keep` latest ones.
+        Events with a category also set their item's category. Returns how many of these
+        events that trim removed at once (older than the user's `keep` latest), or None
+        when the store cannot tell."""
+        ...
+
+    def replace_users(
+        self,
+        histories: Mapping[str, Sequence[tuple[str, str | None, float]]],
+        profiles: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        """Set these users' whole histories ((item, category, timestamp), oldest first)
+        and profiles, replacing what was stored for them."""
+        ...
+
+    def put_items(self, categories: Mapping[str, str]) -> None:
+        """Set item -> category entries."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """{"users": with a history or profile, "behaviors": ..., "items": ...}."""
+        ...
+
+    def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+        ...
+
+    def versions(self, user_id: str) -> Versions | None:
+        """The store's epoch, item generation and the user's version, in one cheap read
+        that sees every write committed before it, whoever made it (another thread, server
+        process or `dinrec store load`). None: cannot tell (the server caches nothing).
+        Optional: a store without this method is never cached."""
+        ...
+
+    def close(self) -> None: ...
