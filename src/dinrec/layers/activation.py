@@ -48,7 +48,7 @@ class Dice(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
-        # Set by dinrec.training.distributed_sync.sync_dice under DDP: the training forward
+        # Set by dinrec.training.distributed.sync.sync_dice under DDP: the training forward
         # with statistics over every rank's batch (as SyncBatchNorm); None: this batch's.
         self.sync: Callable[[Dice, torch.Tensor, torch.Tensor | None], torch.Tensor] | None
         self.sync = None

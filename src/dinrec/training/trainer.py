@@ -134,7 +134,7 @@ class Trainer:
         self.global_step = 0
         self.progress = EpochProgress(epoch=0)
         self._resuming = False
-        # torch.distributed hooks, set by dinrec.training.distributed_trainer.wrap_trainer:
+        # torch.distributed hooks, set by dinrec.training.distributed.ddp.wrap_trainer:
         # the training forward runs through forward_module (a DDP wrapper of model), MBA's
         # ids are widened to every rank's batch, evaluation scores are gathered from ranks.
         self.forward_module: torch.nn.Module = model
