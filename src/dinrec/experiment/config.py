@@ -135,6 +135,11 @@ class TrainingConfig:
             (model.attention_bf16(); GAUC unchanged on ml100k, docs/performance.md).
         device: where the model trains and scores: "cpu", "cuda" (cuda:LOCAL_RANK with nccl
             under torchrun) or "auto" (cuda when torch sees one); batches are moved to it.
+        train_metric_rows: a training epoch with more rows computes its auc / gauc in
+            metrics.jsonl over a uniform sample of this many rows (whole users; recorded
+            there as train_metric_rows of train_rows), so memory does not grow with the
+            data; loss and logloss stay over every row, validation and test metrics too.
+            0: every row (memory grows with the epoch).
     """
 
     epochs: int = 5
@@ -150,6 +155,7 @@ class TrainingConfig:
     compile_dense: bool = False
     attention_bf16: bool = False
     device: str = "cpu"
+    train_metric_rows: int = 1_000_000  # epoch_metrics.DEFAULT_CAP (no torch import here)
 
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -309,8 +315,9 @@ def check_config(config: ExperimentConfig) -> None:
     if t.monitor not in MONITORS:
         raise ConfigError(f"training.monitor must be one of {', '.join(MONITORS)}, "
                           f"got {t.monitor!r}")
-    if t.patience < 0 or t.num_threads < 0:
-        raise ConfigError("training.patience and training.num_threads must be >= 0")
+    if t.patience < 0 or t.num_threads < 0 or t.train_metric_rows < 0:
+        raise ConfigError("training.patience, training.num_threads and "
+                          "training.train_metric_rows must be >= 0")
     _check_optimizer(t.optimizer)
     if t.device not in DEVICES:
         raise ConfigError(f"training.device must be one of {', '.join(DEVICES)}, "
