@@ -19,8 +19,8 @@ hash the group instead, so the sample is a uniform sample of whole users, filled
 that user's exact AUC over the epoch, where a sample of single rows would leave most users a
 handful of rows, or one class. The sample depends only on (seed, epoch, the rows and their
 order), so it is deterministic, the same whatever the batch size, and a resumed epoch draws
-the same one. Rows whose key cannot enter the sample are dropped as they arrive; at most
-2 * cap rows are held between compactions.
+the same one. Rows whose key cannot enter the sample are dropped a chunk at a time: at most
+2 * cap rows, plus a chunk of min(cap, 65,536) rows and a batch, are held.
 
 Only training-epoch metrics are sampled: validation and test metrics (Trainer.evaluate) are
 computed over every row.
@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,7 +46,8 @@ import torch
 
 from dinrec.metrics import Metric, accuracy, compute_metrics, logloss
 
-DEFAULT_CAP = 1_000_000  # rows; a sample of 1M rows puts AUC within ~1e-3 of all rows'
+DEFAULT_CAP = 1_000_000  # rows
+CHUNK_ROWS = 65_536  # past the cap, rows are keyed and filtered this many at a time
 _M64 = (1 << 64) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _C1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -95,6 +97,14 @@ class Column:
         """A copy of the rows so far [n], or None when there are none."""
         return None if self._data is None or not self else self._data[: self._size].clone()
 
+    def select(self, index: torch.Tensor, start: int = 0) -> None:
+        """Keep rows[:start] and, after them, rows[start:][index] (index [k] int64, in place)."""
+        if self._data is None:
+            return
+        rows = self._data[start : self._size][index.to(self._data.device)]  # [k]
+        self._data[start : start + rows.numel()] = rows
+        self._size = start + rows.numel()
+
     def view(self) -> torch.Tensor:
         """The rows so far [n], without a copy (valid until the next append)."""
         if self._data is None:
@@ -109,6 +119,15 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
+@functools.lru_cache(maxsize=64)
+def _base(seed: int, epoch: int) -> np.ndarray:
+    """[1] uint64: where the epoch's row hashes start."""
+    base = _mix(np.array([seed & _M64], dtype=np.uint64) + _GOLDEN)
+    base = _mix(base ^ np.array([epoch & _M64], dtype=np.uint64))
+    base.flags.writeable = False  # shared by every call (cached)
+    return base
+
+
 def row_keys(
     seed: int, epoch: int, start: int, n: int, groups: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -120,8 +139,7 @@ def row_keys(
     and only its low 24 bits the row's, so the smallest keys are whole groups (users) and a
     uniform sample of the rows of the last group taken.
     """
-    base = _mix(np.array([seed & _M64], dtype=np.uint64) + _GOLDEN)
-    base = _mix(base ^ np.array([epoch & _M64], dtype=np.uint64))
+    base = _base(seed, epoch)
     index = np.arange(start, start + n, dtype=np.uint64)  # [n]
     keys = _mix(base + (index + np.uint64(1)) * _GOLDEN)  # [n]; uint64 arithmetic wraps
     if groups is not None:
@@ -153,6 +171,10 @@ ROW_TERMS: dict[Callable[..., float], Callable[[torch.Tensor, torch.Tensor], tor
 class EpochRows:
     """One training epoch's (score, label, group) rows: all of them, or a uniform sample.
 
+    Past the cap, rows are first appended as they come and keyed, filtered and summed a
+    chunk of ``min(cap, 65,536)`` rows at a time (vectorised: the per-batch cost stays that
+    of three appends); the sample does not depend on where chunks end.
+
     Args:
         cap: the most rows kept; beyond it, a uniform sample of ``cap`` rows (see the module
             docstring). None keeps every row.
@@ -176,57 +198,44 @@ class EpochRows:
         self.epoch = epoch
         self.metrics = list(metrics)
         self.rows = 0
-        self._limit = None if cap is None else 2 * cap
+        self._chunk = 0 if cap is None else min(cap, CHUNK_ROWS)
+        self._limit = None if cap is None else 2 * cap + self._chunk
         self.scores = Column(limit=self._limit)
         self.labels = Column(limit=self._limit)
         self.groups = Column(limit=self._limit)
-        self.keys: Column | None = None  # sample keys of the kept rows, once rows > cap
+        # Past the cap: the first `keyed` held rows are filtered and keyed (keys [keyed]);
+        # the rows after them arrived since the last chunk was processed.
+        self.keyed = 0
+        self.keys = Column(limit=self._limit)
         self.threshold: int | None = None  # rows keyed >= this cannot enter the sample
         self.sums: dict[str, torch.Tensor] = {}  # running float64 sums of ROW_TERMS metrics
 
     @property
     def sampled(self) -> bool:
         """Whether the epoch passed the cap (rank metrics come from a sample)."""
-        return self.keys is not None
+        return self.cap is not None and self.rows > self.cap
 
     def __len__(self) -> int:
-        """Rows held now (at most 2 * cap)."""
+        """Rows held now (at most 2 * cap + a chunk + a batch)."""
         return len(self.scores)
 
     def append(
         self, logits: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor | None = None
     ) -> None:
         """Add a batch's rows: logits [b], labels [b], groups [b] or None."""
-        logits, labels = logits.detach().reshape(-1), labels.detach().reshape(-1)  # [b]
+        self.scores.append(logits)
+        self.labels.append(labels)
         if groups is not None:
-            groups = groups.detach().reshape(-1)  # [b]
-        b = logits.numel()
-        if self.keys is None and (self.cap is None or self.rows + b <= self.cap):
-            self._keep(logits, labels, groups)
-            self.rows += b
-            return
-        if self.keys is None:
-            self._start_sampling()
-        self._add_sums(logits, labels)
-        keys = row_keys(self.seed, self.epoch, self.rows, b, groups)  # [b]
-        self.rows += b
-        if self.threshold is not None:
-            enter = keys < self.threshold  # [b]
-            keys = keys[enter]
-            on_device = enter.to(logits.device)
-            logits, labels = logits[on_device], labels[on_device]
-            groups = None if groups is None else groups[on_device]
-        assert self.keys is not None and self._limit is not None
-        if len(self) + keys.numel() > self._limit:
-            self._compact(keys, logits, labels, groups)
-        else:
-            self.keys.append(keys)
-            self._keep(logits, labels, groups)
+            self.groups.append(groups)
+        self.rows += logits.numel()
+        if self.sampled and len(self) - self.keyed >= self._chunk:
+            self._process()
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(logits [n], labels [n], groups [n] or None) of the kept rows, n <= cap, in the
         order they arrived; every row when the epoch had at most cap rows."""
-        if self.keys is not None and self.cap is not None and len(self) > self.cap:
+        if self.sampled:
+            self._process()
             self._compact()
         scores, labels = self.scores.tensor(), self.labels.tensor()
         if scores is None or labels is None:
@@ -251,37 +260,56 @@ class EpochRows:
         """The rows and sampling state, for an exact resume (tensors copied)."""
         return {"rows": self.rows, "scores": self.scores.tensor(),
                 "labels": self.labels.tensor(), "groups": self.groups.tensor(),
-                "keys": None if self.keys is None else self.keys.tensor(),
-                "threshold": self.threshold,
+                "keyed": self.keyed, "keys": self.keys.tensor(), "threshold": self.threshold,
                 "sums": {k: v.clone() for k, v in self.sums.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state_dict() (of the same cap, seed and epoch)."""
         self.rows = int(state["rows"])
-        for name in ("scores", "labels", "groups"):
-            setattr(self, name, Column(state[name], limit=self._limit))
-        keys = state.get("keys")
-        self.keys = None if keys is None else Column(keys, limit=self._limit)
+        for name in ("scores", "labels", "groups", "keys"):
+            setattr(self, name, Column(state.get(name), limit=self._limit))
+        self.keyed = int(state.get("keyed", 0))
         self.threshold = state.get("threshold")
         self.sums = {k: v.clone() for k, v in (state.get("sums") or {}).items()}
 
     # ----- internals ---------------------------------------------------------------------
-    def _keep(
-        self, logits: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor | None
-    ) -> None:
-        self.scores.append(logits)
-        self.labels.append(labels)
-        if groups is not None:
-            self.groups.append(groups)
+    def _process(self) -> None:
+        """Key, sum and filter the rows held since the last chunk (all rows, the first time
+        the cap is passed); compact when more than 2 * cap rows are kept."""
+        start, n = self.keyed, len(self) - self.keyed
+        if n == 0:
+            return
+        scores, labels = self.scores.view()[start:], self.labels.view()[start:]  # [n]
+        groups = self.groups.view()[start:] if self.groups else None  # [n]
+        self._add_sums(scores, labels)
+        keys = row_keys(self.seed, self.epoch, self.rows - n, n, groups)  # [n]
+        if self.threshold is not None:
+            enter = torch.from_numpy(np.flatnonzero(keys.numpy() < self.threshold))  # [k]
+            keys = keys[enter]
+            for column in self._columns():
+                column.select(enter, start)
+        self.keys.append(keys)
+        self.keyed = len(self)
+        assert self.cap is not None
+        if self.keyed > 2 * self.cap:
+            self._compact()
 
-    def _start_sampling(self) -> None:
-        """The cap is about to be passed: key the rows so far, start the exact sums."""
-        groups = self.groups.view() if self.groups else None
-        self.keys = Column(row_keys(self.seed, self.epoch, 0, self.rows, groups),
-                           limit=self._limit)
-        self.sums = {}
-        if self.rows:
-            self._add_sums(self.scores.view(), self.labels.view())
+    def _compact(self) -> None:
+        """Keep the cap held rows of smallest key, in arrival order (all rows are keyed)."""
+        assert self.cap is not None and self.keyed == len(self)
+        if len(self) <= self.cap:
+            return
+        keys = self.keys.view().numpy()
+        # Held rows are in arrival order, so a stable sort breaks ties by the earlier row.
+        chosen = np.sort(np.argsort(keys, kind="stable")[: self.cap])  # [cap]
+        self.threshold = int(keys[chosen].max())
+        index = torch.from_numpy(chosen)
+        for column in (*self._columns(), self.keys):
+            column.select(index)
+        self.keyed = self.cap
+
+    def _columns(self) -> list[Column]:
+        return [self.scores, self.labels, *([self.groups] if self.groups else [])]
 
     def _add_sums(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         for metric in self.metrics:
@@ -291,28 +319,3 @@ class EpochRows:
             total = terms(logits, labels).sum()
             self.sums[metric.name] = (total if metric.name not in self.sums
                                       else self.sums[metric.name] + total)
-
-    def _compact(
-        self, keys: torch.Tensor | None = None, logits: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None, groups: torch.Tensor | None = None,
-    ) -> None:
-        """Keep the cap rows of smallest key among the held rows (and a batch's), in order."""
-        assert self.keys is not None and self.cap is not None
-        held = [c.view() if c else None for c in (self.keys, self.scores, self.labels,
-                                                   self.groups)]
-        parts = zip(held, (keys, logits, labels, groups), strict=True)
-        all_keys, all_scores, all_labels, all_groups = (
-            new if old is None else old if new is None else torch.cat([old, new])
-            for old, new in parts)
-        assert all_keys is not None and all_scores is not None and all_labels is not None
-        # Held rows are in arrival order, so a stable sort breaks ties by the earlier row.
-        chosen = torch.sort(all_keys, stable=True).indices[: self.cap]  # [cap]
-        chosen = torch.sort(chosen).values  # [cap] arrival order
-        on_device = chosen.to(all_scores.device)
-        kept_keys = all_keys[chosen]
-        self.threshold = int(kept_keys.max())
-        self.keys = Column(kept_keys, limit=self._limit)
-        self.scores = Column(all_scores[on_device], limit=self._limit)
-        self.labels = Column(all_labels[on_device], limit=self._limit)
-        self.groups = Column(None if all_groups is None else all_groups[on_device],
-                             limit=self._limit)
