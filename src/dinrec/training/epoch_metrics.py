@@ -9,7 +9,7 @@ docs/distributed.md). EpochRows keeps instead:
   computed exactly as without a cap;
 - beyond ``cap`` rows, a uniform sample of ``cap`` of them, without replacement, over which
   the rank metrics (AUC, GAUC) are computed; the row-mean metrics (logloss, accuracy) stay
-  exact, summed in float64 over every row as the rows arrive.
+  exact, summed in float64 over every row.
 
 The sample is a bottom-k sample: row i of an epoch gets a 64-bit key, a hash (splitmix64) of
 (seed, epoch, i), and the sample is the ``cap`` rows with the smallest keys (ties: the

@@ -64,8 +64,9 @@ class Trainer:
     """Fits an InterestNetwork on batch sources; evaluation gathers every score first.
 
     A training epoch's metrics are over all of its rows up to train_metric_rows rows; beyond
-    that, AUC and GAUC are computed over a uniform sample of train_metric_rows rows (seeded
-    by the model's seed and the epoch) while loss, logloss and accuracy stay exact over every
+    that, AUC and GAUC are computed over a uniform sample of train_metric_rows rows (whole
+    users when the rows carry the GAUC group; a function of the model's seed and the epoch,
+    not of torch's RNG) while loss, logloss and accuracy stay exact over every
     row (see dinrec.training.epoch_metrics), so their memory does not grow with the data.
     Validation and test metrics (evaluate) are always over every row.
 
