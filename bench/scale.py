@@ -12,7 +12,9 @@ Three measurements, each step in its own process (peak RSS from wait4, the whole
 
 The paper's DIN (embedding 16, attention (80, 40) Dice, MLP (200, 80) Dice, MBA, Adam,
 batch 256, maxlen 50), validation_fraction = 0 so an epoch's seconds are training alone.
-samples/s = train samples / the epoch's seconds (metrics.jsonl). Not part of the tests.
+samples/s = train samples / the epoch's seconds (metrics.jsonl). The training epoch's own
+AUC / GAUC are over at most training.train_metric_rows rows (a sample beyond; the stream line
+says how many); the GAUC compared is the test split's, over every row. Not part of the tests.
 
 Run: python bench/scale.py --samples 20000000 [--subset 200000] [--out DIR] [--keep]
 """
@@ -94,7 +96,8 @@ def train(
     rows = json.loads((dataset / "dataset.json").read_text())["counts"]["train"]["samples"]
     test = json.loads((run / "results.json").read_text())["test"]
     return {"rows": rows, "samples_s": rows / epoch["seconds"], "rss": rss,
-            "wall": seconds, "gauc": test["gauc"], "auc": test["auc"]}
+            "wall": seconds, "gauc": test["gauc"], "auc": test["auc"],
+            "metric_rows": epoch.get("train_metric_rows", rows)}
 
 
 def main() -> None:
@@ -117,7 +120,8 @@ def main() -> None:
               f"(limit {LIMIT_GIB})")
         big = train(work, work / "big", "big", streaming=True)
         print(f"stream  {big['rows']:>11,} train    {big['wall']:8.1f} s  peak RSS "
-              f"{big['rss']:.2f} GiB  {big['samples_s']:,.0f} samples/s  GAUC {big['gauc']:.4f}")
+              f"{big['rss']:.2f} GiB  {big['samples_s']:,.0f} samples/s  GAUC {big['gauc']:.4f}  "
+              f"(training AUC/GAUC over {big['metric_rows']:,} rows)")
         build(work / "subset", args.subset, args.users_per_chunk)
         gauc = {}
         for name, streaming, seed in (("memory", False, 1024), ("stream", True, 1024),

@@ -1,6 +1,7 @@
 """RunRecorder: the training callback that keeps a run's records, best model and checkpoints.
 
-At each epoch end it appends the epoch's metrics to metrics.jsonl, saves the model bundle
+At each epoch end it appends the epoch's metrics to metrics.jsonl (with the rows the
+training auc / gauc covered: train_metric_rows of train_rows), saves the model bundle
 when the monitored validation metric improved, applies early stopping, and checkpoints;
 every `checkpoint_every` optimizer steps it checkpoints too. Its own state (epoch records,
 best value, patience counter) goes into each checkpoint, so a resumed run makes the same
@@ -116,6 +117,11 @@ class RunRecorder(Callback):
         logs = dict(logs or {})
         record: dict[str, Any] = {"epoch": epoch + 1, "step": self.trainer.global_step}
         record.update({k: float(v) for k, v in logs.items()})
+        covered = getattr(self.trainer, "last_metric_rows", None)
+        if covered is not None:
+            # auc / gauc were over train_metric_rows of the epoch's train_rows (a sample of
+            # whole users when fewer; Trainer's train_metric_rows cap).
+            record["train_metric_rows"], record["train_rows"] = covered
         record["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
         improved = self._improved(logs)
         if improved:

@@ -103,7 +103,7 @@ def build_experiment_model(config: ExperimentConfig, dataset: Dataset) -> Any:
     if t.attention_bf16:
         model.attention_bf16()  # stays fp32 (returns False) where the CPU lacks native bf16
     model.compile(t.optimizer, "binary_crossentropy", list(TEST_METRICS), lr=t.learning_rate,
-                  gauc_group=USER_KEY)
+                  gauc_group=USER_KEY, train_metric_rows=t.train_metric_rows or None)
     return model
 
 

@@ -14,6 +14,7 @@ from dinrec.inputs import as_input_dict, prepare_group, prepare_inputs, prepare_
 from dinrec.models.network import InterestNetwork
 from dinrec.training.batches import BatchSource, TensorBatches
 from dinrec.training.callbacks import Callback, History
+from dinrec.training.epoch_metrics import DEFAULT_CAP
 from dinrec.training.trainer import Trainer, predict_logits
 
 DEFAULT_FIT_BATCH = 32  # Keras' default when batch_size is None
@@ -33,6 +34,7 @@ class KerasFacade(InterestNetwork):
         lr: float | None = None,
         gauc_group: str | None = None,
         retain_memory: bool = True,
+        train_metric_rows: int | None = DEFAULT_CAP,
     ) -> None:
         """Choose optimizer, loss and metrics (names; unknown names raise).
 
@@ -44,8 +46,13 @@ class KerasFacade(InterestNetwork):
             gauc_group: the input GAUC groups by (default user_id / user / uid).
             retain_memory: keep freed memory in the heap between steps (glibc; fewer page
                 faults, same peak RSS; see dinrec.training.allocator).
+            train_metric_rows: a training epoch with more rows computes its AUC / GAUC over
+                a uniform sample of this many rows (logloss, accuracy and loss stay over
+                every row; see dinrec.training.epoch_metrics); None: every row. Evaluation
+                metrics are always over every row.
         """
-        self._trainer = Trainer(self, optimizer, loss, metrics, gauc_group, lr, retain_memory)
+        self._trainer = Trainer(self, optimizer, loss, metrics, gauc_group, lr, retain_memory,
+                                train_metric_rows)
 
     @property
     def trainer(self) -> Trainer:

@@ -2,7 +2,10 @@
 
 Loss is BCEWithLogits on the model's logits (no sigmoid in the model) plus the configured
 regularization. Metrics are computed once per epoch over all of the epoch's predictions,
-never averaged over batches, so a one-class batch cannot crash or skew them.
+never averaged over batches, so a one-class batch cannot crash or skew them. A training
+epoch longer than the Trainer's train_metric_rows computes its AUC / GAUC over a uniform
+sample of that many rows (loss, logloss and accuracy stay over every row), in bounded memory;
+validation and test metrics are always over every row.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dinrec.metrics import Metric, compute_metrics, resolve_metrics
 from dinrec.training.allocator import retain_freed_memory
 from dinrec.training.batches import Batch, epoch_batches, module_device, source_rows, to_device
 from dinrec.training.callbacks import Callback, History
+from dinrec.training.epoch_metrics import DEFAULT_CAP, EpochRows
 from dinrec.training.optimizers import make_optimizer
 from dinrec.training.regularization import Regularizer, count_frequencies
 
@@ -34,48 +38,17 @@ Source = Iterable[tuple[Batch, torch.Tensor]]
 
 @dataclass
 class EpochProgress:
-    """Where training is inside an epoch, and the epoch's running sums (for exact resume)."""
+    """Where training is inside an epoch, and the epoch's running sums (for exact resume).
+
+    metric_rows holds the rows the epoch's metrics are computed from: every row up to the
+    Trainer's train_metric_rows, a uniform sample beyond (see EpochRows).
+    """
 
     epoch: int
     batches_done: int = 0
     loss_sum: float = 0.0
     rows: int = 0
-    scores: Column = field(default_factory=lambda: Column())
-    labels: Column = field(default_factory=lambda: Column())
-    groups: Column = field(default_factory=lambda: Column())
-
-
-class Column:
-    """One epoch's per-row values (scores, labels, groups), appended batch by batch.
-
-    The rows go into one tensor that doubles when full. A list of small per-batch tensors
-    kept alive through the epoch fragments the heap between each step's large activations:
-    that cost +130 MiB of peak RSS over an ml100k next-item epoch (766 batches).
-    """
-
-    def __init__(self, values: torch.Tensor | None = None) -> None:
-        self._data: torch.Tensor | None = None
-        self._size = 0
-        if values is not None:
-            self.append(values)
-
-    def append(self, values: torch.Tensor) -> None:
-        flat = values.detach().reshape(-1)  # [b]
-        end = self._size + flat.numel()
-        if self._data is None or end > self._data.numel():
-            grown = flat.new_empty(max(end, 2 * self._size, 4096))
-            if self._data is not None:
-                grown[: self._size] = self._data[: self._size]
-            self._data = grown
-        self._data[self._size : end] = flat
-        self._size = end
-
-    def __bool__(self) -> bool:
-        return self._size > 0
-
-    def tensor(self) -> torch.Tensor | None:
-        """A copy of the rows so far [n], or None when there are none."""
-        return None if self._data is None or not self else self._data[: self._size].clone()
+    metric_rows: EpochRows = field(default_factory=lambda: EpochRows(None))
 
 
 def default_group_column(model: InterestNetwork) -> str | None:
@@ -90,6 +63,13 @@ def default_group_column(model: InterestNetwork) -> str | None:
 class Trainer:
     """Fits an InterestNetwork on batch sources; evaluation gathers every score first.
 
+    A training epoch's metrics are over all of its rows up to train_metric_rows rows; beyond
+    that, AUC and GAUC are computed over a uniform sample of train_metric_rows rows (whole
+    users when the rows carry the GAUC group; a function of the model's seed and the epoch,
+    not of torch's RNG) while loss, logloss and accuracy stay exact over every
+    row (see dinrec.training.epoch_metrics), so their memory does not grow with the data.
+    Validation and test metrics (evaluate) are always over every row.
+
     Args:
         model: the network (pure nn.Module returning logits).
         optimizer: a name ('adam', 'adagrad', 'sgd', 'rmsprop') or a torch optimizer.
@@ -100,6 +80,9 @@ class Trainer:
         retain_memory: keep freed memory in the process heap between steps instead of
             returning it to the OS (glibc; see dinrec.training.allocator): no page faults
             per step, same peak RSS. Process-wide.
+        train_metric_rows: the most rows of a training epoch its AUC / GAUC are computed
+            over (a uniform sample beyond; default 1,000,000); None: every row, memory
+            growing with the epoch.
     """
 
     def __init__(
@@ -111,11 +94,15 @@ class Trainer:
         group_column: str | None = None,
         lr: float | None = None,
         retain_memory: bool = True,
+        train_metric_rows: int | None = DEFAULT_CAP,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; valid: {list(LOSSES)}")
         if isinstance(metrics, str):
             metrics = [metrics]
+        if train_metric_rows is not None and train_metric_rows < 1:
+            raise ValueError(f"train_metric_rows must be >= 1 or None (every row), got "
+                             f"{train_metric_rows}")
         if retain_memory:
             retain_freed_memory()
         self.model = model
@@ -129,10 +116,14 @@ class Trainer:
                 "metric 'gauc' groups by a user column, and none of the SparseFeats "
                 f"{sparse} is named user_id/user/uid; pass gauc_group=... to compile"
             )
+        self.train_metric_rows = train_metric_rows
         self.regularizer: Regularizer | None = None
         self.stop_training = False
         self.global_step = 0
-        self.progress = EpochProgress(epoch=0)
+        self.progress = self._new_progress(0)
+        # (rows the last training epoch's AUC / GAUC covered, rows it had): equal unless
+        # the epoch passed train_metric_rows; the run's metrics.jsonl records both.
+        self.last_metric_rows: tuple[int, int] | None = None
         self._resuming = False
         # torch.distributed hooks, set by dinrec.training.distributed.ddp.wrap_trainer:
         # the training forward runs through forward_module (a DDP wrapper of model), MBA's
@@ -199,7 +190,7 @@ class Trainer:
             cb.on_train_begin()
         for epoch in range(start_epoch, epochs):
             if not self._resuming:
-                self.progress = EpochProgress(epoch=epoch)
+                self.progress = self._new_progress(epoch)
             self._resuming = False
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
@@ -212,7 +203,7 @@ class Trainer:
                 took = time.perf_counter() - start
                 line = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
                 print(f"Epoch {epoch + 1}/{epochs} - {took:.1f}s - {line}", flush=True)
-            self.progress = EpochProgress(epoch=epoch + 1)
+            self.progress = self._new_progress(epoch + 1)
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -239,10 +230,8 @@ class Trainer:
             prog.rows += rows
             prog.batches_done = index + 1
             if self.metrics:
-                prog.scores.append(logits)
-                prog.labels.append(labels)
-                if self.group_column is not None and self.group_column in feats:
-                    prog.groups.append(feats[self.group_column])
+                group = feats.get(self.group_column) if self.group_column is not None else None
+                prog.metric_rows.append(logits, labels, group)
             if bar is not None:
                 bar.update(rows)
                 bar.set_postfix(loss=f"{prog.loss_sum / prog.rows:.4f}", refresh=False)
@@ -256,8 +245,15 @@ class Trainer:
             raise ValueError("the training data yielded no batches")
         logs = {"loss": prog.loss_sum / prog.rows}
         if self.metrics:
-            logs.update(self._metrics(prog.scores, prog.labels, prog.groups))
+            logs.update(prog.metric_rows.compute())
+            held = prog.metric_rows
+            self.last_metric_rows = (min(held.rows, held.cap or held.rows), held.rows)
         return logs
+
+    def _new_progress(self, epoch: int) -> EpochProgress:
+        seed = int(getattr(getattr(self.model, "config", None), "seed", 0))
+        return EpochProgress(epoch=epoch, metric_rows=EpochRows(
+            self.train_metric_rows, seed=seed, epoch=epoch, metrics=self.metrics))
 
     # ----- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -272,9 +268,7 @@ class Trainer:
             "batches_done": prog.batches_done,
             "loss_sum": prog.loss_sum,
             "rows": prog.rows,
-            "scores": prog.scores.tensor(),
-            "labels": prog.labels.tensor(),
-            "groups": prog.groups.tensor(),
+            "metric_rows": prog.metric_rows.state_dict(),
             "frequencies": (
                 dict(self.regularizer.frequencies) if self.regularizer is not None else None
             ),
@@ -286,15 +280,15 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.global_step = int(state["global_step"])
-        self.progress = EpochProgress(
-            epoch=int(state["epoch"]),
-            batches_done=int(state["batches_done"]),
-            loss_sum=float(state["loss_sum"]),
-            rows=int(state["rows"]),
-            scores=Column(state["scores"]),
-            labels=Column(state["labels"]),
-            groups=Column(state["groups"]),
-        )
+        self.progress = self._new_progress(int(state["epoch"]))
+        self.progress.batches_done = int(state["batches_done"])
+        self.progress.loss_sum = float(state["loss_sum"])
+        self.progress.rows = int(state["rows"])
+        # Checkpoints from before the row cap hold the epoch's rows as scores/labels/groups.
+        metric_rows = state.get("metric_rows") or {
+            "rows": len(state["scores"]) if state.get("scores") is not None else 0,
+            **{k: state.get(k) for k in ("scores", "labels", "groups")}}
+        self.progress.metric_rows.load_state_dict(metric_rows)
         freqs = state.get("frequencies")
         self.regularizer = (Regularizer(self.model, freqs, ids_hook=self.regularizer_ids)
                             if freqs is not None else None)
@@ -328,13 +322,6 @@ class Trainer:
         out = {"loss": _logloss(y, prob)}
         out.update(compute_metrics(self.metrics, y, prob, groups))
         return out
-
-    def _metrics(self, logits: Column, labels: Column, groups: Column) -> dict[str, float]:
-        scores, y, g = logits.tensor(), labels.tensor(), groups.tensor()
-        assert scores is not None and y is not None
-        prob = torch.sigmoid(scores).cpu().numpy()
-        return compute_metrics(self.metrics, y.cpu().numpy(), prob,
-                               None if g is None else g.cpu().numpy())
 
 
 class eval_mode:

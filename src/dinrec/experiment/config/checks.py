@@ -24,8 +24,9 @@ def check_config(config: ExperimentConfig) -> None:
     if t.monitor not in MONITORS:
         raise ConfigError(f"training.monitor must be one of {', '.join(MONITORS)}, "
                           f"got {t.monitor!r}")
-    if t.patience < 0 or t.num_threads < 0:
-        raise ConfigError("training.patience and training.num_threads must be >= 0")
+    if t.patience < 0 or t.num_threads < 0 or t.train_metric_rows < 0:
+        raise ConfigError("training.patience, training.num_threads and "
+                          "training.train_metric_rows must be >= 0")
     _check_optimizer(t.optimizer)
     if t.device not in DEVICES:
         raise ConfigError(f"training.device must be one of {', '.join(DEVICES)}, "

@@ -102,6 +102,11 @@ class TrainingConfig:
             (model.attention_bf16(); GAUC unchanged on ml100k, docs/performance.md).
         device: where the model trains and scores: "cpu", "cuda" (cuda:LOCAL_RANK with nccl
             under torchrun) or "auto" (cuda when torch sees one); batches are moved to it.
+        train_metric_rows: a training epoch with more rows computes its auc / gauc in
+            metrics.jsonl over a uniform sample of this many rows (whole users; recorded
+            there as train_metric_rows of train_rows), so memory does not grow with the
+            data; loss and logloss stay over every row, validation and test metrics too.
+            0: every row (memory grows with the epoch).
     """
 
     epochs: int = 5
@@ -117,6 +122,7 @@ class TrainingConfig:
     compile_dense: bool = False
     attention_bf16: bool = False
     device: str = "cpu"
+    train_metric_rows: int = 1_000_000  # epoch_metrics.DEFAULT_CAP (no torch import here)
 
 
 DEVICES = ("cpu", "cuda", "auto")
