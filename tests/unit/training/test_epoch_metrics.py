@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dinrec.experiment.config import TrainingConfig, config_from_dict
-from dinrec.experiment.typed_tables import ConfigError
+from dinrec.experiment.config.typed_tables import ConfigError
 from dinrec.metrics import auc, compute_metrics, gauc, logloss, resolve_metrics
 from dinrec.models import DIN
 from dinrec.training.epoch_metrics import DEFAULT_CAP, EpochRows, row_keys
