@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from dinrec.data.dataset import Dataset, feature_columns
@@ -27,10 +26,7 @@ from dinrec.experiment.recorder import RunRecorder, read_records
 from dinrec.models import build_model
 from dinrec.schema import FeatureSchema
 from dinrec.training.batches import BatchSource
-from dinrec.training.trainer import Trainer
-
-# Trainer.gather_scores: (source, probabilities, labels, groups) -> the same, of every rank.
-GatherScores = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+from dinrec.training.trainer import GatherScores, Trainer, evaluate_model
 
 CONFIG_FILE = "config.toml"
 RESULTS_FILE = "results.json"
@@ -208,7 +204,5 @@ def evaluate_source(
         gather: under torchrun, the gather of every rank's scores (the Trainer's
             gather_scores hook), so the metrics cover each row once; None in one process.
     """
-    trainer = Trainer(model, "adam", metrics=["auc", "gauc"], group_column=USER_KEY)
-    trainer.gather_scores = gather
-    scores = trainer.evaluate(source)
+    scores = evaluate_model(model, source, ["auc", "gauc"], USER_KEY, gather)
     return {"auc": scores["auc"], "gauc": scores["gauc"], "logloss": scores["loss"]}

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from dinrec.layers.embedding import sparse_parameters
-from dinrec.metrics import Metric, compute_metrics, resolve_metrics
+from dinrec.metrics import Metric, compute_metrics, logloss, resolve_metrics
 from dinrec.training.allocator import retain_freed_memory
 from dinrec.training.batches import Batch, epoch_batches, module_device, source_rows, to_device
 from dinrec.training.callbacks import Callback, History
@@ -131,8 +131,7 @@ class Trainer:
         self.forward_module: torch.nn.Module = model
         self.regularizer_ids: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None
         self.regularizer_ids = None
-        self.gather_scores: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray | None]] | None
-        self.gather_scores = None
+        self.gather_scores: GatherScores | None = None
 
     # ----- training ----------------------------------------------------------------------
     def prepare_regularizer(self, train: Source) -> None:
@@ -298,30 +297,57 @@ class Trainer:
     # ----- evaluation --------------------------------------------------------------------
     def scores(self, source: Source) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(probabilities [N], labels [N], groups [N] or None) in eval + inference mode."""
-        logits, labels, groups = [], [], []
-        device = module_device(self.model)
-        with eval_mode(self.model), torch.inference_mode():
-            for feats, y in epoch_batches(source, 0):
-                feats, y = to_device(feats, y, device)
-                logits.append(self.model(feats).squeeze(-1))
-                labels.append(y)
-                if self.group_column is not None and self.group_column in feats:
-                    groups.append(feats[self.group_column])
-        if not logits:
-            raise ValueError("the evaluation data yielded no batches")
-        prob = torch.sigmoid(torch.cat(logits)).cpu().numpy()
-        g = torch.cat(groups).cpu().numpy() if groups else None
-        y_all = torch.cat(labels).cpu().numpy()
-        if self.gather_scores is not None:  # every rank's rows, padding duplicates dropped
-            return self.gather_scores(source, prob, y_all, g)
-        return prob, y_all, g
+        return score_source(self.model, source, self.group_column, self.gather_scores)
 
     def evaluate(self, source: Source) -> dict[str, float]:
         """loss (mean BCE over all rows) and each compiled metric, over the whole source."""
-        prob, y, groups = self.scores(source)
-        out = {"loss": _logloss(y, prob)}
-        out.update(compute_metrics(self.metrics, y, prob, groups))
-        return out
+        return evaluate_model(self.model, source, self.metrics, self.group_column,
+                              self.gather_scores)
+
+
+# Trainer.gather_scores: (source, probabilities, labels, groups) -> the same, of every rank.
+GatherScores = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+
+
+def score_source(
+    model: torch.nn.Module, source: Source, group_column: str | None = None,
+    gather: GatherScores | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(probabilities [N], labels [N], groups [N] or None) of every row, in eval mode under
+    inference_mode; with `gather` (torchrun), every rank's rows with padding duplicates
+    dropped. The one scoring pass behind Trainer.evaluate and the experiment runners."""
+    logits, labels, groups = [], [], []
+    device = module_device(model)
+    with eval_mode(model), torch.inference_mode():
+        for feats, y in epoch_batches(source, 0):
+            feats, y = to_device(feats, y, device)
+            logits.append(model(feats).squeeze(-1))
+            labels.append(y)
+            if group_column is not None and group_column in feats:
+                groups.append(feats[group_column])
+    if not logits:
+        raise ValueError("the evaluation data yielded no batches")
+    prob = torch.sigmoid(torch.cat(logits)).cpu().numpy()
+    g = torch.cat(groups).cpu().numpy() if groups else None
+    y_all = torch.cat(labels).cpu().numpy()
+    if gather is not None:
+        return gather(source, prob, y_all, g)
+    return prob, y_all, g
+
+
+def evaluate_model(
+    model: torch.nn.Module, source: Source, metrics: Sequence[Metric | str],
+    group_column: str | None = None, gather: GatherScores | None = None,
+) -> dict[str, float]:
+    """{"loss": mean BCE over all rows, each metric: its value} over the whole source.
+
+    Needs no optimizer (evaluation builds no Trainer); metrics by name or resolved.
+    """
+    resolved = [m if isinstance(m, Metric) else resolve_metrics([m])[0] for m in metrics]
+    prob, y, groups = score_source(model, source, group_column, gather)
+    out = {"loss": logloss(y, prob)}
+    out.update(compute_metrics(resolved, y, prob, groups))
+    return out
 
 
 class eval_mode:
@@ -348,11 +374,6 @@ def predict_logits(model: torch.nn.Module, source: Source) -> torch.Tensor:
             feats, _ = to_device(feats, y, device)
             out.append(model(feats).squeeze(-1).cpu())
     return torch.cat(out) if out else torch.empty(0)
-
-
-def _logloss(y: np.ndarray, prob: np.ndarray, eps: float = 1e-7) -> float:
-    p = np.clip(prob.astype(np.float64), eps, 1.0 - eps)
-    return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
 
 
 def _len_or_none(source: object) -> int | None:
