@@ -23,6 +23,7 @@ from dinrec.experiment.config import ExperimentConfig, dump_config
 from dinrec.experiment.data_match import DATA_KEY, recorded_protocol
 from dinrec.experiment.outputs import RUN_ENTRIES, remove_entries
 from dinrec.experiment.recorder import RunRecorder, read_records
+from dinrec.metrics import resolve_metrics
 from dinrec.models import build_model
 from dinrec.schema import FeatureSchema
 from dinrec.training.batches import BatchSource
@@ -204,5 +205,5 @@ def evaluate_source(
         gather: under torchrun, the gather of every rank's scores (the Trainer's
             gather_scores hook), so the metrics cover each row once; None in one process.
     """
-    scores = evaluate_model(model, source, ["auc", "gauc"], USER_KEY, gather)
+    scores = evaluate_model(model, source, resolve_metrics(["auc", "gauc"]), USER_KEY, gather)
     return {"auc": scores["auc"], "gauc": scores["gauc"], "logloss": scores["loss"]}

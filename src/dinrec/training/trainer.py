@@ -336,17 +336,16 @@ def score_source(
 
 
 def evaluate_model(
-    model: torch.nn.Module, source: Source, metrics: Sequence[Metric | str],
+    model: torch.nn.Module, source: Source, metrics: Sequence[Metric],
     group_column: str | None = None, gather: GatherScores | None = None,
 ) -> dict[str, float]:
     """{"loss": mean BCE over all rows, each metric: its value} over the whole source.
 
-    Needs no optimizer (evaluation builds no Trainer); metrics by name or resolved.
+    Needs no optimizer (evaluation builds no Trainer); metrics from resolve_metrics.
     """
-    resolved = [m if isinstance(m, Metric) else resolve_metrics([m])[0] for m in metrics]
     prob, y, groups = score_source(model, source, group_column, gather)
     out = {"loss": logloss(y, prob)}
-    out.update(compute_metrics(resolved, y, prob, groups))
+    out.update(compute_metrics(metrics, y, prob, groups))
     return out
 
 

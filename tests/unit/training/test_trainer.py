@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from dinrec.inputs import prepare_inputs, prepare_labels
-from dinrec.metrics import auc, gauc
+from dinrec.metrics import auc, gauc, resolve_metrics
 from dinrec.models import DIN, EmbeddingMLP
 from dinrec.training.batches import TensorBatches
 from dinrec.training.callbacks import EarlyStopping, ModelCheckpoint
+from dinrec.training.trainer import evaluate_model
 
 
 def test_history_has_loss_metrics_and_validation(random_data):
@@ -163,3 +166,26 @@ def test_bad_input_fails_before_any_step(random_data):
     with pytest.raises(ValueError, match="'hist_cate_id'"):
         model.fit(bad, y, verbose=0)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class _FixedLogits(torch.nn.Module):
+    """Logits = the batch's "z" column: [B, 1] (a model with nothing to train)."""
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        return feats["z"]
+
+
+def test_evaluate_model_scores_without_an_optimizer_and_restores_the_mode() -> None:
+    # Logits 2, -1, 0.5, 0 with labels 1, 0, 0, 1; users a = rows 0-1, b = rows 2-3.
+    # AUC: positives (s(2), s(0)) over negatives (s(-1), s(0.5)): 3 of 4 pairs right.
+    # GAUC: user a 1.0, user b 0.0, 2 rows each -> 0.5. loss: -log s(z) = log1p(e^-z) for a
+    # positive, log1p(e^z) for a negative.
+    model = _FixedLogits().train()
+    feats = {"z": torch.tensor([[2.0], [-1.0], [0.5], [0.0]]),
+             "uid": torch.tensor([7, 7, 9, 9])}
+    source = TensorBatches(feats, torch.tensor([[1.0], [0.0], [0.0], [1.0]]), 3, False)
+    out = evaluate_model(model, source, resolve_metrics(["auc", "gauc"]), "uid")
+    loss = (math.log1p(math.exp(-2)) + math.log1p(math.exp(-1)) + math.log1p(math.exp(0.5))
+            + math.log(2.0)) / 4
+    assert out == pytest.approx({"loss": loss, "auc": 0.75, "gauc": 0.5}, abs=1e-6)
+    assert model.training  # eval mode inside, the previous mode after
