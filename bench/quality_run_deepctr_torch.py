@@ -21,10 +21,8 @@ from deepctr_torch.models import DIN
 
 def main() -> None:
     arrays, job_path, out = sys.argv[1:4]
-    with open(job_path) as f:
-        job = json.load(f)
+    job = harness.read_job(job_path)
     spec, cfg = job["spec"], job["config"]
-    harness.pin_torch_threads(cfg["threads"])
     columns, history = harness.spec_columns(
         spec, cfg["embedding_dim"], SparseFeat, VarLenSparseFeat, length_name="hist_len")
     model = DIN(columns, history, dnn_hidden_units=cfg["dnn_hidden_units"],

@@ -62,10 +62,8 @@ def batch_stats_scores(model: Any, x: dict[str, np.ndarray], batch_size: int) ->
 
 def main() -> None:
     arrays, job_path, out = sys.argv[1:4]
-    with open(job_path) as f:
-        job = json.load(f)
+    job = harness.read_job(job_path)
     spec, cfg = job["spec"], job["config"]
-    harness.pin_torch_threads(cfg["threads"])
     columns, history = harness.spec_columns(
         spec, cfg["embedding_dim"], SparseFeat, VarLenSparseFeat)
     kwargs = dict(dnn_hidden_units=cfg["dnn_hidden_units"], dnn_activation=cfg["dnn_activation"],

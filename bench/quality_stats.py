@@ -23,12 +23,10 @@ from dinrec.metrics import group_aucs
 def seed_mean_user_aucs(y: np.ndarray, users: np.ndarray,
                         scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-user AUC averaged over seeds, and users' impressions: scores [S, n] -> [G], [G]."""
-    per_seed = []
-    size = np.zeros(0)
-    for row in scores:
-        per_user, size = group_aucs(y, row, users)
-        per_seed.append(per_user)
-    return np.mean(per_seed, axis=0), size  # nan stays nan: one-class users, every seed
+    per_seed = [group_aucs(y, row, users) for row in scores]  # [(auc [G], size [G])] * S
+    # Every seed has the same users and labels, so the same sizes and the same nan
+    # (one-class) users; the mean keeps those nan.
+    return np.mean([a for a, _ in per_seed], axis=0), per_seed[0][1]
 
 
 def paired_gauc_bootstrap(y: np.ndarray, users: np.ndarray, scores_a: np.ndarray,

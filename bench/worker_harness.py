@@ -59,10 +59,18 @@ def load_job(
     same number of intra-op threads and one inter-op thread. `pin_threads` does it for
     the worker's framework (torch by default).
     """
-    job = json.loads(Path(spec_path).read_text())
-    spec, cfg = job["spec"], job["config"]
-    pin_threads(cfg["threads"])
-    return spec, cfg
+    job = read_job(spec_path, pin_threads)
+    return job["spec"], job["config"]
+
+
+def read_job(
+    path: str, pin_threads: Callable[[int], None] = pin_torch_threads
+) -> dict[str, Any]:
+    """The whole job file (the quality workers read more than spec and config), with the
+    framework pinned to job["config"]["threads"] before any model is built."""
+    job: dict[str, Any] = json.loads(Path(path).read_text())
+    pin_threads(job["config"]["threads"])
+    return job
 
 
 def split_arrays(path: str, split: str) -> dict[str, np.ndarray]:
