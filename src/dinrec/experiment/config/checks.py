@@ -50,7 +50,12 @@ def _check_optimizer(name: str) -> None:
 
 def check_data_config(data: DataConfig) -> None:
     """Everything checkable before reading: which form, names, options and that paths exist."""
-    from dinrec.data.build import SOURCES, SYNTHETIC, protocol_option_names, source_option_names
+    from dinrec.data.build_options import (
+        SOURCES,
+        SYNTHETIC,
+        protocol_option_names,
+        source_option_names,
+    )
 
     _check_reading(data)
     if (data.dataset is None) == (data.source is None):
