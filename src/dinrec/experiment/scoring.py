@@ -1,9 +1,9 @@
 """Score a dataset split with a model bundle, in batches: metrics, or a Parquet of scores.
 
 Rows are read one Parquet record batch at a time, re-encoded into the bundle's vocabulary
-when the dataset was built with another one (see tensors.remap_ids), and scored in eval
-mode under inference_mode, so memory stays bounded by the batch size (plus one float per
-row for the metrics).
+when the dataset was built with another one (see dinrec.data.remap.remap_ids), and scored
+in eval mode under inference_mode, so memory stays bounded by the batch size (plus, for the
+metrics, a score, a label and a user_key per row).
 
 Example:
     >>> metrics = evaluate_bundle("runs/r1/model", "runs/r1/data")  # doctest: +SKIP
@@ -31,8 +31,6 @@ from dinrec.experiment.data_match import check_bundle_dataset
 from dinrec.experiment.run_dir import evaluate_source
 from dinrec.inputs import prepare_inputs
 from dinrec.models import load_model
-
-# dinrec.models first: importing dinrec.training.trainer before it is a circular import.
 from dinrec.models.network import InterestNetwork
 from dinrec.training.trainer import eval_mode
 
