@@ -79,7 +79,7 @@ class Trainer:
         lr: learning rate for a named optimizer (Keras defaults otherwise).
         retain_memory: keep freed memory in the process heap between steps instead of
             returning it to the OS (glibc; dinrec.training.allocator): no page faults per
-            step, same peak RSS, ~20% more samples per CPU-second. Process-wide; False leaves it alone.
+            step, same peak RSS, ~20% more samples per CPU-second. Process-wide.
         train_metric_rows: the most rows of a training epoch its AUC / GAUC are computed
             over (a uniform sample beyond; default 1,000,000); None: every row, memory
             growing with the epoch.
