@@ -32,7 +32,7 @@ from dinrec.experiment.run_dir import evaluate_source
 from dinrec.inputs import prepare_inputs
 from dinrec.models import load_model
 from dinrec.models.network import InterestNetwork
-from dinrec.training.trainer import eval_mode
+from dinrec.training.evaluation import eval_mode
 
 
 @dataclass
@@ -110,7 +110,7 @@ def evaluate_bundle(
 ) -> dict[str, float]:
     """{"auc", "gauc", "logloss", "samples"} of a bundle on a dataset split.
 
-    The metrics are the runs' own (run_dir.evaluate_source: training.trainer.evaluate_model,
+    The metrics are the runs' own (run_dir.evaluate_source: training.evaluation.evaluate_model,
     dinrec.metrics), so `dinrec evaluate` on a run's data gives its recorded test metrics.
     GAUC groups by the dataset's user_key (the raw user across splits), so users first seen
     at test time, who all share the unknown user_id, still count as separate users.

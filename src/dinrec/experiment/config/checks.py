@@ -27,6 +27,9 @@ def check_config(config: ExperimentConfig) -> None:
     if t.patience < 0 or t.num_threads < 0 or t.train_metric_rows < 0:
         raise ConfigError("training.patience, training.num_threads and "
                           "training.train_metric_rows must be >= 0")
+    if not 0.0 <= t.ema_momentum < 1.0:
+        raise ConfigError(f"training.ema_momentum must be in [0, 1) (0: off), "
+                          f"got {t.ema_momentum}")
     _check_optimizer(t.optimizer)
     if t.device not in DEVICES:
         raise ConfigError(f"training.device must be one of {', '.join(DEVICES)}, "
