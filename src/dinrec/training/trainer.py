@@ -28,8 +28,13 @@ from dinrec.training.callbacks import Callback, History
 from dinrec.training.epoch_metrics import DEFAULT_CAP, EpochRows
 from dinrec.training.evaluation import GatherScores, evaluate_model, score_source
 from dinrec.training.optimizers import make_optimizer
-from dinrec.training.regularization import Regularizer, count_frequencies
-from dinrec.training.weight_average import DEFAULT_MOMENTUM, WeightAverage, dense_parameters
+from dinrec.training.regularization import Regularizer, count_frequencies, table_ids
+from dinrec.training.weight_average import (
+    DEFAULT_MOMENTUM,
+    WeightAverage,
+    dense_parameters,
+    table_weights,
+)
 
 if TYPE_CHECKING:  # the models package imports the trainer (Keras facade)
     from dinrec.models.network import InterestNetwork
@@ -85,8 +90,8 @@ class Trainer:
         train_metric_rows: the most rows of a training epoch its AUC / GAUC are computed
             over (a uniform sample beyond; default 1,000,000); None: every row, memory
             growing with the epoch.
-        ema_momentum: average the dense weights over the steps with this momentum
-            (dinrec.training.weight_average); evaluate, predict, callbacks and saved
+        ema_momentum: average the weights over the steps with this momentum (tables per
+            row; dinrec.training.weight_average); evaluate, predict, callbacks and saved
             bundles see the average, training continues from the raw weights. None: off.
     """
 
@@ -123,7 +128,8 @@ class Trainer:
                 f"{sparse} is named user_id/user/uid; pass gauc_group=... to compile"
             )
         self.train_metric_rows = train_metric_rows
-        self.averaging = (WeightAverage(dense_parameters(model), ema_momentum)
+        self.averaging = (WeightAverage(dense_parameters(model), ema_momentum,
+                                        tables=table_weights(model))
                           if ema_momentum is not None else None)
         self.regularizer: Regularizer | None = None
         self.stop_training = False
@@ -165,6 +171,8 @@ class Trainer:
         # autograd graph per table (every rank holds the same weights and, for MBA, the same
         # union of ids, so under DDP this equals the reduced gradient).
         direct = self.regularizer.add_direct_gradients(feats)
+        if self.averaging is not None and self.averaging.tables:
+            self.averaging.before_step(table_ids(self.model, feats))  # rows about to move
         self.optimizer.step()
         if self.averaging is not None:
             self.averaging.update()

@@ -111,4 +111,4 @@ def test_ema_momentum_reaches_the_trainer(
     assert (averaging is not None) is averaged
     if averaging is not None:
         assert averaging.momentum == 0.99
-        assert len(averaging.params) == len(dense_parameters(model))
+        assert len(averaging.params) == len(dense_parameters(model)) + len(model.schema.tables)

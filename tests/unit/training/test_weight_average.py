@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dinrec.models import DIN
-from dinrec.training.weight_average import WeightAverage, dense_parameters
+from dinrec.training.weight_average import WeightAverage, dense_parameters, table_weights
 
 
 def _set(p: torch.nn.Parameter, value: float) -> None:
@@ -41,12 +41,12 @@ def test_swaps_are_idempotent_and_update_needs_the_raw_weights() -> None:
     avg.update()  # decay 2/11: 1 + 9/11 * 2
     avg.use_average()
     avg.use_average()
-    assert float(w) == pytest.approx(1 + 18 / 11)
+    assert float(w.detach()) == pytest.approx(1 + 18 / 11)
     with pytest.raises(RuntimeError, match="holds the average"):
         avg.update()
     avg.use_raw()
     avg.use_raw()
-    assert float(w) == 3.0
+    assert float(w.detach()) == 3.0
 
 
 def test_weights_changed_while_the_average_is_in_become_raw_and_average() -> None:
@@ -57,9 +57,9 @@ def test_weights_changed_while_the_average_is_in_become_raw_and_average() -> Non
     avg.use_average()
     _set(w, 7.0)  # e.g. load_weights or restore_best_weights after fit
     avg.use_raw()
-    assert float(w) == 7.0
+    assert float(w.detach()) == 7.0
     avg.use_average()
-    assert float(w) == 7.0
+    assert float(w.detach()) == 7.0
 
 
 def test_momentum_outside_the_unit_interval_is_refused() -> None:
@@ -88,19 +88,54 @@ def _fit(random_data, ema: float | None, epochs: int = 2) -> DIN:
 
 def test_averaging_changes_what_is_scored_not_how_training_goes(random_data) -> None:
     plain, averaged = _fit(random_data, None), _fit(random_data, 0.9)
-    # The embedding tables are not averaged, and training itself is the same run.
-    for name, table in plain.embeddings.state_dict().items():
-        assert torch.equal(table, averaged.embeddings.state_dict()[name]), name
     trainer = averaged.trainer
     assert trainer.averaging is not None and trainer.averaging.holds_average
-    raw = trainer.averaging.other  # the raw weights, held while the model holds the average
-    for p_plain, p_raw in zip(dense_parameters(plain), raw, strict=True):
+    assert set(trainer.averaging.tables) == set(plain.schema.tables)
+    # The raw weights (held while the model holds the average) are those of the same run
+    # without averaging: averaging does not change training.
+    raw = trainer.averaging.other
+    plain_params = [*dense_parameters(plain), *table_weights(plain).values()]
+    assert len(raw) == len(plain_params)
+    for p_plain, p_raw in zip(plain_params, raw, strict=True):
         assert torch.equal(p_plain, p_raw)
-    assert any(not torch.equal(p_raw, p_avg)
-               for p_raw, p_avg in zip(raw, dense_parameters(averaged), strict=True))
+    averaged_params = trainer.averaging.params
+    assert all(not torch.equal(p_raw, p_avg) for p_raw, p_avg in zip(raw, averaged_params,
+                                                                      strict=True))
     x = random_data[0]
     assert not torch.allclose(torch.from_numpy(plain.predict(x)),
                               torch.from_numpy(averaged.predict(x)))
+
+
+def test_log_decay_is_the_running_sum_of_the_log_decays() -> None:
+    for momentum in (0.5, 0.99):
+        avg = WeightAverage([torch.nn.Parameter(torch.zeros(1))], momentum)
+        steps = torch.arange(0, 2001)
+        decays = [min(momentum, (1 + t) / (10 + t)) for t in range(1, 2001)]
+        expected = torch.cumsum(torch.log(torch.tensor([1.0, *decays], dtype=torch.float64)), 0)
+        assert torch.allclose(avg.log_decay(steps), expected, rtol=0, atol=1e-9)
+
+
+def test_table_rows_average_lazily_as_if_every_step() -> None:
+    """Rows that move only when their id is in the batch (sparse updates): the lazy per-row
+    average equals averaging the whole table at every step."""
+    gen = torch.Generator().manual_seed(0)
+    table = torch.nn.Parameter(torch.randn(5, 2, generator=gen))
+    avg = WeightAverage([], momentum=0.7, tables={"item": table})
+    reference = table.detach().clone()
+    batches = [[0, 1], [1, 1, 3], [4], [0, 3], [2], [1], [0, 1, 2, 3, 4], [3]]
+    for step, ids in enumerate(batches, start=1):
+        rows = torch.tensor(ids)
+        avg.before_step({"item": rows, "other": torch.tensor([9])})  # unknown tables: ignored
+        with torch.no_grad():  # the optimizer step: only the batch's rows move
+            table[rows] = torch.randn(len(ids), 2, generator=gen)
+        avg.update()
+        decay = min(0.7, (1 + step) / (10 + step))
+        reference.lerp_(table.detach(), 1 - decay)
+    raw = table.detach().clone()
+    avg.use_average()
+    assert torch.allclose(table.detach(), reference, atol=1e-6)
+    avg.use_raw()
+    assert torch.equal(table.detach(), raw)
 
 
 def test_a_second_fit_continues_from_the_raw_weights(random_data) -> None:

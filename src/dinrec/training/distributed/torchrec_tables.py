@@ -235,6 +235,8 @@ def wrap_trainer_torchrec(
         dense_optimizer: a callable params -> torch optimizer (default: Adam, lr 1e-3).
     """
     from dinrec.training.distributed.sync import gather_scores, sync_dice
+    from dinrec.training.weight_average import WeightAverage
+    from dinrec.training.weight_average import dense_parameters as average_dense
 
     model = trainer.model
     dmp = shard_embeddings(model, sharding, optimizer=embedding_optimizer, lr=embedding_lr)
@@ -242,6 +244,8 @@ def wrap_trainer_torchrec(
     params = dense_parameters(dmp)
     make = dense_optimizer or (lambda ps: torch.optim.Adam(ps, lr=1e-3))
     trainer.optimizer = make(params)
+    if trainer.averaging is not None:  # the sharded tables live in TorchRec: dense only
+        trainer.averaging = WeightAverage(average_dense(model), trainer.averaging.momentum)
     trainer.forward_module = dmp
     trainer.gather_scores = gather_scores
     return trainer
