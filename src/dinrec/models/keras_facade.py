@@ -55,11 +55,12 @@ class KerasFacade(InterestNetwork):
                 every row; see dinrec.training.epoch_metrics); None: every row. Evaluation
                 metrics are always over every row.
             ema_momentum: evaluate, predict and save an exponential moving average of
-                the dense weights (attention unit, MLP; not the embeddings) with this
-                momentum, as Keras' `use_ema=True, ema_momentum=0.99`; training continues
-                from the raw weights. None: the last step's weights (Keras' default).
-                On by default: +0.0015-0.002 validation GAUC and -0.006-0.008 logloss on
-                both ml-100k protocols over 3 seeds (docs/quality.md).
+                the weights with this momentum (embedding rows averaged lazily, see
+                dinrec.training.weight_average), as Keras' `use_ema=True,
+                ema_momentum=0.99`; training continues from the raw weights. None: the
+                last step's weights (DeepCTR's and Keras' default). On by default for
+                the validation GAUC and logloss it gained on every log of
+                docs/quality.md over 3 seeds.
         """
         self._trainer = Trainer(self, optimizer, loss, metrics, gauc_group, lr, retain_memory,
                                 train_metric_rows, ema_momentum)

@@ -7,9 +7,10 @@ Keras' `use_ema`) scores from the centre of the walk instead. On the validation 
 docs/quality.md it adds 0.0015-0.002 GAUC and takes 0.006-0.008 off the logloss on both
 ml-100k protocols, over 3 seeds.
 
-Dense weights (the attention unit, the MLP: ~10^5 numbers for DIN) are averaged every step.
-Embedding tables (up to 10^8 numbers, a few thousand rows touched per step) are averaged
-lazily per row: before a step changes a batch's rows, those rows' averages catch up over
+Dense weights (the attention unit, the MLP: ~10^5 numbers for DIN) and embedding tables of
+up to 2^18 numbers are averaged at every step. Larger tables (up to 10^8 numbers, a few
+thousand rows touched per step) are averaged lazily per row: before a step changes a
+batch's rows, those rows' averages catch up over
 the steps since they were last caught up, as repeated averaging toward their current value;
 every row catches up when the average is put in. That is exactly the per-step average for a
 row that moves only when its id is in the batch (sparse_embeddings=True, MBA, no
@@ -47,6 +48,9 @@ from torch import nn
 from dinrec.training.regularization import present_rows
 
 DEFAULT_MOMENTUM = 0.99  # Keras' ema_momentum; horizon ~100 steps
+# Tables of at most this many numbers (1 MiB of float32) are averaged at every step: a lerp
+# over them costs less than the per-row catch-up's ~10 small ops (ml-100k's are all below).
+EVERY_STEP_MAX = 1 << 18
 
 
 class WeightAverage:
@@ -58,8 +62,9 @@ class WeightAverage:
     Args:
         params: dense weights, averaged at every update().
         momentum: the decay once warmed up (Keras' ema_momentum).
-        tables: embedding tables by name ([V, E] weights), averaged per row: call
-            before_step(ids) with each table's ids of the batch before the optimizer step.
+        tables: embedding tables by name ([V, E] weights); those above EVERY_STEP_MAX
+            numbers are averaged per row: call before_step(ids) with each table's ids of
+            the batch before the optimizer step.
     """
 
     def __init__(
@@ -71,14 +76,21 @@ class WeightAverage:
         if not 0.0 < momentum < 1.0:
             raise ValueError(f"ema_momentum must be in (0, 1) or None (off), got {momentum}")
         self.momentum = float(momentum)
-        self.tables = dict(tables or {})
+        tables = dict(tables or {})
+        # A table small enough is averaged with the dense weights at every step (one fused
+        # lerp beats a gather and scatter of its batch rows); larger ones lazily per row.
+        every_step = [w for w in tables.values() if w.numel() <= EVERY_STEP_MAX]
+        self.tables = {n: w for n, w in tables.items() if w.numel() > EVERY_STEP_MAX}
+        params = [*params, *every_step]
         self.dense = len(params)
-        self.params = [*params, *self.tables.values()]  # dense first, then the tables
+        self.params = [*params, *self.tables.values()]  # every-step first, then lazy tables
         # The weights the model does not hold now: the average while training, else the raw.
         self.other = [p.detach().clone() for p in self.params]
-        # Per table row: the step its average is caught up to ([V] int64).
-        self.synced = {name: torch.zeros(w.shape[0], dtype=torch.int64, device=w.device)
+        # Per table row: log_decay of the step its average is caught up to ([V] float64;
+        # stored as the log so a catch-up is one gather, subtract and exp per row).
+        self.synced = {name: torch.zeros(w.shape[0], dtype=torch.float64, device=w.device)
                        for name, w in self.tables.items()}
+        self._slot = {name: len(params) + i for i, name in enumerate(self.tables)}
         self.updates = 0
         self.holds_average = False
         self._versions: list[int] = []
@@ -101,28 +113,33 @@ class WeightAverage:
         if self.holds_average:
             raise RuntimeError("WeightAverage.before_step while the model holds the average")
         self._follow_params()
+        now = self._now_log()
         for name, table_ids in ids.items():
             if name in self.tables:
                 rows = present_rows(table_ids, self.tables[name].shape[0])
-                self._catch_up(name, rows)
+                self._catch_up(name, rows, now)
 
-    def _catch_up(self, name: str, rows: torch.Tensor | None) -> None:
+    def _now_log(self) -> torch.Tensor:
+        """log_decay of the steps done so far, [1] float64 (on the tables' device)."""
+        device = next(iter(self.synced.values())).device if self.synced else None
+        return self.log_decay(torch.tensor([self.updates], device=device))
+
+    def _catch_up(self, name: str, rows: torch.Tensor | None, now: torch.Tensor) -> None:
         """Average rows (None: all) toward their current value over their missed steps."""
         weight = self.tables[name].detach()
-        average = self.other[self.dense + list(self.tables).index(name)]
+        average = self.other[self._slot[name]]
         synced = self.synced[name] if rows is None else self.synced[name][rows]
-        now = torch.full_like(synced, self.updates)
-        keep = torch.exp(self.log_decay(now) - self.log_decay(synced)).to(weight.dtype)
+        keep = torch.exp(now - synced).to(weight.dtype)  # [R]: product of the missed decays
         current = weight if rows is None else weight[rows]
         held = average if rows is None else average[rows]
         caught = current + keep.unsqueeze(1) * (held - current)  # [R, E]
         with torch.no_grad():
             if rows is None:
                 average.copy_(caught)
-                self.synced[name].fill_(self.updates)
+                self.synced[name].fill_(now.item())
             else:
                 average.index_copy_(0, rows, caught)
-                self.synced[name].index_fill_(0, rows, self.updates)
+                self.synced[name].index_fill_(0, rows, now.item())
 
     def update(self) -> None:
         """After an optimizer step (model holding the raw weights): dense average <- lerp."""
@@ -140,8 +157,9 @@ class WeightAverage:
         """Put the average into the model (the raw weights are kept here)."""
         if not self.holds_average:
             self._follow_params()
+            now = self._now_log()
             for name in self.tables:
-                self._catch_up(name, None)
+                self._catch_up(name, None, now)
             self._swap()
             self.holds_average = True
             self._versions = [p._version for p in self.params]

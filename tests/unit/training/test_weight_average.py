@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dinrec.models import DIN
+from dinrec.training import weight_average
 from dinrec.training.weight_average import WeightAverage, dense_parameters, table_weights
 
 
@@ -90,7 +91,7 @@ def test_averaging_changes_what_is_scored_not_how_training_goes(random_data) -> 
     plain, averaged = _fit(random_data, None), _fit(random_data, 0.9)
     trainer = averaged.trainer
     assert trainer.averaging is not None and trainer.averaging.holds_average
-    assert set(trainer.averaging.tables) == set(plain.schema.tables)
+    assert not trainer.averaging.tables  # small tables: averaged with the dense weights
     # The raw weights (held while the model holds the average) are those of the same run
     # without averaging: averaging does not change training.
     raw = trainer.averaging.other
@@ -115,12 +116,14 @@ def test_log_decay_is_the_running_sum_of_the_log_decays() -> None:
         assert torch.allclose(avg.log_decay(steps), expected, rtol=0, atol=1e-9)
 
 
-def test_table_rows_average_lazily_as_if_every_step() -> None:
+def test_table_rows_average_lazily_as_if_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows that move only when their id is in the batch (sparse updates): the lazy per-row
     average equals averaging the whole table at every step."""
+    monkeypatch.setattr(weight_average, "EVERY_STEP_MAX", 4)  # this 5 x 2 table is lazy
     gen = torch.Generator().manual_seed(0)
     table = torch.nn.Parameter(torch.randn(5, 2, generator=gen))
     avg = WeightAverage([], momentum=0.7, tables={"item": table})
+    assert list(avg.tables) == ["item"]
     reference = table.detach().clone()
     batches = [[0, 1], [1, 1, 3], [4], [0, 3], [2], [1], [0, 1, 2, 3, 4], [3]]
     for step, ids in enumerate(batches, start=1):
@@ -157,3 +160,13 @@ def test_trainer_state_resumes_the_average_exactly(random_data) -> None:
     resumed.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_small_tables_are_averaged_at_every_step() -> None:
+    table = torch.nn.Parameter(torch.zeros(3, 2))
+    avg = WeightAverage([], momentum=0.5, tables={"cate": table})
+    assert not avg.tables and avg.params == [table]
+    _set(table, 1.0)  # every row moves, in the batch or not (dense Adam's momentum)
+    avg.update()
+    avg.use_average()
+    assert table.detach().flatten().tolist() == pytest.approx([9 / 11] * 6)
