@@ -9,9 +9,11 @@
 
    Per candidate c and behavior t (all widths padded to a multiple of LANES by the caller,
    with zero weights, so padded columns stay exactly 0 through Dice, PReLU and ReLU):
-       h_0 = keys[t] @ a[c] + qb[c]                 keys [T, E], a [C, E, W_0], qb [C, W_0]
+       a_c = w_k + diag(q_c) w_p,  b_c = q_c @ w_q + b   the first layer split as in
+                                                   serving/broadcast.py; w_k, w_p, w_q [E, W_0]
+       h_0 = act_0(keys[t] @ a_c + b_c)              keys [T, E], queries q [C, E]
        h_l = act_l(h_{l-1} @ w_l + b_l)              w_l [W_{l-1}, W_l] (transposed Linear)
-       scores[c, t] = h_{L-1} . w_out + b_out        (act_0 applied to h_0 as well)
+       scores[c, t] = h_{L-1} . w_out + b_out
    act: 0 none, 1 Dice with fixed statistics (params [3 W]: mean, invstd, alpha), 2 PReLU
    (params [W]: alpha), 3 ReLU.
 
@@ -74,24 +76,36 @@ static void activate(int64_t act, const float *restrict params, int64_t width,
 }
 
 int dinrec_unit_scores(int64_t c, int64_t t, int64_t e, const float *restrict keys,
-                       const float *restrict a, const float *restrict qb, int64_t layers,
+                       const float *restrict queries, const float *restrict w_k,
+                       const float *restrict w_p, const float *restrict w_q,
+                       const float *restrict b_first, int64_t layers,
                        const int64_t *restrict widths, const float *const *weights,
                        const float *const *biases, const int64_t *restrict acts,
                        const float *const *params, const float *restrict w_out, float b_out,
                        float *restrict scores) {
     int64_t widest = e, padded = (t + ROWS - 1) / ROWS * ROWS;
     for (int64_t l = 0; l < layers; l++) widest = widths[l] > widest ? widths[l] : widest;
-    float *scratch = calloc(padded * e + 2 * ROWS * widest, sizeof(float));
+    int64_t w0 = widths[0];
+    float *scratch = calloc(padded * e + 2 * ROWS * widest + (e + 1) * w0, sizeof(float));
     if (!scratch) return 1;
     /* The keys with zero rows up to a whole block (their scores are never written). */
     float *k_all = scratch, *x = scratch + padded * e, *y = x + ROWS * widest;
+    float *a = y + ROWS * widest, *qb = a + e * w0; /* a_c [E, W_0], b_c [W_0] */
     memcpy(k_all, keys, t * e * sizeof(float));
     int64_t last = widths[layers - 1];
-    /* Candidate outer: its a[c] (E x W_0 floats) stays in L1 for all T behaviors. */
+    /* Candidate outer: its a_c (E x W_0 floats) stays in L1 for all T behaviors. */
     for (int64_t ci = 0; ci < c; ci++) {
+        const float *q = queries + ci * e;
+        memcpy(qb, b_first, w0 * sizeof(float));
+        for (int64_t k = 0; k < e; k++) {
+            for (int64_t j = 0; j < w0; j++) {
+                a[k * w0 + j] = w_k[k * w0 + j] + q[k] * w_p[k * w0 + j];
+                qb[j] += q[k] * w_q[k * w0 + j];
+            }
+        }
         for (int64_t t0 = 0; t0 < t; t0 += ROWS) {
             int64_t rows = t - t0 < ROWS ? t - t0 : ROWS;
-            dense(e, widths[0], k_all + t0 * e, a + ci * e * widths[0], qb + ci * widths[0], x);
+            dense(e, w0, k_all + t0 * e, a, qb, x);
             activate(acts[0], params[0], widths[0], x);
             for (int64_t l = 1; l < layers; l++) {
                 dense(widths[l - 1], widths[l], x, weights[l - 1], biases[l - 1], y);

@@ -56,7 +56,7 @@ def test_fused_scores_equal_the_eager_unit(activation: str, hidden: tuple[int, .
     assert float((got - want).abs().max()) <= 1e-5 * max(1.0, float(want.abs().max()))
 
 
-def test_weights_changed_in_place_are_read_again() -> None:
+def test_weights_changed_in_place_or_replaced_are_read_again() -> None:
     unit = _unit(8, (20, 10), "dice")
     keys, query = _inputs(4, 6, 8)
     with torch.inference_mode():
@@ -71,6 +71,11 @@ def test_weights_changed_in_place_are_read_again() -> None:
     assert before is not None and after is not None
     assert float((after - before).abs().max()) > 1e-2
     assert float((after - want).abs().max()) <= 1e-5
+    unit.out.weight = nn.Parameter(unit.out.weight.detach() * 3.0)  # a replaced tensor
+    with torch.inference_mode():
+        replaced = unit_scores(unit, keys, query)
+        want = _eager(unit, keys, query)
+    assert replaced is not None and float((replaced - want).abs().max()) <= 1e-5
 
 
 def test_training_mode_autograd_and_batch_norm_fall_back_to_torch() -> None:
@@ -102,8 +107,7 @@ def test_a_unit_made_under_inference_mode_is_prepared_every_call() -> None:
 
 
 def test_widths_not_padded_to_the_vector_width_are_refused() -> None:
-    keys = torch.zeros(3, 4)
+    w = torch.zeros(4, 20)
     layer = native.Layer(20, "relu", None)
     with pytest.raises(ValueError, match="multiples of 16"):
-        native.unit_scores(keys, torch.zeros(2, 4, 20), torch.zeros(2, 20), [layer],
-                           torch.zeros(20), 0.0)
+        native.PaddedUnit(w, w, w, torch.zeros(20), [layer], torch.zeros(20), 0.0)
