@@ -9,10 +9,12 @@ from torch import nn
 from dinrec.kernels import unit as native
 from dinrec.layers.activation import Dice, PReLU
 from dinrec.layers.attention import ActivationUnit
+from dinrec.serving import broadcast
 from dinrec.serving.unit_kernel import unit_scores
 
 pytestmark = pytest.mark.skipif(
-    not native.available(torch.zeros(1)), reason="no C compiler: native kernels unavailable"
+    not native.available(torch.zeros(1)),
+    reason="native kernels unavailable (no C compiler, or DINREC_NATIVE_KERNELS=0)",
 )
 
 
@@ -111,3 +113,28 @@ def test_widths_not_padded_to_the_vector_width_are_refused() -> None:
     layer = native.Layer(20, "relu", None)
     with pytest.raises(ValueError, match="multiples of 16"):
         native.PaddedUnit(w, w, w, torch.zeros(20), [layer], torch.zeros(20), 0.0)
+
+
+def test_a_rank_forward_gives_the_same_logits_with_and_without_the_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.unit.serving.test_broadcast import _candidates, _model, _user
+
+    model = _model()
+    forward = broadcast.BroadcastForward(model)
+    ran: list[bool] = []
+
+    def spy(unit: ActivationUnit, keys: torch.Tensor, query: torch.Tensor
+            ) -> torch.Tensor | None:
+        scores = unit_scores(unit, keys, query)
+        ran.append(scores is not None)
+        return scores
+
+    monkeypatch.setattr(broadcast, "unit_scores", spy)
+    with torch.inference_mode():
+        fused = forward(_user(4), _candidates())
+        assert ran == [True]
+        monkeypatch.setattr(broadcast, "unit_scores", lambda *_: None)  # the torch ops
+        eager = forward(_user(4), _candidates())
+    assert eager.std() > 1e-3
+    assert float((fused - eager).abs().max()) <= 1e-5
