@@ -10,8 +10,14 @@ fixed time after a warm-up; everything stops by itself.
     python bench/serve_latency.py --backend onnx --seconds 10
     python bench/serve_latency.py --backend onnx --server-arg=--cache-users=0 \
         --server-arg=--cache-items=0                   # every call reads the store
+    python bench/serve_latency.py --baseline-src /tmp/main/src --repeat 3
+                                                       # side by side with another tree
 
-Reports p50 / p99 latency, requests/s and errors per concurrency level.
+Reports p50 / p99 latency, requests/s and errors per concurrency level. With --baseline-src,
+a server of that source tree (its `src/` directory, put first on PYTHONPATH) and one of this
+tree serve the same bundle and store in alternating runs (baseline, this, baseline, ...;
+`--repeat` pairs), and the medians of each and their ratios are printed: on a shared, noisy
+machine only runs taken side by side compare.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from dinrec.serving.stores.sqlite import SQLiteStore
 
 HOST = "127.0.0.1"  # loopback only: the benchmark never sends traffic elsewhere
 MAX_REQUESTS_PER_LEVEL = 200_000
+SRC = Path(__file__).resolve().parents[1] / "src"  # this tree's package, whatever is installed
+Result = dict[str, float]
 
 
 def free_port() -> int:
@@ -64,12 +72,15 @@ def prepare(folder: Path, spec: DemoSpec, backend: str) -> tuple[Path, str]:
 
 
 def start_server(
-    bundle: Path, store: str, port: int, backend: str, extra: list[str]
+    bundle: Path, store: str, port: int, backend: str, extra: list[str], src: Path = SRC
 ) -> subprocess.Popen[bytes]:
+    """`dinrec serve` from the source tree `src` (first on PYTHONPATH), once it is ready."""
     cmd = [sys.executable, "-m", "dinrec", "serve", str(bundle), "--store", store,
            "--host", HOST, "--port", str(port), "--backend", backend, "--log-level", "warning",
            *extra]
-    proc = subprocess.Popen(cmd)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(src), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.Popen(cmd, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -84,13 +95,31 @@ def start_server(
     raise RuntimeError("server did not become ready in 60 s")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
+def _stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a process and its live descendants (the workers of
+    `--workers N`; Linux /proc; NaN elsewhere)."""
+    if _stat(pid) is None:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        fields = _stat(current)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        todo += children.get(current, [])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rank_request(port: int, candidates: list[str]) -> bytes:
@@ -127,7 +156,7 @@ async def one_client(
 
 
 async def drive(port: int, request: bytes, concurrency: int, warmup: float, seconds: float,
-                server_pid: int = 0) -> dict[str, float]:
+                server_pid: int = 0) -> Result:
     latencies: list[float] = []
     errors: list[str] = []
     start = time.perf_counter()
@@ -155,6 +184,40 @@ async def drive(port: int, request: bytes, concurrency: int, warmup: float, seco
     }
 
 
+def run_server(args: argparse.Namespace, bundle: Path, store: str, candidates: list[str],
+               src: Path) -> list[Result]:
+    """One server of the tree `src`, driven at each concurrency level, then stopped."""
+    port = free_port()
+    server = start_server(bundle, store, port, args.backend,
+                          ["--inference-threads", str(args.inference_threads),
+                           *args.server_arg], src)
+    try:
+        request = rank_request(port, candidates)
+        return [
+            asyncio.run(drive(port, request, int(c), args.warmup, args.seconds, server.pid))
+            for c in args.concurrency.split(",")
+        ]
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def show(r: Result, label: str = "") -> str:
+    return (f"  {label}concurrency {int(r['concurrency']):>2}: {r['requests_per_s']:7.1f} "
+            f"req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  errors "
+            f"{int(r['errors'])} ({int(r['requests'])} requests, server CPU "
+            f"{r['server_cpu_ms_per_request']:.2f} ms/request)")
+
+
+def medians(runs: list[list[Result]]) -> list[Result]:
+    """Per concurrency level, the median of each number over the runs."""
+    return [{key: float(np.median([run[level][key] for run in runs])) for key in runs[0][level]}
+            for level in range(len(runs[0]))]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
@@ -169,44 +232,58 @@ def main() -> int:
     parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                         help="extra `dinrec serve` argument (repeatable), e.g. "
                         "--server-arg=--cache-users=0")
+    parser.add_argument("--baseline-src", type=Path, metavar="DIR",
+                        help="the src/ directory of another tree (e.g. a `git worktree` of "
+                        "main) whose server runs in alternation with this tree's")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="runs (with --baseline-src: alternating pairs); medians printed")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
+    if args.baseline_src is not None and not (args.baseline_src / "dinrec").is_dir():
+        parser.error(f"--baseline-src {args.baseline_src}: no dinrec package in it")
+    trees = [("this", SRC)]
+    if args.baseline_src is not None:
+        trees.insert(0, ("baseline", args.baseline_src.resolve()))
     load_before = os.getloadavg()[0]
     spec = DemoSpec(n_users=100, n_items=10_000, n_categories=100, maxlen=args.maxlen,
                     embedding_dim=16)
     rng = np.random.default_rng(1)
     candidates = [spec.item(int(i)) for i in rng.choice(spec.n_items, args.candidates, False)]
+    runs: dict[str, list[list[Result]]] = {name: [] for name, _ in trees}
+    loads: list[float] = []
     with tempfile.TemporaryDirectory(prefix="dinrec-bench-") as tmp:
         bundle, store = prepare(Path(tmp), spec, args.backend)
-        port = free_port()
-        server = start_server(bundle, store, port, args.backend,
-                              ["--inference-threads", str(args.inference_threads),
-                               *args.server_arg])
-        try:
-            request = rank_request(port, candidates)
-            results = [
-                asyncio.run(drive(port, request, int(c), args.warmup, args.seconds, server.pid))
-                for c in args.concurrency.split(",")
-            ]
-        finally:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        for n in range(args.repeat):
+            for name, src in trees:
+                loads.append(os.getloadavg()[0])
+                results = run_server(args, bundle, store, candidates, src)
+                runs[name].append(results)
+                for r in results:
+                    if args.json:
+                        print(json.dumps({"tree": name, "run": n, **r}), flush=True)
+                    else:
+                        print(show(r, f"{name:>8} run {n}: "), flush=True)
     extra = f" {' '.join(args.server_arg)}" if args.server_arg else ""
     print(f"dinrec serve, backend {args.backend}, inference threads {args.inference_threads}"
           f"{extra}, 1 user x {args.candidates} candidates, maxlen {args.maxlen} (full "
           f"history), cpus {os.cpu_count()}, load average {load_before:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after")
-    for r in results:
-        if args.json:
-            print(json.dumps(r))
-        else:
-            print(f"  concurrency {r['concurrency']:>2}: {r['requests_per_s']:7.1f} req/s  "
-                  f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-                  f"errors {r['errors']} ({r['requests']} requests, server CPU "
-                  f"{r['server_cpu_ms_per_request']:.2f} ms/request)")
-    return 1 if any(r["errors"] for r in results) else 0
+          f"{os.getloadavg()[0]:.2f} after (1-min, {min(loads):.2f}-{max(loads):.2f} at "
+          "the runs' starts)")
+    summary = {name: medians(tree_runs) for name, tree_runs in runs.items()}
+    for name, _ in trees:
+        for r in summary[name]:
+            label = f"median of {args.repeat}, {name}: " if len(runs[name]) > 1 else ""
+            print(json.dumps({"tree": name, "median_of": args.repeat, **r}) if args.json
+                  else show(r, label))
+    if len(trees) > 1:
+        for old, new in zip(summary["baseline"], summary["this"], strict=True):
+            print(f"  this / baseline, concurrency {int(new['concurrency'])}: req/s x"
+                  f"{new['requests_per_s'] / old['requests_per_s']:.2f}, p99 x"
+                  f"{new['p99_ms'] / old['p99_ms']:.2f}, server CPU/request x"
+                  f"{new['server_cpu_ms_per_request'] / old['server_cpu_ms_per_request']:.2f}")
+    return 1 if any(r["errors"] for tree_runs in runs.values() for run in tree_runs
+                    for r in run) else 0
 
 
 if __name__ == "__main__":

@@ -146,6 +146,30 @@ def test_stored_values_the_model_cannot_take_never_fail_a_rank_call(plain_server
     assert 'dinrec_store_values_skipped_total{kind="category"} 1' in metrics
 
 
+def test_a_skipped_stored_behavior_is_filled_from_older_ones(plain_server: Server) -> None:
+    from dinrec.serving.stores import Behavior
+    from dinrec.serving.stores.sqlite import SQLiteStore
+
+    # maxlen 4; the latest four of "b" hold two the model cannot take, older ones follow.
+    older = [("1", "1"), ("2", "2"), ("3", "1"), ("1", "2")]
+    newer = [("999", None), ("2", "1"), ("²", None), ("3", "2")]
+    usable = [("3", "1"), ("1", "2"), ("2", "1"), ("3", "2")]
+    store = SQLiteStore(plain_server.folder / "store.db")  # a writer keeping 16 per user
+    try:
+        for user, pairs in (("b", older + newer), ("b-usable", usable)):
+            store.append([Behavior(user, item, cat, float(ts))
+                          for ts, (item, cat) in enumerate(pairs)], keep=16)
+    finally:
+        store.close()
+    profile = {"gender": 1, "pay_score": 0.5}
+    with httpx.Client(base_url=plain_server.url, timeout=30) as http:
+        ranked = [http.post("/v1/rank", json={"user_id": user, "candidates": [1, 2, 3],
+                                              "profile": profile}).json()
+                  for user in ("b", "b-usable")]
+    assert [r["history_length"] for r in ranked] == [4, 4]
+    assert ranked[0]["items"] == ranked[1]["items"]  # the same four behaviors were used
+
+
 @pytest.fixture(scope="module")
 def tight_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server with one-second timeouts and room for 8 connections."""

@@ -71,6 +71,12 @@ def register(subparsers: Any) -> None:
         "loop thread)",
     )
     parser.add_argument(
+        "--history-keep", type=int, metavar="N",
+        help="behaviors the store keeps per user when events arrive (default: the model's "
+        "maxlen); more lets a rank call fill the places of stored behaviors the model cannot "
+        "take from older ones",
+    )
+    parser.add_argument(
         "--cache-users", type=int, default=10_000, metavar="N",
         help="users whose encoded history and profile stay cached between rank calls "
         "(default %(default)s; 0: read the store every call); any write to the store, by "
@@ -180,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         bundle_root=args.bundle_root,
         inference_threads=args.inference_threads, user_feature=args.user_feature,
         cache_users=args.cache_users, cache_items=args.cache_items,
+        history_keep=args.history_keep,
     )
     try:
         limits = ConnectionLimits(args.header_timeout, args.body_timeout, args.max_connections)

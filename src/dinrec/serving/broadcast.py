@@ -32,9 +32,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dinrec.layers.attention import mask_scores
+from dinrec.layers.attention import ActivationUnit, mask_scores
 from dinrec.models.network import InterestNetwork
 from dinrec.schema import FeatureSchema
+from dinrec.serving.unit_kernel import unit_scores
 
 Batch = dict[str, torch.Tensor]
 
@@ -104,6 +105,23 @@ class BroadcastForward(nn.Module):
         if attention is None:  # Base Model: sum/mean pooling, all user side
             return _rows(model.interest(user)[0], n, row_user)
         unit = attention.unit
+        mask_c = _rows(mask, n, row_user)  # [C, T]
+        # One user (a rank call): the fused kernel, when it can run (unit_kernel.py).
+        fused = unit_scores(unit, keys[0], query) if row_user is None and keys.shape[0] == 1 \
+            else None
+        scores = self._scores(unit, keys, query, mask_c, row_user) if fused is None else fused
+        weights = mask_scores(scores, mask_c, attention.weight_normalization)
+        if row_user is None and keys.shape[0] == 1:
+            return torch.matmul(weights, keys[0])  # [C, T] @ [T, Eq] -> [C, Eq]
+        return torch.bmm(weights.unsqueeze(1), _rows(keys, n, row_user)).squeeze(1)  # [C, Eq]
+
+    @staticmethod
+    def _scores(
+        unit: ActivationUnit, keys: torch.Tensor, query: torch.Tensor, mask_c: torch.Tensor,
+        row_user: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Raw scores [C, T] in torch ops: keys [U, T, Eq], query [C, Eq], mask_c [C, T]."""
+        n = query.shape[0]
         w_key, _ = unit.split_first()  # [H, 2E] acting on [k, k*q]
         w_k, w_p = w_key[:, : unit.dim].t(), w_key[:, unit.dim :].t()  # each [E, H]
         # Per candidate c, Wk' k + Wp (k * q_c) = k @ A_c with A_c = Wk'^T + diag(q_c) Wp^T:
@@ -114,16 +132,11 @@ class BroadcastForward(nn.Module):
         keys_c = _rows(keys, n, row_user)  # [C, T, E]: a stride-0 view when U == 1
         # The query's share (bias included) initialises the batched product's output.
         first = torch.baddbmm(unit.query_part(query).unsqueeze(1), keys_c, a)  # [C, T, H]
-        mask_c = _rows(mask, n, row_user)  # [C, T]
         # The rest of the MLP on [C*T, H] rows: 2-D, each Linear exports as one Gemm with its
         # bias fused instead of a batched MatMul plus an Add pass over [C, T, H].
         t = first.shape[1]
         flat = unit.scores_from_parts(first.reshape(n * t, -1), mask_c.reshape(n * t))
-        scores = flat.reshape(n, t)  # [C, T]
-        weights = mask_scores(scores, mask_c, attention.weight_normalization)
-        if row_user is None and keys.shape[0] == 1:
-            return torch.matmul(weights, keys[0])  # [C, T] @ [T, Eq] -> [C, Eq]
-        return torch.bmm(weights.unsqueeze(1), keys_c).squeeze(1)  # [C, Eq]
+        return flat.reshape(n, t)  # [C, T]
 
 
 def _rows(t: torch.Tensor, n: int, row_user: torch.Tensor | None) -> torch.Tensor:

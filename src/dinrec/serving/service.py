@@ -47,6 +47,9 @@ from dinrec.serving.stores.values import (
 log = logging.getLogger("dinrec.serving")
 
 DEFAULT_STORE = "sqlite:///dinrec-store.db"
+# A rank call reads at most this many times maxlen stored behaviors to fill the places of
+# skipped ones: a user whose store holds mostly values the model cannot take costs a bound.
+BACKFILL_WINDOW = 8
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ class ServeConfig:
         for name in ("cache_users", "cache_items"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.history_keep is not None and self.history_keep < 1:
+            raise ValueError(f"history_keep must be >= 1, got {self.history_keep}")
         if self.inference_threads < 0:
             raise ValueError(f"inference_threads must be >= 0, got {self.inference_threads}")
         for name in ("api_key", "admin_key"):
@@ -230,7 +235,9 @@ class RankingService:
                 if skipped:
                     self.metrics.count(self.metrics.skipped, float(skipped), "profile")
                 profile.update(request.profile)
-                history, skipped = usable_history(encoder, record.history)
+                history, skipped = self._usable_history(
+                    encoder, user_id, record.history, scorer.maxlen
+                )
                 if skipped:
                     self.metrics.count(self.metrics.skipped, float(skipped), "behavior")
                 user = CachedUser(
@@ -248,6 +255,22 @@ class RankingService:
                 for i, entry in zip(missing, fresh, strict=True):
                     entries[i] = entry
         return user, item_arrays(encoder.candidates, [e for e in entries if e is not None])
+
+    def _usable_history(
+        self, encoder: FeatureEncoder, user_id: str, history: list[tuple[str, str | None]],
+        maxlen: int,
+    ) -> tuple[list[tuple[str, str | None]], int]:
+        """(the latest `maxlen` stored behaviors the model can take, oldest first; how many
+        were skipped): a skipped one's place is filled from older stored behaviors, read
+        in windows of 2x, 4x, ... maxlen up to BACKFILL_WINDOW x maxlen, when the store
+        keeps more than maxlen (by default `append` keeps history_keep = maxlen)."""
+        limit = maxlen
+        while True:
+            usable, skipped = usable_history(encoder, history, maxlen)
+            if len(usable) >= maxlen or len(history) < limit or limit >= BACKFILL_WINDOW * maxlen:
+                return usable, skipped
+            limit *= 2
+            history = self.store.lookup(user_id, limit, [])[0].history
 
     @staticmethod
     def _encode_items(

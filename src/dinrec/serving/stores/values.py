@@ -44,19 +44,29 @@ def check_events(encoder: FeatureEncoder, events: Sequence[Event]) -> None:
 
 
 def usable_history(
-    encoder: FeatureEncoder, history: Sequence[tuple[Any, Any]]
+    encoder: FeatureEncoder, history: Sequence[tuple[Any, Any]], limit: int | None = None
 ) -> tuple[list[tuple[Any, Any]], int]:
-    """(the stored behaviors the model can take, oldest first; how many were skipped)."""
+    """(the latest `limit` (default: all) stored behaviors the model can take, oldest first;
+    how many it could not take among those newer than the oldest one kept, i.e. skipped)."""
     checks = [
         (position, codec.accepts)
         for position, name in enumerate(encoder.history[:2])
         if not (codec := encoder.codecs[name]).takes_any_id
     ]
     if not checks:
-        return list(history), 0
-    kept = [b for b in history
-            if all(b[position] is None or accepts(b[position]) for position, accepts in checks)]
-    return kept, len(history) - len(kept)
+        every = list(history)
+        return (every if limit is None else every[max(len(every) - limit, 0):]), 0
+    kept: list[tuple[Any, Any]] = []
+    skipped = 0
+    for behavior in reversed(history):  # newest first
+        if limit is not None and len(kept) >= limit:
+            break
+        if all(behavior[position] is None or accepts(behavior[position])
+               for position, accepts in checks):
+            kept.append(behavior)
+        else:
+            skipped += 1
+    return kept[::-1], skipped
 
 
 def usable_categories(

@@ -84,6 +84,42 @@ async def test_stored_behaviors_the_model_cannot_take_are_skipped_and_counted(
     assert 'dinrec_store_values_skipped_total{kind="behavior"} 3' in metrics
 
 
+# Oldest first; the latest four (the model's maxlen) hold two behaviors it cannot take.
+OLDER = [("1", "1"), ("2", "2"), ("3", "1"), ("1", "2")]
+NEWER = [("999", None), ("2", "1"), ("²", None), ("3", "2")]
+USABLE = [("3", "1"), ("1", "2"), ("2", "1"), ("3", "2")]  # what fills the history
+
+
+def _behaviors(user: str, pairs: list[tuple[str, str | None]]) -> list[Behavior]:
+    return [Behavior(user, item, cat, float(ts)) for ts, (item, cat) in enumerate(pairs)]
+
+
+async def test_skipped_stored_behaviors_are_filled_from_older_ones(
+    served: tuple[httpx.AsyncClient, RankingService],
+) -> None:
+    client, service = served
+    # A store keeping more than maxlen (another server's longer history, another tool).
+    service.store.append(_behaviors("u", OLDER + NEWER), keep=16)
+    service.store.append(_behaviors("clean", USABLE), keep=16)
+    filled, clean = await _rank(client, "u", [1, 2, 3]), await _rank(client, "clean", [1, 2, 3])
+    assert filled.status_code == 200, filled.text
+    assert filled.json()["history_length"] == 4
+    # The same four behaviors, so the same scores.
+    assert filled.json()["items"] == clean.json()["items"]
+    metrics = (await client.get("/metrics")).text
+    assert 'dinrec_store_values_skipped_total{kind="behavior"} 2' in metrics
+
+
+async def test_without_older_stored_behaviors_the_history_is_shorter(
+    served: tuple[httpx.AsyncClient, RankingService],
+) -> None:
+    client, service = served
+    service.store.append(_behaviors("u", OLDER + NEWER), keep=4)  # the store keeps maxlen
+    response = await _rank(client, "u", [1, 2, 3])
+    assert response.status_code == 200, response.text
+    assert response.json()["history_length"] == 2  # (2, 1) and (3, 2)
+
+
 async def test_a_stored_category_the_model_cannot_take_is_unknown_for_every_user(
     served: tuple[httpx.AsyncClient, RankingService],
 ) -> None:
