@@ -104,7 +104,7 @@ class BroadcastForward(nn.Module):
             parts.append(to_rows(pooled))  # [C, E]
         if schema.history:
             query = torch.cat([sparse[c.name] for c in schema.queries], dim=-1)  # [C, Eq]
-            parts.append(self._interest(user, query, row_user))
+            parts.append(self._interest(user, candidates, query, row_user))
         for dense in schema.dense:
             value = user[dense.name]
             if dense.transform_fn is not None:
@@ -114,7 +114,7 @@ class BroadcastForward(nn.Module):
         return model.out(model.mlp(torch.cat(parts, dim=-1))).squeeze(-1)  # [C]
 
     def _interest(
-        self, user: Batch, query: torch.Tensor, row_user: torch.Tensor | None
+        self, user: Batch, candidates: Batch, query: torch.Tensor, row_user: torch.Tensor | None
     ) -> torch.Tensor:
         """Interest vectors [C, Eq] of each candidate's user; query [C, Eq]."""
         n = query.shape[0]
@@ -136,12 +136,20 @@ class BroadcastForward(nn.Module):
         # The query's share (bias included) initialises the batched product's output.
         first = torch.baddbmm(unit.query_part(query).unsqueeze(1), keys_c, a)  # [C, T, H]
         mask_c = _rows(mask, n, row_user)  # [C, T]
+        if model.config.history_search is not None:
+            # The same first stage as in training, per (candidate, behavior): the ids it
+            # may match, broadcast to the candidates' rows (views when U == 1).
+            ids = {c.name: _rows(user[c.name], n, row_user) for c in model.schema.history}
+            ids.update({c.name: candidates[c.name] for c in model.schema.queries})
+            mask_c = model.select_behaviors(ids, mask_c, query, keys_c)  # [C, T]
         # The rest of the MLP on [C*T, H] rows: 2-D, each Linear exports as one Gemm with its
         # bias fused instead of a batched MatMul plus an Add pass over [C, T, H].
         t = first.shape[1]
         flat = unit.scores_from_parts(first.reshape(n * t, -1), mask_c.reshape(n * t))
         scores = flat.reshape(n, t)  # [C, T]
         weights = mask_scores(scores, mask_c, attention.weight_normalization)
+        if attention.length_normalization:
+            weights = weights / mask_c.sum(dim=1, keepdim=True).clamp_min(1).to(weights.dtype)
         if row_user is None and keys.shape[0] == 1:
             return torch.matmul(weights, keys[0])  # [C, T] @ [T, Eq] -> [C, Eq]
         return torch.bmm(weights.unsqueeze(1), keys_c).squeeze(1)  # [C, Eq]

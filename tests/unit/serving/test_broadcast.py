@@ -129,3 +129,18 @@ def test_inputs_split_into_user_side_and_candidate_side(plain_cols: list[Any]) -
     assert user_inputs(model.schema) == ("user_id", "genres", "hist_item_id", "hist_cate_id")
     plain = DIN(plain_cols, ["item_id", "cate_id"])
     assert "seq_length" in user_inputs(plain.schema)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"history_search": "topk", "history_search_k": 2},
+    {"history_search": "category", "history_search_k": 2, "history_search_feature": "cate_id"},
+    {"att_length_normalization": True},
+    {"history_search": "topk", "history_search_k": 3, "att_length_normalization": True},
+])
+def test_long_history_options_serve_as_the_model_scores(kwargs: dict[str, Any]) -> None:
+    # The first stage (search) and the length normalization run per candidate in serving as
+    # in model(inputs): each candidate keeps its own behaviors.
+    model = _model(**kwargs)
+    assert _max_diff(model, _user(6), _candidates()) <= TOL
+    row_user = torch.zeros(7, dtype=torch.long)
+    assert _max_diff(model, _user(5), _candidates(), row_user) <= TOL
