@@ -11,6 +11,7 @@ from dinrec.layers.mlp import MLP
 from dinrec.layers.packing import Packed, pack
 from dinrec.layers.pooling import pool_sequence, sequence_mask
 from dinrec.layers.search import latest_matches, topk_by_similarity
+from dinrec.layers.trim import sequence_groups, trim_padding
 from dinrec.models.config import ModelConfig
 from dinrec.schema import FeatureSchema
 
@@ -60,6 +61,7 @@ class InterestNetwork(nn.Module):
             )
             self.out = nn.Linear(self.mlp.out_dim, 1)
         self.search_index = self._search_index()
+        self.sequence_groups = sequence_groups(schema)
 
     def _search_index(self) -> int | None:
         """Which history feature history_search="category" matches (index into
@@ -224,9 +226,10 @@ class InterestNetwork(nn.Module):
     def forward(self, inputs: Batch) -> torch.Tensor:
         rows = next(iter(inputs.values())).shape[0] if inputs else 0
         if self.training or rows <= EVAL_CHUNK_ROWS:
-            return self.out(self.mlp(self.features(inputs)))
+            return self.out(self.mlp(self.features(trim_padding(inputs, self.sequence_groups))))
         return torch.cat([
-            self.out(self.mlp(self.features({k: v[lo : lo + EVAL_CHUNK_ROWS]
-                                             for k, v in inputs.items()})))
+            self.out(self.mlp(self.features(trim_padding(
+                {k: v[lo : lo + EVAL_CHUNK_ROWS] for k, v in inputs.items()},
+                self.sequence_groups))))
             for lo in range(0, rows, EVAL_CHUNK_ROWS)
         ])
