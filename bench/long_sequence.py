@@ -87,8 +87,44 @@ def splits(log: LongHistoryLog, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(idx < last), np.flatnonzero(idx == last)
 
 
+def attention_stats(model: Any, log: LongHistoryLog, rows: np.ndarray, maxlen: int) -> str:
+    """Why attention learns or not, on up to 512 evaluation rows (eval mode):
+
+    - |interest| / |query|: median norm of the interest vector against the candidate's
+      embedding (the MLP sees both side by side);
+    - signal share: median |sum of w * k over the behaviors in the candidate's category| /
+      |the same over all other behaviors|, rows whose candidate is in one of the user's
+      interests (the behaviors that decide the click against the rest);
+    - weight contrast: mean weight on those behaviors minus mean weight on the others, in
+      standard deviations of the others' weights.
+    """
+    from dinrec.inputs import prepare_inputs
+
+    rows = rows[:512]
+    x = model_inputs(log, rows, maxlen)
+    inputs = prepare_inputs(model.schema, x)
+    with torch.inference_mode():
+        model.eval()
+        query = model.query(inputs)  # [n, Eq]
+        interest, weights = model.interest(inputs)  # [n, Eq], [n, T]
+        keys = model.keys(inputs)  # [n, T, Eq]
+    same = torch.from_numpy(x["hist_cate_id"] == x["cate_id"][:, None]) & (weights != 0)
+    other = torch.from_numpy(x["hist_cate_id"] != x["cate_id"][:, None]) & (weights != 0)
+    hit = (same.sum(1) > 0) & (other.sum(1) > 1)
+    wk = weights.unsqueeze(-1) * keys  # [n, T, Eq]
+    sig = (wk * same.unsqueeze(-1)).sum(1).norm(dim=1)
+    rest = (wk * other.unsqueeze(-1)).sum(1).norm(dim=1)
+    ratio = float((interest.norm(dim=1) / query.norm(dim=1)).median())
+    share = float((sig[hit] / rest[hit].clamp_min(1e-12)).median())
+    w_same = torch.where(same, weights, 0).sum(1) / same.sum(1).clamp_min(1)
+    w_other = torch.where(other, weights, 0).sum(1) / other.sum(1).clamp_min(1)
+    var = torch.where(other, (weights - w_other.unsqueeze(1)) ** 2, 0).sum(1) / other.sum(1)
+    contrast = float(((w_same - w_other) / var.sqrt().clamp_min(1e-12))[hit].median())
+    return f"|interest|/|query| {ratio:.2f}, signal share {share:.3f}, contrast {contrast:.2f}"
+
+
 def run_one(log: LongHistoryLog, variant: Variant, seed: int, split: str, epochs: int,
-            batch_size: int) -> tuple[float, float]:
+            batch_size: int, diagnose: bool = False) -> tuple[float, float]:
     """(evaluation AUC, training seconds) of one variant on one log."""
     train, held = splits(log, split)
     cols = columns(log, variant.maxlen)
@@ -100,6 +136,8 @@ def run_one(log: LongHistoryLog, variant: Variant, seed: int, split: str, epochs
     model.fit(x_train, log.label[train], batch_size=batch_size, epochs=epochs, verbose=0)
     seconds = time.perf_counter() - start
     probs = model.predict(x_held, batch_size=1024)[:, 0]
+    if diagnose:
+        print(f"  {variant.name}: {attention_stats(model, log, held, variant.maxlen)}")
     return auc(log.label[held], probs), seconds
 
 
@@ -119,6 +157,8 @@ def main() -> None:
                         help="run only the --variant ones (the first is the baseline)")
     parser.add_argument("--variant", type=parse_variant, action="append", default=[],
                         help="NAME=maxlen:T [{json DIN kwargs}]; repeatable")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="print attention statistics of each trained model")
     parser.add_argument("--reference", default="din-600",
                         help="variant whose AUC gain over the baseline is 100%%")
     args = parser.parse_args()
@@ -134,7 +174,8 @@ def main() -> None:
         oracle.append(auc(log.label[splits(log, args.split)[1]],
                           log.click_prob[splits(log, args.split)[1]]))
         for v in variants:
-            a, s = run_one(log, v, seed, args.split, args.epochs, args.batch_size)
+            a, s = run_one(log, v, seed, args.split, args.epochs, args.batch_size,
+                           args.diagnose)
             aucs[v.name].append(a)
             secs[v.name].append(s)
             print(f"seed {seed} {v.name}: auc {a:.4f} train {s:.1f}s", flush=True)
