@@ -193,9 +193,6 @@ def mask_scores(
     return weights.masked_fill(~mask, 0.0)  # rows with no valid slot: NaN -> 0
 
 
-WEIGHT_ACTIVATIONS = ("linear", "sigmoid")
-
-
 class AttentionPooling(nn.Module):
     """Interest vector = sum over valid behaviors of activation-unit weight * key.
 
@@ -203,11 +200,6 @@ class AttentionPooling(nn.Module):
     hundreds of behaviors whose weights start nearly equal, the plain sum starts as ~T times
     the user's mean behavior (norm 6.3 against the candidate's 0.25 at T = 600, init_std 0.05),
     which swamps the few behaviors that match the candidate.
-
-    weight_activation="sigmoid" takes sigmoid(score) as the weight: still unnormalised (the
-    intensity of interest is kept, as a soft count), but bounded below by 0, so hundreds of
-    irrelevant behaviors can each get a weight near 0 by a margin, where a linear score must
-    cancel to 0 for every one of them.
 
     Shapes: query [B, E], keys [B, T, E], mask [B, T] -> (interest [B, E], weights [B, T]).
     """
@@ -219,20 +211,11 @@ class AttentionPooling(nn.Module):
         activation: str = "dice",
         weight_normalization: bool = False,
         length_normalization: bool = False,
-        weight_activation: str = "linear",
     ) -> None:
         super().__init__()
-        if weight_activation not in WEIGHT_ACTIVATIONS:
-            raise ValueError(f"att_weight_activation must be one of {WEIGHT_ACTIVATIONS}, "
-                             f"got {weight_activation!r}")
         self.unit = ActivationUnit(dim, hidden_units, activation)
         self.weight_normalization = weight_normalization
         self.length_normalization = length_normalization
-        self.weight_activation = weight_activation
-
-    def gate(self, scores: torch.Tensor) -> torch.Tensor:
-        """The unnormalised weight of a raw score (any shape): the score, or its sigmoid."""
-        return torch.sigmoid(scores) if self.weight_activation == "sigmoid" else scores
 
     def forward(
         self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor
@@ -250,13 +233,8 @@ class AttentionPooling(nn.Module):
         Padded positions are never computed, so they get no weight and no gradient.
         """
         if not self.weight_normalization:
-            if self.weight_activation == "linear":
-                fn = _COMPILED_PACKED_INTEREST if self.unit.compiled else _packed_interest
-                interest, scores = fn(self.unit, query, keys, packed.rows, packed.batch)
-            else:
-                scores = self.gate(self.unit.packed_scores(query, keys, packed.rows))  # [N]
-                interest = weighted_row_sum(scores, keys, packed.rows, packed.batch,
-                                            native=self.unit.training)  # [B, E]
+            fn = _COMPILED_PACKED_INTEREST if self.unit.compiled else _packed_interest
+            interest, scores = fn(self.unit, query, keys, packed.rows, packed.batch)
             if not self.length_normalization:
                 return interest, scores
             counts = torch.bincount(packed.rows, minlength=packed.batch)  # [B] behaviors

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from dinrec.layers.activation import ACTIVATIONS
-from dinrec.layers.attention import WEIGHT_ACTIVATIONS
 from dinrec.layers.search import SEARCH_MODES
 
 MODEL_KINDS = ("DIN", "EmbeddingMLP")
@@ -47,9 +46,6 @@ class ModelConfig:
     att_length_normalization: divide the (unnormalised) weighted sum of behaviors by the
         number of behaviors attended, so the interest vector's scale does not grow with the
         history's length (see docs/long_sequences.md); False: the paper's plain sum.
-    att_weight_activation: "linear" (the paper: the unit's output is the weight) or
-        "sigmoid" (sigmoid of it: unnormalised, but floored at 0, so many irrelevant
-        behaviors can all get ~0 weight; see docs/long_sequences.md).
     history_search: None (attend to every behavior), "topk" (first keep the
         history_search_k behaviors most similar to the candidate by embedding inner
         product) or "category" (first keep the history_search_k latest behaviors whose
@@ -77,7 +73,6 @@ class ModelConfig:
     init_std: float = DEFAULT_INIT_STD
     sparse_embeddings: bool = False
     att_length_normalization: bool = False
-    att_weight_activation: str = "linear"
     history_search: str | None = None
     history_search_k: int = 50
     history_search_feature: str | None = None
@@ -130,19 +125,12 @@ class ModelConfig:
         k = self.history_search_k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"history_search_k must be a positive int, got {k!r}")
-        if self.att_weight_activation not in WEIGHT_ACTIVATIONS:
-            raise ValueError(f"att_weight_activation must be one of {WEIGHT_ACTIVATIONS}, "
-                             f"got {self.att_weight_activation!r}")
-        if self.att_weight_normalization and self.att_weight_activation != "linear":
-            raise ValueError("att_weight_activation='sigmoid' with att_weight_normalization="
-                             "True: the softmax already makes the weights positive; choose one")
         if self.att_length_normalization and self.att_weight_normalization:
             raise ValueError("att_length_normalization=True with att_weight_normalization=True:"
                              " softmax weights already sum to 1; choose one")
-        if self.model != "DIN" and (self.history_search or self.att_length_normalization
-                                    or self.att_weight_activation != "linear"):
-            raise ValueError("history_search, att_length_normalization and "
-                             "att_weight_activation are DIN (attention) settings")
+        if self.model != "DIN" and (self.history_search or self.att_length_normalization):
+            raise ValueError("history_search and att_length_normalization are DIN (attention)"
+                             " settings")
 
     def _choice(self, name: str, valid: tuple[str, ...]) -> None:
         if getattr(self, name) not in valid:

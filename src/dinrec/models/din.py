@@ -45,7 +45,6 @@ class DIN(KerasFacade):
 
     Long histories (dinrec additions, off by default; docs/long_sequences.md):
     att_length_normalization divides the weighted sum by the number of behaviors attended;
-    att_weight_activation="sigmoid" takes sigmoid(score) as each behavior's weight;
     history_search="topk" / "category" first keeps history_search_k behaviors per candidate
     (SIM's soft / hard search, matching history_search_feature), in training and serving.
 
@@ -77,7 +76,6 @@ class DIN(KerasFacade):
         init_std: float = DEFAULT_INIT_STD,
         sparse_embeddings: bool = False,
         att_length_normalization: bool = False,
-        att_weight_activation: str = "linear",
         history_search: str | None = None,
         history_search_k: int = 50,
         history_search_feature: str | None = None,

@@ -51,7 +51,6 @@ class InterestNetwork(nn.Module):
                     config.att_activation,
                     config.att_weight_normalization,
                     config.att_length_normalization,
-                    config.att_weight_activation,
                 )
             self.mlp = MLP(
                 schema.mlp_input_dim(),

@@ -147,7 +147,7 @@ class BroadcastForward(nn.Module):
         t = first.shape[1]
         flat = unit.scores_from_parts(first.reshape(n * t, -1), mask_c.reshape(n * t))
         scores = flat.reshape(n, t)  # [C, T]
-        weights = mask_scores(attention.gate(scores), mask_c, attention.weight_normalization)
+        weights = mask_scores(scores, mask_c, attention.weight_normalization)
         if attention.length_normalization:
             weights = weights / mask_c.sum(dim=1, keepdim=True).clamp_min(1).to(weights.dtype)
         if row_user is None and keys.shape[0] == 1:

@@ -96,19 +96,6 @@ def test_length_normalization_divides_the_weighted_sum_by_the_valid_count() -> N
     assert (got_weights[~mask] == 0).all()
 
 
-def test_sigmoid_weights_are_the_sigmoid_of_the_linear_scores_and_zero_on_padding() -> None:
-    torch.manual_seed(1)
-    linear = AttentionPooling(3, (4,), "prelu")
-    gated = AttentionPooling(3, (4,), "prelu", weight_activation="sigmoid")
-    gated.load_state_dict(linear.state_dict())
-    query, keys = torch.randn(2, 3), torch.randn(2, 4, 3)
-    mask = torch.tensor([[True, True, False, False], [True, True, True, True]])
-    _, scores = linear(query, keys, mask)
-    interest, weights = gated(query, keys, mask)
-    torch.testing.assert_close(weights, torch.sigmoid(scores) * mask)
-    torch.testing.assert_close(interest, (weights.unsqueeze(-1) * keys).sum(1))
-
-
 @pytest.mark.parametrize(("kwargs", "names"), [
     ({"history_search": "sim"}, "history_search"),
     ({"history_search": "topk", "history_search_k": 0}, "history_search_k"),
@@ -116,9 +103,6 @@ def test_sigmoid_weights_are_the_sigmoid_of_the_linear_scores_and_zero_on_paddin
      "att_length_normalization"),
     ({"history_search": "category", "history_search_feature": "brand"},
      "history_search_feature"),
-    ({"att_weight_activation": "relu"}, "att_weight_activation"),
-    ({"att_weight_activation": "sigmoid", "att_weight_normalization": True},
-     "att_weight_activation"),
 ])
 def test_bad_long_history_settings_raise_naming_the_setting(
     kwargs: dict[str, Any], names: str
