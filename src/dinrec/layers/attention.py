@@ -196,11 +196,6 @@ def mask_scores(
 class AttentionPooling(nn.Module):
     """Interest vector = sum over valid behaviors of activation-unit weight * key.
 
-    With length_normalization the sum is divided by the number of valid behaviors: over
-    hundreds of behaviors whose weights start nearly equal, the plain sum starts as ~T times
-    the user's mean behavior (norm 6.3 against the candidate's 0.25 at T = 600, init_std 0.05),
-    which swamps the few behaviors that match the candidate.
-
     Shapes: query [B, E], keys [B, T, E], mask [B, T] -> (interest [B, E], weights [B, T]).
     """
 
@@ -210,12 +205,10 @@ class AttentionPooling(nn.Module):
         hidden_units: Sequence[int] = (80, 40),
         activation: str = "dice",
         weight_normalization: bool = False,
-        length_normalization: bool = False,
     ) -> None:
         super().__init__()
         self.unit = ActivationUnit(dim, hidden_units, activation)
         self.weight_normalization = weight_normalization
-        self.length_normalization = length_normalization
 
     def forward(
         self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor
@@ -234,12 +227,7 @@ class AttentionPooling(nn.Module):
         """
         if not self.weight_normalization:
             fn = _COMPILED_PACKED_INTEREST if self.unit.compiled else _packed_interest
-            interest, scores = fn(self.unit, query, keys, packed.rows, packed.batch)
-            if not self.length_normalization:
-                return interest, scores
-            counts = torch.bincount(packed.rows, minlength=packed.batch)  # [B] behaviors
-            scale = 1.0 / counts.clamp_min(1).to(interest.dtype)  # [B]
-            return interest * scale.unsqueeze(1), scores * scale.index_select(0, packed.rows)
+            return fn(self.unit, query, keys, packed.rows, packed.batch)
         scores = self.unit.packed_scores(query, keys, packed.rows)  # [N]
         # Softmax per batch row over its valid positions only, in the padded layout.
         full = mask_scores(packed.unpack(scores), packed.mask, True)  # [B, T]

@@ -43,9 +43,6 @@ class ModelConfig:
         of each table (the win for huge vocabularies). The named optimizers handle them
         ('adam' becomes row-wise LazyAdam). Needs embedding_regularization="mba" or
         l2_reg_embedding=0: full-table L2 changes every row every step.
-    att_length_normalization: divide the (unnormalised) weighted sum of behaviors by the
-        number of behaviors attended, so the interest vector's scale does not grow with the
-        history's length (see docs/long_sequences.md); False: the paper's plain sum.
     history_search: None (attend to every behavior), "topk" (first keep the
         history_search_k behaviors most similar to the candidate by embedding inner
         product) or "category" (first keep the history_search_k latest behaviors whose
@@ -72,7 +69,6 @@ class ModelConfig:
     mba_lambda: float | None = None
     init_std: float = DEFAULT_INIT_STD
     sparse_embeddings: bool = False
-    att_length_normalization: bool = False
     history_search: str | None = None
     history_search_k: int = 50
     history_search_feature: str | None = None
@@ -125,12 +121,8 @@ class ModelConfig:
         k = self.history_search_k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"history_search_k must be a positive int, got {k!r}")
-        if self.att_length_normalization and self.att_weight_normalization:
-            raise ValueError("att_length_normalization=True with att_weight_normalization=True:"
-                             " softmax weights already sum to 1; choose one")
-        if self.model != "DIN" and (self.history_search or self.att_length_normalization):
-            raise ValueError("history_search and att_length_normalization are DIN (attention)"
-                             " settings")
+        if self.model != "DIN" and self.history_search is not None:
+            raise ValueError("history_search is a DIN (attention) setting")
 
     def _choice(self, name: str, valid: tuple[str, ...]) -> None:
         if getattr(self, name) not in valid:

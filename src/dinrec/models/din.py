@@ -44,7 +44,6 @@ class DIN(KerasFacade):
     device="cpu" and gpus=None are accepted; another device is refused with a clear error.
 
     Long histories (dinrec additions, off by default; docs/long_sequences.md):
-    att_length_normalization divides the weighted sum by the number of behaviors attended;
     history_search="topk" / "category" first keeps history_search_k behaviors per candidate
     (SIM's soft / hard search, matching history_search_feature), in training and serving.
 
@@ -75,7 +74,6 @@ class DIN(KerasFacade):
         mba_lambda: float | None = None,
         init_std: float = DEFAULT_INIT_STD,
         sparse_embeddings: bool = False,
-        att_length_normalization: bool = False,
         history_search: str | None = None,
         history_search_k: int = 50,
         history_search_feature: str | None = None,

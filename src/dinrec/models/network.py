@@ -50,7 +50,6 @@ class InterestNetwork(nn.Module):
                     config.att_hidden_size,
                     config.att_activation,
                     config.att_weight_normalization,
-                    config.att_length_normalization,
                 )
             self.mlp = MLP(
                 schema.mlp_input_dim(),

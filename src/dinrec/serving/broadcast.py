@@ -148,8 +148,6 @@ class BroadcastForward(nn.Module):
         flat = unit.scores_from_parts(first.reshape(n * t, -1), mask_c.reshape(n * t))
         scores = flat.reshape(n, t)  # [C, T]
         weights = mask_scores(scores, mask_c, attention.weight_normalization)
-        if attention.length_normalization:
-            weights = weights / mask_c.sum(dim=1, keepdim=True).clamp_min(1).to(weights.dtype)
         if row_user is None and keys.shape[0] == 1:
             return torch.matmul(weights, keys[0])  # [C, T] @ [T, Eq] -> [C, Eq]
         return torch.bmm(weights.unsqueeze(1), keys_c).squeeze(1)  # [C, Eq]

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from dinrec.feature_column import SparseFeat, VarLenSparseFeat
-from dinrec.layers.attention import AttentionPooling
 from dinrec.layers.search import latest_matches, topk_by_similarity
 from dinrec.models import DIN
 
@@ -81,26 +80,9 @@ def test_category_search_scores_as_full_attention_over_the_latest_matches() -> N
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
 
 
-def test_length_normalization_divides_the_weighted_sum_by_the_valid_count() -> None:
-    torch.manual_seed(0)
-    plain = AttentionPooling(3, (4,), "prelu")
-    scaled = AttentionPooling(3, (4,), "prelu", length_normalization=True)
-    scaled.load_state_dict(plain.state_dict())
-    query, keys = torch.randn(2, 3), torch.randn(2, 4, 3)
-    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
-    interest, weights = plain(query, keys, mask)
-    got_interest, got_weights = scaled(query, keys, mask)
-    count = torch.tensor([[3.0], [1.0]])
-    torch.testing.assert_close(got_interest, interest / count)
-    torch.testing.assert_close(got_weights, weights / count)
-    assert (got_weights[~mask] == 0).all()
-
-
 @pytest.mark.parametrize(("kwargs", "names"), [
     ({"history_search": "sim"}, "history_search"),
     ({"history_search": "topk", "history_search_k": 0}, "history_search_k"),
-    ({"att_length_normalization": True, "att_weight_normalization": True},
-     "att_length_normalization"),
     ({"history_search": "category", "history_search_feature": "brand"},
      "history_search_feature"),
 ])

@@ -134,11 +134,10 @@ def test_inputs_split_into_user_side_and_candidate_side(plain_cols: list[Any]) -
 @pytest.mark.parametrize("kwargs", [
     {"history_search": "topk", "history_search_k": 2},
     {"history_search": "category", "history_search_k": 2, "history_search_feature": "cate_id"},
-    {"att_length_normalization": True},
-    {"history_search": "topk", "history_search_k": 3, "att_length_normalization": True},
+    {"history_search": "topk", "history_search_k": 3, "att_weight_normalization": True},
 ])
 def test_long_history_options_serve_as_the_model_scores(kwargs: dict[str, Any]) -> None:
-    # The first stage (search) and the length normalization run per candidate in serving as
+    # The first stage (search) runs per candidate in serving as
     # in model(inputs): each candidate keeps its own behaviors.
     model = _model(**kwargs)
     assert _max_diff(model, _user(6), _candidates()) <= TOL
