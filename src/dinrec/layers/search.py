@@ -37,10 +37,11 @@ def topk_by_similarity(mask: torch.Tensor, scores: torch.Tensor, k: int) -> torc
     Returns:
         [B, T] bool, a subset of mask with min(k, valid) True per row.
     """
-    if mask.shape[1] <= k:  # every valid behavior fits
-        return mask
+    # No branch on T: an exported serving graph has a dynamic T that may be on either side
+    # of k (sym_min stays symbolic there; in eager mode it is min).
+    width = torch.sym_min(k, mask.shape[1])
     filled = scores.masked_fill(~mask, float("-inf"))  # padding is never among the top k
-    top = filled.topk(k, dim=1).indices  # [B, k]
+    top = filled.topk(width, dim=1).indices  # [B, min(k, T)]
     chosen = torch.zeros_like(mask).scatter(1, top, True)
     return chosen & mask  # rows with fewer than k valid picked some padding: drop it
 
