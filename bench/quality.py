@@ -43,6 +43,7 @@ CONFIG: dict[str, Any] = {
 }
 PEER = "DeepCTR-Torch"
 ENVS: dict[str, dict[str, str]] = {}
+COMPILE: dict[str, dict[str, Any]] = {}
 # dinrec models by name: (model class, DIN/EmbeddingMLP keyword arguments).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "din": ("DIN", {}),
@@ -175,6 +176,8 @@ def parse_variants(names: list[str], custom: list[str]) -> dict[str, tuple[str, 
         out[name] = (model, options)
         if "env" in options:  # environment variables for this variant's worker
             ENVS[name] = options.pop("env")
+        if "compile" in options:  # model.compile keywords, e.g. {"ema_momentum": null}
+            COMPILE[name] = options.pop("compile")
     return out
 
 
@@ -187,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="*", default=["din"])
     parser.add_argument("--variant", action="append", default=[],
                         help='NAME=JSON of DIN kwargs, e.g. relu=\'{"att_activation": "relu"}\' '
-                        '("model": "EmbeddingMLP" for the Base Model)')
+                        '("model": "EmbeddingMLP" for the Base Model; "compile": {...} for '
+                        'model.compile keywords, e.g. {"ema_momentum": null})')
     parser.add_argument("--batch-stats", action="store_true",
                         help="also score the final model with Dice's eval-batch statistics")
     parser.add_argument("--no-peer", action="store_true", help="skip DeepCTR-Torch")
@@ -214,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
                     jobs.append((name, sys.executable, "quality_run_dinrec.py",
                                  {**base, "name": name, "model": model, "options": options,
                                   "batch_stats": args.batch_stats,
+                                  "compile": COMPILE.get(name, {}),
                                   "env": ENVS.get(name, {})}))
                 if peer is not None:
                     jobs.append((PEER, peer, "quality_run_deepctr_torch.py",

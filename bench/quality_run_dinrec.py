@@ -3,7 +3,8 @@
 Run by bench/quality.py as
     python bench/quality_run_dinrec.py ARRAYS.npz JOB.json OUT.npz
 JOB.json: {"spec": ..., "config": ..., "train": "fit"|"train", "eval": "val"|"test",
-"model": "DIN"|"EmbeddingMLP", "options": {DIN kwargs}, "fit": {fit kwargs}}.
+"model": "DIN"|"EmbeddingMLP", "options": {DIN kwargs}, "compile": {compile kwargs},
+"fit": {fit kwargs}}.
 OUT.npz: `scores` [epochs, n_eval] (probabilities after each epoch) and `result` (JSON).
 """
 
@@ -73,7 +74,7 @@ def main() -> None:
         model: Any = DIN(columns, history, **{**kwargs, **job["options"]})
     else:
         model = EmbeddingMLP(columns, history, **{**kwargs, **job["options"]})
-    model.compile("adam", "binary_crossentropy", lr=cfg["lr"])
+    model.compile("adam", "binary_crossentropy", lr=cfg["lr"], **job.get("compile", {}))
     names = [c.name for c in columns]
     train = harness.split_arrays(arrays, job["train"])
     evaluate = harness.split_arrays(arrays, job["eval"])

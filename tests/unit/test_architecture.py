@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("schema", ("dinrec.schema", "dinrec.inputs")),
     ("data", ("dinrec.data",)),
     ("layers", ("dinrec.layers",)),
+    # The bundle format writes and reads the networks (see test_the_bundle_format_sits_...).
     ("networks", ("dinrec.models.config", "dinrec.models.network", "dinrec.bundle")),
     ("training", ("dinrec.training",)),
     ("models", ("dinrec.models",)),
@@ -198,3 +199,22 @@ def test_the_graph_sees_lazy_and_relative_imports(graph: dict[str, dict[str, boo
     # cli.main imports its distributed helpers inside main(): a lazy import is an edge.
     assert "dinrec.training.distributed.launch" in " ".join(graph["dinrec.cli.main"])
     assert "dinrec.layers.activation" in graph["dinrec.models.config"]
+
+
+def test_the_bundle_format_sits_with_the_networks_it_writes(
+    graph: dict[str, dict[str, bool]],
+) -> None:
+    # Not at the bottom: a bundle's files are a FeatureSchema, a ModelConfig and an
+    # InterestNetwork's weights, and reading or checking one imports them.
+    assert layer_of("dinrec.bundle") == "networks"
+    reads = {"dinrec.schema", "dinrec.models.config", "dinrec.models.network"}
+    assert reads <= set(graph["dinrec.bundle"])
+    # Below training: the Trainer's ModelCheckpoint callback saves bundles.
+    assert "dinrec.bundle" in graph["dinrec.training.callbacks"]
+    # The model classes register into the format; it imports none of them, and nothing in
+    # the layers below the networks imports the format.
+    assert "dinrec.bundle" in graph["dinrec.models.din"]
+    assert [t for t in graph["dinrec.bundle"] if RANK[layer_of(t)] > RANK["networks"]] == []
+    below = [m for m, edges in graph.items()
+             if RANK[layer_of(m)] < RANK["networks"] and "dinrec.bundle" in edges]
+    assert below == []

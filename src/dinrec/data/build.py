@@ -4,10 +4,10 @@ read (a reader from dinrec.data.readers, or the synthetic generator) -> build sa
 (a protocol) -> fit vocabularies on the training period -> write train/test Parquet,
 vocab.json and dataset.json. This is what `dinrec data build` and the experiment runner call.
 
-Every option name is checked before the log is read, so a misspelt option fails at once
-instead of after a slow read. The directory is written under a temporary name beside
-`out_dir` and renamed into place only when complete: a failed build leaves no half-written
-dataset, and an overwritten one is replaced only by a whole new one.
+Every option name is checked before the log is read (build_options), so a misspelt option
+fails at once instead of after a slow read. The directory is written under a temporary name
+beside `out_dir` and renamed into place only when complete (staging): a failed build leaves
+no half-written dataset, and an overwritten one is replaced only by a whole new one.
 
 Example:
     >>> summary = build_dataset("movielens", "data/ml-100k", "rating",  # doctest: +SKIP
@@ -17,42 +17,42 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import os
-import secrets
-import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from dinrec.data.dataset import DEFAULT_ROW_GROUP_SIZE, META_FILE, SPLITS, VOCAB_FILE, write_dataset
+from dinrec.data.build_options import (
+    SOURCES,
+    SYNTHETIC,
+    check_option_names,
+    keyword_options,
+    protocol_option_names,
+    route_options,
+    source_option_names,
+)
+from dinrec.data.dataset import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_dataset
 from dinrec.data.events import EventLog
 from dinrec.data.protocols import PROTOCOLS, Samples, TimeSplit, build_samples
 from dinrec.data.protocols.samples import check_maxlen
-from dinrec.data.readers import READERS, read_log_with_stats
+from dinrec.data.readers import read_log_with_stats
 from dinrec.data.readers.problems import ON_ERROR_CHOICES
+from dinrec.data.staging import DATASET_FILES, prepare_out_dir, staged
 from dinrec.data.synthetic import generate_log
 from dinrec.data.synthetic_chunked import USERS_PER_CHUNK, write_chunked
 from dinrec.data.vocabulary import Vocabularies
-from dinrec.errors import OutputExistsError
 
-SYNTHETIC = "synthetic"
-SOURCES: tuple[str, ...] = (*READERS, SYNTHETIC)
-# What a dataset directory holds; overwrite=True replaces a directory holding only these, so
-# a mistyped --out pointing at unrelated files is never deleted.
-DATASET_FILES = frozenset({META_FILE, VOCAB_FILE, *(f"{s}.parquet" for s in SPLITS)})
-# Options that build_dataset sets from its own arguments; naming them twice would be ambiguous.
-_READER_OWNED = ("on_error",)
-_SYNTHETIC_OWNED = ("seed",)
-_CHUNK_OWNED = ("user_seed", "first_user")  # set per chunk by synthetic_chunked
-_PROTOCOL_OWNED = ("maxlen", "split", "seed")
-T = TypeVar("T")
+# The option names and the staged output have their own modules (build_options, staging);
+# their public names stay importable from here, where `dinrec data build` and configs find them.
+__all__ = ["DATASET_FILES", "SOURCES", "SYNTHETIC", "BuildSummary", "build_dataset",
+           "keyword_options", "protocol_option_names", "route_options", "source_option_names"]
+
 _STAGES = ("read", "samples", "vocabulary", "write")
 
 
@@ -122,141 +122,12 @@ class BuildSummary:
         ])
 
 
-def keyword_options(function: Callable[..., Any]) -> list[str]:
-    """The keyword-only parameter names of a reader, protocol builder or generator."""
-    return [
-        name for name, p in inspect.signature(function).parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-
-
-def source_option_names(source: str) -> list[str]:
-    """Option names a source accepts in reader_options (generator options for synthetic)."""
-    if source == SYNTHETIC:  # generate_log's options, and chunking (synthetic_chunked)
-        return [*(n for n in keyword_options(generate_log) if n not in _SYNTHETIC_OWNED
-                  and n not in _CHUNK_OWNED), USERS_PER_CHUNK]
-    if source not in READERS:
-        raise ValueError(f"unknown log source {source!r}; known: {', '.join(SOURCES)}")
-    return [n for n in keyword_options(READERS[source]) if n not in _READER_OWNED]
-
-
-def protocol_option_names(protocol: str) -> list[str]:
-    """Option names a protocol accepts in protocol_options (maxlen, split, seed excluded)."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
-    return [n for n in keyword_options(PROTOCOLS[protocol]) if n not in _PROTOCOL_OWNED]
-
-
-def route_options(
-    source: str, protocol: str, options: Mapping[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split one flat {name: value} mapping into (reader_options, protocol_options).
-
-    A name goes where it is accepted; "reader.NAME" or "protocol.NAME" picks a side
-    explicitly. A name both sides accept, or neither, raises naming it.
-    """
-    reader_names, protocol_names = source_option_names(source), protocol_option_names(protocol)
-    routed: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
-    for key, value in options.items():
-        side, _, name = key.rpartition(".")
-        if side and side not in ("reader", "protocol"):
-            raise ValueError(f"option {key!r}: prefix must be 'reader.' or 'protocol.'")
-        in_reader, in_protocol = name in reader_names, name in protocol_names
-        if side == "reader" or (not side and in_reader and not in_protocol):
-            routed[0][name] = value
-        elif side == "protocol" or (not side and in_protocol and not in_reader):
-            routed[1][name] = value
-        elif in_reader and in_protocol:
-            raise ValueError(f"option {name!r} is accepted by both source {source!r} and "
-                             f"protocol {protocol!r}; write reader.{name} or protocol.{name}")
-        else:
-            raise ValueError(
-                f"unknown option {name!r}: source {source!r} takes "
-                f"{', '.join(reader_names) or 'none'}; protocol {protocol!r} takes "
-                f"{', '.join(protocol_names) or 'none'}"
-            )
-    return routed
-
-
-def _check_names(kind: str, given: Mapping[str, Any], accepted: list[str], owned: tuple[str, ...],
-                 owner: str) -> None:
-    for name in given:
-        if name in owned:
-            raise ValueError(f"{kind} option {name!r} is set by build_dataset's own {name!r} "
-                             "argument; pass it there")
-        if name not in accepted:
-            raise ValueError(f"{owner} has no option {name!r}; its options: "
-                             f"{', '.join(accepted) or 'none'}")
-
-
 def _as_split(split: TimeSplit | Mapping[str, Any] | None) -> TimeSplit | None:
     if split is None or isinstance(split, TimeSplit):
         return split
     if isinstance(split, Mapping):
         return TimeSplit.from_dict(split)
     raise ValueError(f"split must be a TimeSplit, a dict or None, got {split!r}")
-
-
-def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse an out_dir that would lose data; called before anything slow happens."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"output {out_dir} exists and is not a directory")
-    if not out_dir.is_dir():
-        return
-    entries = {p.name for p in out_dir.iterdir()}
-    if (out_dir / META_FILE).exists() and not overwrite:
-        raise OutputExistsError(f"{out_dir} already holds a dataset; pass {{overwrite}} "
-                                "to replace it")
-    foreign = sorted(entries - DATASET_FILES)
-    if foreign:
-        raise ValueError(f"output {out_dir} holds other files ({', '.join(foreign[:3])}); "
-                         "choose a new or empty directory")
-    if entries and not overwrite:
-        raise OutputExistsError(f"{out_dir} holds part of a dataset; pass {{overwrite}} "
-                                "to replace it")
-
-
-def _fresh_sibling(out_dir: Path, tag: str) -> Path:
-    """A new empty hidden directory beside out_dir (same file system, so renames are atomic).
-
-    Made with mkdir rather than tempfile.mkdtemp, whose 0o700 mode the renamed dataset
-    directory would keep; mkdir honours the umask.
-    """
-    while True:
-        candidate = out_dir.parent / f".{out_dir.name}.{tag}-{secrets.token_hex(4)}"
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-
-
-def _staged(out: Path, write: Callable[[Path], T]) -> T:
-    """write(staging) into a fresh directory beside out, then installed as out."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = _fresh_sibling(out, "building")
-    try:
-        result = write(staging)
-        _install(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return result
-
-
-def _install(staging: Path, out_dir: Path) -> None:
-    """Move a complete staging directory to out_dir, replacing what _prepare_out_dir allowed."""
-    aside: Path | None = None
-    if out_dir.exists():
-        aside = _fresh_sibling(out_dir, "old")
-        os.replace(out_dir, aside)  # onto the empty directory just made: a plain rename
-    try:
-        os.replace(staging, out_dir)
-    except BaseException:
-        if aside is not None:  # put the previous dataset back rather than lose it
-            os.replace(aside, out_dir)
-        raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _check_path(source: str, path: str | os.PathLike[str] | None, what: str) -> None:
@@ -332,11 +203,7 @@ def build_dataset(
     """
     start = time.perf_counter()
     reader_opts, proto_opts = dict(reader_options or {}), dict(protocol_options or {})
-    owner = "synthetic generator" if source == SYNTHETIC else f"reader {source!r}"
-    owned = _SYNTHETIC_OWNED if source == SYNTHETIC else _READER_OWNED
-    _check_names("reader", reader_opts, source_option_names(source), owned, owner)
-    _check_names("protocol", proto_opts, protocol_option_names(protocol), _PROTOCOL_OWNED,
-                 f"protocol {protocol!r}")
+    check_option_names(source, protocol, reader_opts, proto_opts)
     accepted = keyword_options(PROTOCOLS[protocol])
     proto_opts["maxlen"] = check_maxlen(maxlen)
     if on_error not in ON_ERROR_CHOICES:
@@ -357,14 +224,14 @@ def build_dataset(
         _check_path(source, behaviors_path, "behaviors")
     # Resolved, so "." or "a/.." still has a real name and parent to stage beside.
     out = Path(out_dir).expanduser().resolve()
-    _prepare_out_dir(out, overwrite)
+    prepare_out_dir(out, overwrite)
 
     chunk = int(reader_opts.pop(USERS_PER_CHUNK, 0) or 0) if source == SYNTHETIC else 0
     if chunk:
         if protocol != "click-log" or hash_buckets:
             raise ValueError(f"reader option {USERS_PER_CHUNK} builds the click-log protocol "
                              "without hash_buckets")
-        meta, events = _staged(out, lambda staging: write_chunked(
+        meta, events = staged(out, lambda staging: write_chunked(
             staging, n_users=int(reader_opts.pop("n_users", 2000)), users_per_chunk=chunk,
             seed=seed, min_count=min_count, options=reader_opts, protocol_options=proto_opts,
             row_group_size=row_group_size))
@@ -394,7 +261,7 @@ def build_dataset(
                                   hash_buckets=hash_buckets)
         bar.update()
         bar.set_postfix_str(f"writing {out}")
-        _staged(out, lambda staging: write_dataset(staging, samples, vocabs,
+        staged(out, lambda staging: write_dataset(staging, samples, vocabs,
                                                    row_group_size=row_group_size))
         bar.update()
     return _summarize(out, source, protocol, len(log), samples, skipped,

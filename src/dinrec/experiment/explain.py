@@ -40,7 +40,7 @@ from dinrec.inputs import prepare_inputs
 
 # dinrec.models first: importing dinrec.training.trainer before it is a circular import.
 from dinrec.models.network import InterestNetwork
-from dinrec.training.trainer import eval_mode
+from dinrec.training.evaluation import eval_mode
 
 
 @dataclass(frozen=True)

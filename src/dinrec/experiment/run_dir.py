@@ -27,7 +27,8 @@ from dinrec.metrics import resolve_metrics
 from dinrec.models import build_model
 from dinrec.schema import FeatureSchema
 from dinrec.training.batches import BatchSource
-from dinrec.training.trainer import GatherScores, Trainer, evaluate_model
+from dinrec.training.evaluation import GatherScores, evaluate_model
+from dinrec.training.trainer import Trainer
 
 CONFIG_FILE = "config.toml"
 RESULTS_FILE = "results.json"
@@ -100,7 +101,8 @@ def build_experiment_model(config: ExperimentConfig, dataset: Dataset) -> Any:
     if t.attention_bf16:
         model.attention_bf16()  # stays fp32 (returns False) where the CPU lacks native bf16
     model.compile(t.optimizer, "binary_crossentropy", list(TEST_METRICS), lr=t.learning_rate,
-                  gauc_group=USER_KEY, train_metric_rows=t.train_metric_rows or None)
+                  gauc_group=USER_KEY, train_metric_rows=t.train_metric_rows or None,
+                  ema_momentum=t.ema_momentum or None)
     return model
 
 

@@ -1,9 +1,9 @@
 """Score a dataset split with a model bundle, in batches: metrics, or a Parquet of scores.
 
 Rows are read one Parquet record batch at a time, re-encoded into the bundle's vocabulary
-when the dataset was built with another one (see tensors.remap_ids), and scored in eval
-mode under inference_mode, so memory stays bounded by the batch size (plus one float per
-row for the metrics).
+when the dataset was built with another one (see dinrec.data.remap.remap_ids), and scored
+in eval mode under inference_mode, so memory stays bounded by the batch size (plus, for the
+metrics, a score, a label and a user_key per row).
 
 Example:
     >>> metrics = evaluate_bundle("runs/r1/model", "runs/r1/data")  # doctest: +SKIP
@@ -28,13 +28,11 @@ from dinrec.data.protocols.samples import CATE_ID, ITEM_ID, LABEL, TIMESTAMP, US
 from dinrec.data.remap import as_vocabularies, remap_ids
 from dinrec.data.vocabulary import Vocabularies
 from dinrec.experiment.data_match import check_bundle_dataset
+from dinrec.experiment.run_dir import evaluate_source
 from dinrec.inputs import prepare_inputs
-from dinrec.metrics import auc, gauc, logloss
 from dinrec.models import load_model
-
-# dinrec.models first: importing dinrec.training.trainer before it is a circular import.
 from dinrec.models.network import InterestNetwork
-from dinrec.training.trainer import eval_mode
+from dinrec.training.evaluation import eval_mode
 
 
 @dataclass
@@ -52,6 +50,43 @@ def open_bundle(path: str | os.PathLike[str]) -> tuple[InterestNetwork, Vocabula
     return model, as_vocabularies(vocab) if vocab is not None else None
 
 
+class SplitBatches:
+    """A dataset split as a batch source in a bundle's vocabulary, one Parquet record batch
+    at a time: (the model's inputs plus the user_key GAUC groups by, labels [B] float32).
+
+    What score_source / evaluate_model iterate; tables() gives the raw rows beside the
+    inputs (predict_to_parquet writes them out with the scores).
+    """
+
+    def __init__(self, model: InterestNetwork, vocab: Vocabularies | None, dataset: Dataset,
+                 split: str, batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        self.model = model
+        self.vocab = vocab
+        self.dataset = dataset
+        self.split = split
+        self.batch_size = batch_size
+        self.num_rows = pq.ParquetFile(dataset.split_path(split)).metadata.num_rows
+
+    def tables(self) -> Iterator[tuple[pa.Table, dict[str, torch.Tensor], np.ndarray]]:
+        """(raw record batch, model inputs, labels [B] float32) per record batch."""
+        data_vocab = self.dataset.vocabularies() if self.vocab is not None else None
+        parquet = pq.ParquetFile(self.dataset.split_path(self.split))
+        for record_batch in parquet.iter_batches(batch_size=self.batch_size):
+            table = pa.Table.from_batches([record_batch])
+            x, y = to_numpy(table)
+            if self.vocab is not None and data_vocab is not None:
+                x = remap_ids(x, data_vocab, self.vocab)
+            yield table, prepare_inputs(self.model.schema, x), y
+
+    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        for table, feats, y in self.tables():
+            # user_key is never a model input (to_numpy leaves it out), so it cannot shadow one.
+            groups = torch.from_numpy(table[USER_KEY].to_numpy().astype(np.int64))  # [B]
+            yield {**feats, USER_KEY: groups}, torch.from_numpy(y)
+
+
 def score_batches(
     model: InterestNetwork,
     vocab: Vocabularies | None,
@@ -60,16 +95,7 @@ def score_batches(
     batch_size: int,
 ) -> Iterator[ScoredBatch]:
     """Yield each record batch of a split with the model's click probabilities."""
-    if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    data_vocab = dataset.vocabularies() if vocab is not None else None
-    parquet = pq.ParquetFile(dataset.split_path(split))
-    for record_batch in parquet.iter_batches(batch_size=batch_size):
-        table = pa.Table.from_batches([record_batch])
-        x, _ = to_numpy(table)
-        if vocab is not None and data_vocab is not None:
-            x = remap_ids(x, data_vocab, vocab)
-        feats = prepare_inputs(model.schema, x)
+    for table, feats, _ in SplitBatches(model, vocab, dataset, split, batch_size).tables():
         with eval_mode(model), torch.inference_mode():
             prob = torch.sigmoid(model(feats)).squeeze(-1)  # [n]
         yield ScoredBatch(table, prob.float().numpy())
@@ -84,6 +110,8 @@ def evaluate_bundle(
 ) -> dict[str, float]:
     """{"auc", "gauc", "logloss", "samples"} of a bundle on a dataset split.
 
+    The metrics are the runs' own (run_dir.evaluate_source: training.evaluation.evaluate_model,
+    dinrec.metrics), so `dinrec evaluate` on a run's data gives its recorded test metrics.
     GAUC groups by the dataset's user_key (the raw user across splits), so users first seen
     at test time, who all share the unknown user_id, still count as separate users.
 
@@ -95,16 +123,10 @@ def evaluate_bundle(
     model, vocab = open_bundle(bundle)
     dataset = load_dataset(dataset_dir)
     check_bundle_dataset(bundle, read_manifest(bundle), dataset, on_mismatch)
-    scores, labels, groups = [], [], []
-    for part in score_batches(model, vocab, dataset, split, batch_size):
-        scores.append(part.scores)
-        labels.append(part.table[LABEL].to_numpy().astype(np.float32))
-        groups.append(part.table[USER_KEY].to_numpy())
-    if not scores:
+    source = SplitBatches(model, vocab, dataset, split, batch_size)
+    if source.num_rows == 0:
         raise ValueError(f"{dataset.split_path(split)} has no rows")
-    p, y, g = np.concatenate(scores), np.concatenate(labels), np.concatenate(groups)
-    return {"auc": auc(y, p), "gauc": gauc(y, p, g), "logloss": logloss(y, p),
-            "samples": float(len(y))}
+    return {**evaluate_source(model, source), "samples": float(source.num_rows)}
 
 
 def predict_to_parquet(

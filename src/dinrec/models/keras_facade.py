@@ -11,11 +11,14 @@ import numpy as np
 import torch
 
 from dinrec.inputs import as_input_dict, prepare_group, prepare_inputs, prepare_labels
+from dinrec.metrics import resolve_metrics
 from dinrec.models.network import InterestNetwork
 from dinrec.training.batches import BatchSource, TensorBatches
 from dinrec.training.callbacks import Callback, History
 from dinrec.training.epoch_metrics import DEFAULT_CAP
-from dinrec.training.trainer import Trainer, predict_logits
+from dinrec.training.evaluation import evaluate_model, predict_logits
+from dinrec.training.trainer import Trainer
+from dinrec.training.weight_average import DEFAULT_MOMENTUM
 
 DEFAULT_FIT_BATCH = 32  # Keras' default when batch_size is None
 
@@ -35,6 +38,7 @@ class KerasFacade(InterestNetwork):
         gauc_group: str | None = None,
         retain_memory: bool = True,
         train_metric_rows: int | None = DEFAULT_CAP,
+        ema_momentum: float | None = DEFAULT_MOMENTUM,
     ) -> None:
         """Choose optimizer, loss and metrics (names; unknown names raise).
 
@@ -50,9 +54,15 @@ class KerasFacade(InterestNetwork):
                 a uniform sample of this many rows (logloss, accuracy and loss stay over
                 every row; see dinrec.training.epoch_metrics); None: every row. Evaluation
                 metrics are always over every row.
+            ema_momentum: evaluate, predict and save an exponential moving average of
+                the dense weights (attention unit, MLP; not the embeddings) with this
+                momentum, as Keras' `use_ema=True, ema_momentum=0.99`; training continues
+                from the raw weights. None: the last step's weights (Keras' default).
+                On by default: +0.0015-0.002 validation GAUC and -0.006-0.008 logloss on
+                both ml-100k protocols over 3 seeds (docs/quality.md).
         """
         self._trainer = Trainer(self, optimizer, loss, metrics, gauc_group, lr, retain_memory,
-                                train_metric_rows)
+                                train_metric_rows, ema_momentum)
 
     @property
     def trainer(self) -> Trainer:
@@ -123,8 +133,11 @@ class KerasFacade(InterestNetwork):
         self, x: Any = None, y: Any = None, batch_size: int = 256, verbose: int = 0
     ) -> dict[str, float]:
         """{'loss': mean BCE, metric: value, ...} over all rows, in eval mode."""
-        trainer = self._trainer or Trainer(self, "adam", metrics=["binary_crossentropy", "auc"])
-        return trainer.evaluate(self._source(x, y, batch_size, False))
+        source = self._source(x, y, batch_size, False)
+        if self._trainer is not None:
+            return self._trainer.evaluate(source)
+        # Not compiled: loss and AUC, with no optimizer or Trainer built for it.
+        return evaluate_model(self, source, resolve_metrics(["binary_crossentropy", "auc"]))
 
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
         """Click probabilities, shape (n, 1); eval mode under inference_mode, mode restored."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -21,6 +24,30 @@ Batch = dict[str, torch.Tensor]
 # ([rows * T, H] in the activation unit) stay in cache; at 4096 rows they do not, and
 # inference runs ~2x slower per sample.
 EVAL_CHUNK_ROWS = 512
+
+
+@dataclass(frozen=True)
+class EmbeddedFeatures:
+    """The MLP's inputs but the interest vector, each with R rows (InterestNetwork.embed_features).
+
+    sparse: SparseFeat name -> embedding [R, E_c], in schema order (the candidate's included);
+    pooled: each other VarLenSparseFeat pooled by its combiner [R, E]; dense: [R, D] each.
+    """
+
+    sparse: dict[str, torch.Tensor]
+    pooled: list[torch.Tensor]
+    dense: list[torch.Tensor]
+    queries: tuple[str, ...]
+
+    def query(self) -> torch.Tensor:
+        """The candidate's embeddings concatenated [R, Eq] (item_id then cate_id, ...)."""
+        return torch.cat([self.sparse[name] for name in self.queries], dim=-1)
+
+    def mlp_input(self, interest: torch.Tensor | None) -> torch.Tensor:
+        """concat(sparse, pooled, interest [R, Eq] when there is a history, dense)
+        [R, mlp_input_dim]: the one order the MLP's first layer was built for."""
+        middle = [interest] if interest is not None else []
+        return torch.cat([*self.sparse.values(), *self.pooled, *middle, *self.dense], dim=-1)
 
 
 class InterestNetwork(nn.Module):
@@ -109,12 +136,9 @@ class InterestNetwork(nn.Module):
         lengths = inputs[length_name] if length_name is not None else None
         return sequence_mask(inputs[first.name], lengths)
 
-    def query(self, inputs: Batch, sparse: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def query(self, inputs: Batch) -> torch.Tensor:
         """Concatenated candidate embeddings [B, Eq] (item_id then cate_id, ...)."""
-        parts = [
-            sparse[c.name] if sparse is not None else self.embeddings.lookup(c.name, inputs[c.name])
-            for c in self.schema.queries
-        ]
+        parts = [self.embeddings.lookup(c.name, inputs[c.name]) for c in self.schema.queries]
         return torch.cat(parts, dim=-1)
 
     def keys(self, inputs: Batch) -> torch.Tensor:
@@ -194,33 +218,61 @@ class InterestNetwork(nn.Module):
             weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
         return pooled, weights
 
+    def embed_features(
+        self,
+        user: Batch,
+        candidates: Batch | None = None,
+        to_rows: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> EmbeddedFeatures:
+        """Every MLP input but the interest vector, embedded, pooled and cast: the one
+        feature assembly behind forward() and serving's broadcast pass (one user, C
+        candidates), so the two cannot diverge.
+
+        Args:
+            user: every input, [U] / [U, T] / [U, D] rows (with `candidates` None: every
+                input of the batch, query features included, and R = U rows out).
+            candidates: the query features (schema.queries) [C], or None: taken from `user`.
+            to_rows: maps a user-side part [U, ...] to the output's R rows [R, ...] (serving
+                broadcasts U = 1 over C candidates); None: the identity.
+        """
+        schema = self.schema
+        rows = to_rows if to_rows is not None else _same_rows
+        per_candidate = {c.name for c in schema.queries} if candidates is not None else set()
+        sparse: dict[str, torch.Tensor] = {}
+        for col in schema.sparse:
+            if candidates is not None and col.name in per_candidate:
+                sparse[col.name] = self.embeddings.lookup(col.name, candidates[col.name])  # [C, E]
+            else:
+                sparse[col.name] = rows(self.embeddings.lookup(col.name, user[col.name]))
+        pooled = []
+        for seq in schema.pooled:
+            ids = user[seq.name]  # [U, T]
+            lengths = user[seq.length_name] if seq.length_name is not None else None
+            weights = user[seq.weight_name] if seq.weight_name is not None else None
+            emb = self.embeddings.lookup(seq.name, ids)  # [U, T, E]
+            pooled.append(rows(pool_sequence(
+                emb, sequence_mask(ids, lengths), seq.combiner, weights, seq.weight_norm
+            )))  # [R, E]
+        # Embeddings set the dtype; a model of dense inputs only takes them as float32.
+        first = next(iter([*sparse.values(), *pooled]), None)
+        dtype = first.dtype if first is not None else torch.float32
+        dense = []
+        for feat in schema.dense:
+            value = user[feat.name]
+            if feat.transform_fn is not None:
+                value = feat.transform_fn(value)
+            dense.append(rows(value.reshape(value.shape[0], feat.dimension).to(dtype)))  # [R, D]
+        return EmbeddedFeatures(sparse, pooled, dense, tuple(c.name for c in schema.queries))
+
     def features(self, inputs: Batch) -> torch.Tensor:
         """The MLP input [B, mlp_input_dim]."""
-        schema = self.schema
-        sparse = {c.name: self.embeddings.lookup(c.name, inputs[c.name]) for c in schema.sparse}
-        parts = list(sparse.values())  # each [B, E_c]
-        for col in schema.pooled:
-            ids = inputs[col.name]  # [B, T]
-            lengths = inputs[col.length_name] if col.length_name is not None else None
-            weights = inputs[col.weight_name] if col.weight_name is not None else None
-            emb = self.embeddings.lookup(col.name, ids)  # [B, T, E]
-            parts.append(
-                pool_sequence(
-                    emb, sequence_mask(ids, lengths), col.combiner, weights, col.weight_norm
-                )
-            )
-        if schema.history and self.attention is not None:
-            parts.append(self._attention_interest(inputs, self.query(inputs, sparse))[0])
-        elif schema.history:
-            parts.append(self.interest(inputs)[0])
-        for dense in schema.dense:
-            value = inputs[dense.name]
-            if dense.transform_fn is not None:
-                value = dense.transform_fn(value)
-            # Embeddings set the dtype; a model of dense inputs only takes them as float32.
-            dtype = parts[0].dtype if parts else torch.float32
-            parts.append(value.reshape(value.shape[0], dense.dimension).to(dtype))
-        return torch.cat(parts, dim=-1)
+        embedded = self.embed_features(inputs)
+        interest = None
+        if self.schema.history and self.attention is not None:
+            interest = self._attention_interest(inputs, embedded.query())[0]
+        elif self.schema.history:
+            interest = self.interest(inputs)[0]
+        return embedded.mlp_input(interest)
 
     def forward(self, inputs: Batch) -> torch.Tensor:
         rows = next(iter(inputs.values())).shape[0] if inputs else 0
@@ -232,3 +284,7 @@ class InterestNetwork(nn.Module):
                 self.sequence_groups))))
             for lo in range(0, rows, EVAL_CHUNK_ROWS)
         ])
+
+
+def _same_rows(t: torch.Tensor) -> torch.Tensor:
+    return t

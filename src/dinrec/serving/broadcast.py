@@ -33,7 +33,6 @@ import torch
 from torch import nn
 
 from dinrec.layers.attention import mask_scores
-from dinrec.layers.pooling import pool_sequence, sequence_mask
 from dinrec.models.network import InterestNetwork
 from dinrec.schema import FeatureSchema
 
@@ -62,7 +61,9 @@ def user_inputs(schema: FeatureSchema) -> tuple[str, ...]:
 class BroadcastForward(nn.Module):
     """Logits for C candidates from U user rows, the user side computed once per user row.
 
-    Equal to model(inputs) on the expanded inputs (the parity test holds it to 1e-5).
+    Equal to model(inputs) on the expanded inputs (the parity test holds it to 1e-5): the
+    features come from the model's own assembly (InterestNetwork.embed_features); only the
+    attention interest is computed here, split per user and per candidate.
 
     Args:
         model: a DIN or Base Model (InterestNetwork), in eval mode.
@@ -74,7 +75,6 @@ class BroadcastForward(nn.Module):
     def __init__(self, model: InterestNetwork) -> None:
         super().__init__()
         self.model = model
-        self.per_candidate = frozenset(candidate_inputs(model.schema))
 
     def forward(
         self, user: Batch, candidates: Batch, row_user: torch.Tensor | None = None
@@ -86,32 +86,12 @@ class BroadcastForward(nn.Module):
         def to_rows(t: torch.Tensor) -> torch.Tensor:
             return _rows(t, n, row_user)
 
-        sparse: dict[str, torch.Tensor] = {}
-        for col in schema.sparse:
-            if col.name in self.per_candidate:
-                sparse[col.name] = model.embeddings.lookup(col.name, candidates[col.name])  # [C, E]
-            else:
-                sparse[col.name] = to_rows(model.embeddings.lookup(col.name, user[col.name]))
-        parts = list(sparse.values())
-        for seq in schema.pooled:
-            ids = user[seq.name]  # [U, T]
-            lengths = user[seq.length_name] if seq.length_name is not None else None
-            weights = user[seq.weight_name] if seq.weight_name is not None else None
-            emb = model.embeddings.lookup(seq.name, ids)  # [U, T, E]
-            pooled = pool_sequence(
-                emb, sequence_mask(ids, lengths), seq.combiner, weights, seq.weight_norm
-            )
-            parts.append(to_rows(pooled))  # [C, E]
-        if schema.history:
-            query = torch.cat([sparse[c.name] for c in schema.queries], dim=-1)  # [C, Eq]
-            parts.append(self._interest(user, candidates, query, row_user))
-        for dense in schema.dense:
-            value = user[dense.name]
-            if dense.transform_fn is not None:
-                value = dense.transform_fn(value)
-            value = value.reshape(value.shape[0], dense.dimension).to(parts[0].dtype)
-            parts.append(to_rows(value))  # [C, D]
-        return model.out(model.mlp(torch.cat(parts, dim=-1))).squeeze(-1)  # [C]
+        # The model's own assembly: user-side parts embedded once per user row, then
+        # broadcast (U = 1) or gathered (row_user) to the C candidates.
+        embedded = model.embed_features(user, candidates, to_rows)
+        interest = (self._interest(user, candidates, embedded.query(), row_user)
+                    if schema.history else None)
+        return model.out(model.mlp(embedded.mlp_input(interest))).squeeze(-1)  # [C]
 
     def _interest(
         self, user: Batch, candidates: Batch, query: torch.Tensor, row_user: torch.Tensor | None

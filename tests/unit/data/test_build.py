@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dinrec.data import build as build_module
-from dinrec.data.build import BuildSummary, build_dataset, route_options
+from dinrec.data.build import BuildSummary, build_dataset
 from dinrec.data.dataset import load_dataset
 from dinrec.data.readers import MalformedRowError
 
@@ -169,20 +169,6 @@ def test_failed_write_leaves_the_previous_dataset_whole(log_dir, tmp_path, monke
         build_dataset("movielens", log_dir, "rating", out, maxlen=4, overwrite=True)
     assert _files(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-tiny", "out"]
-
-
-def test_route_options_sends_each_name_to_its_side() -> None:
-    reader, protocol = route_options(
-        "movielens", "rating", {"layout": "100k", "threshold": 3.5, "protocol.history": "all"})
-    assert reader == {"layout": "100k"}
-    assert protocol == {"threshold": 3.5, "history": "all"}
-
-
-def test_route_options_rejects_unknown_names_listing_both_sides() -> None:
-    with pytest.raises(ValueError, match=r"unknown option 'thresh'.*takes layout.*threshold"):
-        route_options("movielens", "rating", {"thresh": 3})
-    with pytest.raises(ValueError, match="prefix must be"):
-        route_options("movielens", "rating", {"vocab.min_count": 3})
 
 
 def test_summary_to_dict_is_json_ready(log_dir, tmp_path) -> None:

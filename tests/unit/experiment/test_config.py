@@ -106,6 +106,8 @@ def test_unknown_reader_option_is_named() -> None:
         ({"training": {"validation_fraction": 1.0}}, "training.validation_fraction"),
         ({"training": {"monitor": "gauc"}}, "training.monitor must be one of"),
         ({"training": {"optimizer": "lion"}}, "training.optimizer"),
+        ({"training": {"ema_momentum": 1.0}}, "training.ema_momentum must be in [0, 1)"),
+        ({"training": {"ema_momentum": -0.5}}, "training.ema_momentum must be in [0, 1)"),
         ({"model": {"att_activation": "swish"}}, "att_activation"),
     ],
 )

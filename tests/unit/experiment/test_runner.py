@@ -10,6 +10,7 @@ import pytest
 from dinrec.errors import OutputExistsError
 from dinrec.experiment.config import config_from_dict, load_config
 from dinrec.experiment.runner import read_result, run_experiment
+from dinrec.training.weight_average import dense_parameters
 
 
 def test_a_run_writes_results_that_reload_and_a_config_that_reloads(
@@ -95,3 +96,19 @@ def test_speed_options_reach_the_activation_unit(
     native_bf16 = any(bool(getattr(torch.cpu, name, lambda: False)())
                       for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     assert unit.matmul_dtype == (torch.bfloat16 if native_bf16 else None)
+
+
+@pytest.mark.parametrize(("momentum", "averaged"), [(0.99, True), (0.0, False)])
+def test_ema_momentum_reaches_the_trainer(
+    tiny_raw_config: dict, tiny_dataset: Path, momentum: float, averaged: bool
+) -> None:
+    from dinrec.data.dataset import load_dataset
+    from dinrec.experiment.runner import build_experiment_model
+
+    tiny_raw_config["training"]["ema_momentum"] = momentum
+    model = build_experiment_model(config_from_dict(tiny_raw_config), load_dataset(tiny_dataset))
+    averaging = model.trainer.averaging
+    assert (averaging is not None) is averaged
+    if averaging is not None:
+        assert averaging.momentum == 0.99
+        assert len(averaging.params) == len(dense_parameters(model))

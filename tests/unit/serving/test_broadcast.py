@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from dinrec.feature_column import SparseFeat, VarLenSparseFeat
+from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
 from dinrec.models import DIN, EmbeddingMLP
 from dinrec.serving.broadcast import BroadcastForward, candidate_inputs, user_inputs
 from dinrec.serving.demo import spread_weights
@@ -143,3 +143,34 @@ def test_long_history_options_serve_as_the_model_scores(kwargs: dict[str, Any]) 
     assert _max_diff(model, _user(6), _candidates()) <= TOL
     row_user = torch.zeros(7, dtype=torch.long)
     assert _max_diff(model, _user(5), _candidates(), row_user) <= TOL
+
+
+def test_weighted_sequence_and_transformed_dense_match_model_on_hand_built_inputs() -> None:
+    # Every kind of part the shared assembly (InterestNetwork.embed_features) builds: a
+    # candidate-side SparseFeat, a weighted sum-pooled VarLenSparseFeat, a 2-wide DenseFeat
+    # with a transform, and the attention interest over a 3-behavior history.
+    cols = [
+        SparseFeat("user_id", 4, embedding_dim=2),
+        SparseFeat("item_id", 6, embedding_dim=4),
+        VarLenSparseFeat(SparseFeat("tags", 5, embedding_dim=3), maxlen=3, combiner="sum",
+                         weight_name="tag_weight"),
+        DenseFeat("spend", 2, transform_fn=lambda v: v * 2.0 - 1.0),
+        VarLenSparseFeat(SparseFeat("hist_item_id", 6, embedding_dim=4,
+                                    embedding_name="item_id"), maxlen=4),
+    ]
+    model = DIN(cols, ["item_id"])
+    spread_weights(model, seed=3)
+    model.eval()
+    user = {"user_id": torch.tensor([2]), "tags": torch.tensor([[1, 4, 0]]),
+            "tag_weight": torch.tensor([[0.5, 2.0, 0.0]]), "spend": torch.tensor([[0.3, 0.9]]),
+            "hist_item_id": torch.tensor([[5, 2, 3, 0]])}
+    cands = {"item_id": torch.tensor([1, 2, 3, 4, 5])}
+    with torch.inference_mode():
+        want = model(_expanded(user, cands)).squeeze(-1)
+        got = BroadcastForward(model)(user, cands)
+        embedded = model.embed_features(_expanded(user, cands))
+    assert torch.allclose(got, want, atol=TOL)
+    assert want.std() > 1e-3
+    # The dense part is the transformed value, and the candidate's embedding is its row.
+    assert embedded.dense[0][0].tolist() == pytest.approx([-0.4, 0.8])
+    assert torch.equal(embedded.query(), model.embeddings.lookup("item_id", cands["item_id"]))

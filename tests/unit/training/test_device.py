@@ -7,6 +7,7 @@ import torch
 
 from dinrec.inputs import prepare_inputs, prepare_labels
 from dinrec.models import DIN
+from dinrec.training import evaluation as evaluation_module
 from dinrec.training import trainer as trainer_module
 from dinrec.training.batches import TensorBatches, module_device, to_device
 
@@ -43,10 +44,11 @@ def test_fit_evaluate_and_predict_move_every_batch_to_the_model_device(
         return real(feats, labels, device)
 
     monkeypatch.setattr(trainer_module, "to_device", spy)
+    monkeypatch.setattr(evaluation_module, "to_device", spy)
     source = TensorBatches(prepare_inputs(model.schema, x), prepare_labels(y, len(y)), 16)
     model.trainer.fit(source, 2, verbose=0)
     model.trainer.evaluate(source)
-    trainer_module.predict_logits(model, source)
+    evaluation_module.predict_logits(model, source)
     assert seen == [torch.device("cpu")] * (4 * len(source))  # 2 epochs, evaluate, predict
     freqs = model.trainer.regularizer.frequencies
     assert all(n.device == torch.device("cpu") for n in freqs.values())

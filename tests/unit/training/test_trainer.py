@@ -11,7 +11,7 @@ from dinrec.metrics import auc, gauc, resolve_metrics
 from dinrec.models import DIN, EmbeddingMLP
 from dinrec.training.batches import TensorBatches
 from dinrec.training.callbacks import EarlyStopping, ModelCheckpoint
-from dinrec.training.trainer import evaluate_model
+from dinrec.training.evaluation import evaluate_model
 
 
 def test_history_has_loss_metrics_and_validation(random_data):

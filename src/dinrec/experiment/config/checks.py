@@ -27,6 +27,9 @@ def check_config(config: ExperimentConfig) -> None:
     if t.patience < 0 or t.num_threads < 0 or t.train_metric_rows < 0:
         raise ConfigError("training.patience, training.num_threads and "
                           "training.train_metric_rows must be >= 0")
+    if not 0.0 <= t.ema_momentum < 1.0:
+        raise ConfigError(f"training.ema_momentum must be in [0, 1) (0: off), "
+                          f"got {t.ema_momentum}")
     _check_optimizer(t.optimizer)
     if t.device not in DEVICES:
         raise ConfigError(f"training.device must be one of {', '.join(DEVICES)}, "
@@ -50,7 +53,12 @@ def _check_optimizer(name: str) -> None:
 
 def check_data_config(data: DataConfig) -> None:
     """Everything checkable before reading: which form, names, options and that paths exist."""
-    from dinrec.data.build import SOURCES, SYNTHETIC, protocol_option_names, source_option_names
+    from dinrec.data.build_options import (
+        SOURCES,
+        SYNTHETIC,
+        protocol_option_names,
+        source_option_names,
+    )
 
     _check_reading(data)
     if (data.dataset is None) == (data.source is None):

@@ -107,6 +107,9 @@ class TrainingConfig:
             there as train_metric_rows of train_rows), so memory does not grow with the
             data; loss and logloss stay over every row, validation and test metrics too.
             0: every row (memory grows with the epoch).
+        ema_momentum: validation, the kept epoch and the bundle use an exponential moving
+            average of the dense weights with this momentum (model.compile's
+            ema_momentum); 0: the last step's weights.
     """
 
     epochs: int = 5
@@ -123,6 +126,7 @@ class TrainingConfig:
     attention_bf16: bool = False
     device: str = "cpu"
     train_metric_rows: int = 1_000_000  # epoch_metrics.DEFAULT_CAP (no torch import here)
+    ema_momentum: float = 0.99  # weight_average.DEFAULT_MOMENTUM
 
 
 DEVICES = ("cpu", "cuda", "auto")
