@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dinrec.layers.activation import ACTIVATIONS
+from dinrec.layers.search import SEARCH_MODES
 
 MODEL_KINDS = ("DIN", "EmbeddingMLP")
 HISTORY_POOLINGS = ("attention", "sum", "mean")
@@ -42,6 +43,13 @@ class ModelConfig:
         of each table (the win for huge vocabularies). The named optimizers handle them
         ('adam' becomes row-wise LazyAdam). Needs embedding_regularization="mba" or
         l2_reg_embedding=0: full-table L2 changes every row every step.
+    history_search: None (attend to every behavior), "topk" (first keep the
+        history_search_k behaviors most similar to the candidate by embedding inner
+        product) or "category" (first keep the history_search_k latest behaviors whose
+        history_search_feature equals the candidate's): SIM's soft and hard search.
+    history_search_k: behaviors kept per sample by history_search.
+    history_search_feature: the feature of history_feature_list matched by "category"
+        (e.g. "cate_id"); None: the last one.
     """
 
     model: str = "DIN"
@@ -61,6 +69,9 @@ class ModelConfig:
     mba_lambda: float | None = None
     init_std: float = DEFAULT_INIT_STD
     sparse_embeddings: bool = False
+    history_search: str | None = None
+    history_search_k: int = 50
+    history_search_feature: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("dnn_hidden_units", "att_hidden_size"):
@@ -98,10 +109,20 @@ class ModelConfig:
                 "step, a dense gradient; use embedding_regularization='mba' (L2 on the "
                 "batch's rows only, the paper's method) or l2_reg_embedding=0"
             )
+        self._check_long_history()
         if self.model == "DIN" and self.history_pooling != "attention":
             raise ValueError("DIN pools history by attention; use EmbeddingMLP for sum/mean")
         if self.model == "EmbeddingMLP" and self.history_pooling == "attention":
             raise ValueError("EmbeddingMLP pools history by 'sum' or 'mean', not attention")
+
+    def _check_long_history(self) -> None:
+        if self.history_search is not None:
+            self._choice("history_search", SEARCH_MODES)
+        k = self.history_search_k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"history_search_k must be a positive int, got {k!r}")
+        if self.model != "DIN" and self.history_search is not None:
+            raise ValueError("history_search is a DIN (attention) setting")
 
     def _choice(self, name: str, valid: tuple[str, ...]) -> None:
         if getattr(self, name) not in valid:

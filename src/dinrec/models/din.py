@@ -43,6 +43,10 @@ class DIN(KerasFacade):
     starts at ~1e-8 and DIN with Dice lost 0.03-0.06 GAUC on local-activation logs. DeepCTR-Torch's
     device="cpu" and gpus=None are accepted; another device is refused with a clear error.
 
+    Long histories (dinrec additions, off by default; docs/long_sequences.md):
+    history_search="topk" / "category" first keeps history_search_k behaviors per candidate
+    (SIM's soft / hard search, matching history_search_feature), in training and serving.
+
     Example:
         >>> from dinrec.feature_column import SparseFeat, VarLenSparseFeat
         >>> cols = [SparseFeat("item_id", 4, 8),
@@ -70,6 +74,9 @@ class DIN(KerasFacade):
         mba_lambda: float | None = None,
         init_std: float = DEFAULT_INIT_STD,
         sparse_embeddings: bool = False,
+        history_search: str | None = None,
+        history_search_k: int = 50,
+        history_search_feature: str | None = None,
         device: str = "cpu",
         gpus: Sequence[int] | None = None,
     ) -> None:

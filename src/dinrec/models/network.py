@@ -13,6 +13,8 @@ from dinrec.layers.embedding import EmbeddingBank
 from dinrec.layers.mlp import MLP
 from dinrec.layers.packing import Packed, pack
 from dinrec.layers.pooling import pool_sequence, sequence_mask
+from dinrec.layers.search import latest_matches, topk_by_similarity
+from dinrec.layers.trim import sequence_groups, trim_padding
 from dinrec.models.config import ModelConfig
 from dinrec.schema import FeatureSchema
 
@@ -84,6 +86,21 @@ class InterestNetwork(nn.Module):
                 dropout=config.dnn_dropout,
             )
             self.out = nn.Linear(self.mlp.out_dim, 1)
+        self.search_index = self._search_index()
+        self.sequence_groups = sequence_groups(schema)
+
+    def _search_index(self) -> int | None:
+        """Which history feature history_search="category" matches (index into
+        schema.history / schema.queries), checked against the schema; None for other modes."""
+        config = self.config
+        if config.history_search != "category" or not self.schema.history:
+            return None
+        names = [c.name for c in self.schema.queries]
+        wanted = config.history_search_feature or names[-1]
+        if wanted not in names:
+            raise ValueError(f"history_search_feature={wanted!r} is not in "
+                             f"history_feature_list {names}")
+        return names.index(wanted)
 
     def compile_dense(self, enabled: bool = True) -> bool:
         """Run the activation unit's MLP through torch.compile (optional; off by default).
@@ -140,13 +157,46 @@ class InterestNetwork(nn.Module):
         ]
         return torch.cat(parts, dim=-1)
 
+    def select_behaviors(
+        self, inputs: Batch, mask: torch.Tensor, query: torch.Tensor,
+        keys: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The behaviors attention runs on: mask [B, T] narrowed by config.history_search.
+
+        Args:
+            inputs: the history id tensors [B, T] and the candidate's [B] (query features).
+            mask: [B, T] bool, the valid behaviors.
+            query: [B, Eq] the candidate's concatenated embeddings.
+            keys: [B, T, Eq] the behaviors' embeddings when already at hand (serving);
+                else "topk" looks up the valid ones.
+
+        Returns:
+            [B, T] bool, at most history_search_k True per row (mask itself without search).
+        """
+        config = self.config
+        if config.history_search is None:
+            return mask
+        k = config.history_search_k
+        if self.search_index is not None:
+            i = self.search_index
+            return latest_matches(mask, inputs[self.schema.history[i].name],
+                                  inputs[self.schema.queries[i].name], k)
+        with torch.no_grad():  # a discrete choice: no gradient through the first stage
+            if keys is None:
+                packed = pack(mask)
+                q_rows = query.index_select(0, packed.rows)  # [N, Eq]
+                sims = packed.unpack((self.packed_keys(inputs, packed) * q_rows).sum(-1))
+            else:
+                sims = (keys * query.unsqueeze(1)).sum(-1)  # [B, T]
+        return topk_by_similarity(mask, sims, k)
+
     def _attention_interest(
         self, inputs: Batch, query: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, Packed]:
         """(interest [B, Eq], packed weights [N], packing) of the attention pooling."""
         assert self.attention is not None
-        packed = pack(self.history_mask(inputs))
         q = self.query(inputs) if query is None else query
+        packed = pack(self.select_behaviors(inputs, self.history_mask(inputs), q))
         interest, weights = self.attention.pool_packed(q, self.packed_keys(inputs, packed), packed)
         return interest, weights, packed
 
@@ -227,10 +277,11 @@ class InterestNetwork(nn.Module):
     def forward(self, inputs: Batch) -> torch.Tensor:
         rows = next(iter(inputs.values())).shape[0] if inputs else 0
         if self.training or rows <= EVAL_CHUNK_ROWS:
-            return self.out(self.mlp(self.features(inputs)))
+            return self.out(self.mlp(self.features(trim_padding(inputs, self.sequence_groups))))
         return torch.cat([
-            self.out(self.mlp(self.features({k: v[lo : lo + EVAL_CHUNK_ROWS]
-                                             for k, v in inputs.items()})))
+            self.out(self.mlp(self.features(trim_padding(
+                {k: v[lo : lo + EVAL_CHUNK_ROWS] for k, v in inputs.items()},
+                self.sequence_groups))))
             for lo in range(0, rows, EVAL_CHUNK_ROWS)
         ])
 

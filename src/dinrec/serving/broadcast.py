@@ -90,11 +90,12 @@ class BroadcastForward(nn.Module):
         # The model's own assembly: user-side parts embedded once per user row, then
         # broadcast (U = 1) or gathered (row_user) to the C candidates.
         embedded = model.embed_features(user, candidates, to_rows)
-        interest = self._interest(user, embedded.query(), row_user) if schema.history else None
+        interest = (self._interest(user, candidates, embedded.query(), row_user)
+                    if schema.history else None)
         return model.out(model.mlp(embedded.mlp_input(interest))).squeeze(-1)  # [C]
 
     def _interest(
-        self, user: Batch, query: torch.Tensor, row_user: torch.Tensor | None
+        self, user: Batch, candidates: Batch, query: torch.Tensor, row_user: torch.Tensor | None
     ) -> torch.Tensor:
         """Interest vectors [C, Eq] of each candidate's user; query [C, Eq]."""
         n = query.shape[0]
@@ -106,6 +107,12 @@ class BroadcastForward(nn.Module):
             return _rows(model.interest(user)[0], n, row_user)
         unit = attention.unit
         mask_c = _rows(mask, n, row_user)  # [C, T]
+        if model.config.history_search is not None:
+            # The same first stage as in training, per (candidate, behavior): the ids it
+            # may match, broadcast to the candidates' rows (views when U == 1).
+            ids = {c.name: _rows(user[c.name], n, row_user) for c in model.schema.history}
+            ids.update({c.name: candidates[c.name] for c in model.schema.queries})
+            mask_c = model.select_behaviors(ids, mask_c, query, _rows(keys, n, row_user))
         # One user (a rank call): the fused kernel, when it can run (unit_kernel.py).
         fused = unit_scores(unit, keys[0], query) if row_user is None and keys.shape[0] == 1 \
             else None

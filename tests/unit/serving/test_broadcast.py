@@ -131,6 +131,20 @@ def test_inputs_split_into_user_side_and_candidate_side(plain_cols: list[Any]) -
     assert "seq_length" in user_inputs(plain.schema)
 
 
+@pytest.mark.parametrize("kwargs", [
+    {"history_search": "topk", "history_search_k": 2},
+    {"history_search": "category", "history_search_k": 2, "history_search_feature": "cate_id"},
+    {"history_search": "topk", "history_search_k": 3, "att_weight_normalization": True},
+])
+def test_long_history_options_serve_as_the_model_scores(kwargs: dict[str, Any]) -> None:
+    # The first stage (search) runs per candidate in serving as
+    # in model(inputs): each candidate keeps its own behaviors.
+    model = _model(**kwargs)
+    assert _max_diff(model, _user(6), _candidates()) <= TOL
+    row_user = torch.zeros(7, dtype=torch.long)
+    assert _max_diff(model, _user(5), _candidates(), row_user) <= TOL
+
+
 def test_weighted_sequence_and_transformed_dense_match_model_on_hand_built_inputs() -> None:
     # Every kind of part the shared assembly (InterestNetwork.embed_features) builds: a
     # candidate-side SparseFeat, a weighted sum-pooled VarLenSparseFeat, a 2-wide DenseFeat

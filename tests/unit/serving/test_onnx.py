@@ -107,3 +107,30 @@ def test_server_ranks_with_the_onnx_backend(exported: Path, tmp_path: Path) -> N
     got = {item["item_id"]: item["score"] for item in body["items"]}  # type: ignore[attr-defined]
     assert abs(got["i1"] - float(torch_scores[0])) <= TOL
     app.state.service.close()
+
+
+@pytest.mark.parametrize("search", ["topk", "category"])
+def test_onnx_export_of_a_searched_history_matches_torch(
+    search: str, spec: DemoSpec, tmp_path: Path
+) -> None:
+    # Exported with a 2-behavior example (below k = 3), scored on histories above k: the
+    # first stage must stay a graph of T, not the branch the example took.
+    from dinrec.bundle import save_model
+    from dinrec.models import DIN
+    from dinrec.serving.demo import demo_columns, demo_vocab, spread_weights
+    from dinrec.serving.onnx_export import export_onnx
+
+    vocabs = demo_vocab(spec)
+    model = DIN(demo_columns(spec, vocabs), ["item_id", "cate_id"], seed=spec.seed,
+                history_search=search, history_search_k=3)
+    spread_weights(model, spec.seed)
+    bundle = save_model(model.eval(), tmp_path / "b", vocab=vocabs.to_json_dict())
+    export_onnx(bundle)
+    torch_scorer, onnx_scorer = Scorer.load(bundle), Scorer.load(bundle, backend="onnx")
+    items = [spec.item(i) for i in range(spec.n_items)]
+    cands = torch_scorer.encoder.items(items, [spec.category_of(i) for i in items])
+    for length in (0, 2, spec.maxlen):
+        user = torch_scorer.encoder.user("u1", {"gender": "m"}, demo_history(spec, 1, length))
+        want = torch_scorer.backend.logits(user.arrays, cands)
+        got = onnx_scorer.backend.logits(user.arrays, cands)
+        assert np.abs(got - want).max() <= TOL
