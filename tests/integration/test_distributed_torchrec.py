@@ -36,7 +36,9 @@ def make_model() -> Any:
     model = DIN(cols, ["item_id", "cate_id"], dnn_hidden_units=(16, 8), att_hidden_size=(8, 4),
                 dnn_activation="prelu", att_activation="prelu", l2_reg_embedding=0.0,
                 init_std=0.05, seed=3)
-    model.compile(torch.optim.SGD(model.parameters(), lr=0.1), metrics=["auc"])
+    # The raw weights on both sides: TorchRec's sharded tables are not weight-averaged.
+    model.compile(torch.optim.SGD(model.parameters(), lr=0.1), metrics=["auc"],
+                  ema_momentum=None)
     return model
 
 
