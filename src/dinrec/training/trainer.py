@@ -321,7 +321,7 @@ class Trainer:
         if self.averaging is not None and average is not None:
             self.averaging.load_state_dict(average)
         elif self.averaging is not None:  # a checkpoint trained without averaging
-            self.averaging = WeightAverage(self.averaging.params, self.averaging.momentum)
+            self.averaging.reset()
         self._resuming = True
 
     # ----- evaluation --------------------------------------------------------------------

@@ -73,8 +73,9 @@ class WeightAverage:
         momentum: float = DEFAULT_MOMENTUM,
         tables: dict[str, nn.Parameter] | None = None,
     ) -> None:
-        if not 0.0 < momentum < 1.0:
-            raise ValueError(f"ema_momentum must be in (0, 1) or None (off), got {momentum}")
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
+                or not 0.0 < momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in (0, 1) or None (off), got {momentum!r}")
         self.momentum = float(momentum)
         tables = dict(tables or {})
         # A table small enough is averaged with the dense weights at every step (one fused
@@ -195,6 +196,16 @@ class WeightAverage:
             held = [p.detach().clone() for p in self.params]
             torch._foreach_copy_([p.detach() for p in self.params], self.other)
             self.other = held
+
+    def reset(self) -> None:
+        """Start the average over from the model's current weights (taken as raw)."""
+        with torch.no_grad():
+            self.other = [p.detach().clone() for p in self.params]
+        for synced in self.synced.values():
+            synced.zero_()
+        self.updates = 0
+        self.holds_average = False
+        self._versions = []
 
     def state_dict(self) -> dict[str, Any]:
         return {"other": [t.clone() for t in self.other], "updates": self.updates,

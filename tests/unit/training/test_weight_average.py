@@ -170,3 +170,45 @@ def test_small_tables_are_averaged_at_every_step() -> None:
     avg.update()
     avg.use_average()
     assert table.detach().flatten().tolist() == pytest.approx([9 / 11] * 6)
+
+
+def test_a_momentum_that_is_not_a_number_is_refused() -> None:
+    w = torch.nn.Parameter(torch.zeros(1))
+    for bad in ("0.99", True, None):
+        with pytest.raises(ValueError, match="ema_momentum must be in"):
+            WeightAverage([w], bad)  # type: ignore[arg-type]
+
+
+def test_a_checkpoint_without_an_average_restarts_it_from_its_weights(random_data) -> None:
+    plain = _fit(random_data, None, epochs=1)
+    state = copy.deepcopy(plain.trainer.state_dict())
+    assert state["weight_average"] is None
+    averaged = _fit(random_data, 0.9, epochs=1)
+    averaged.trainer.load_state_dict(state)
+    avg = averaged.trainer.averaging
+    assert avg is not None and avg.updates == 0 and not avg.holds_average
+    for p, held in zip(avg.params, avg.other, strict=True):
+        assert torch.equal(p, held)  # the average restarts at the loaded weights
+
+
+def test_lazy_tables_in_a_fit_score_as_averaging_every_step(
+    random_data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With row-wise Adam a table row moves only in its batches, so the Trainer's lazy
+    per-row average of large tables gives the weights that averaging every step gives."""
+    x, y, cols, hist = random_data
+
+    def fit() -> DIN:
+        model = DIN(cols, hist, seed=3, sparse_embeddings=True)
+        model.compile("adam", ema_momentum=0.9)
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+        return model
+
+    every_step = fit()
+    assert not every_step.trainer.averaging.tables
+    monkeypatch.setattr(weight_average, "EVERY_STEP_MAX", 0)  # every table lazy
+    lazy = fit()
+    assert set(lazy.trainer.averaging.tables) == set(lazy.schema.tables)
+    for (name, a), b in zip(every_step.state_dict().items(), lazy.state_dict().values(),
+                            strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
