@@ -63,11 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from dinrec.training.allocator import retain_freed_memory
-
-    # An application may set process-wide allocator state; the library only when asked
-    # (compile(..., retain_memory=True); see dinrec.training.allocator).
-    retain_freed_memory()
     code = _main(argv)
     if "WORLD_SIZE" in os.environ:  # a cheap test first: the import below loads torch
         from dinrec.training.distributed.launch import exit_process, launched_by_torchrun

@@ -17,8 +17,8 @@ Two ways to keep those pages, one for the library and one for applications:
   Nothing is set: the rule stays on, the state is the one glibc reaches by itself the first
   time a program frees such a block (a dataset array, a batch-4096 prediction), and the
   allocations of the rest of the process are served as glibc would serve them then.
-- retain_freed_memory (`compile(..., retain_memory=True)`, and the `dinrec` command, an
-  application entitled to it): mallopt fixes the mmap threshold at 64 MiB and the trim
+- retain_freed_memory (`compile(..., retain_memory=True)`, and `dinrec train` / `dinrec
+  demo`, applications entitled to it): mallopt fixes the mmap threshold at 64 MiB and the trim
   threshold at 1 GiB for the whole process, which also switches glibc's dynamic rule off
   for good; for steps whose working set exceeds the 62 MiB the adaptive thresholds keep.
 
@@ -100,7 +100,7 @@ def retain_freed_memory() -> bool:
     """Set glibc's mmap and trim thresholds once per process; True when they were set.
 
     Process-wide and permanent (glibc's dynamic thresholds stay off afterwards): for
-    applications, e.g. the `dinrec` command, or `compile(..., retain_memory=True)`.
+    applications, e.g. `dinrec train` and `dinrec demo`, or `compile(..., retain_memory=True)`.
     """
     libc = _glibc()
     if libc is None:

@@ -53,16 +53,14 @@ def _faults_after(setting: str) -> int:
 
 
 @GLIBC
-def test_glibc_starting_thresholds_fault_on_every_round() -> None:
-    # One round touches ~2,600 pages; measured ~240,000 faults for the 64 rounds.
-    assert _faults_after("none") > 5_000
-
-
-@GLIBC
 def test_adaptive_thresholds_reuse_pages_without_mallopt() -> None:
-    assert _faults_after("grow_adaptive_thresholds") < 300  # 0-30 measured
+    # Fewer than one round's ~2,600 pages over all 64 rounds (measured 0, 964 or 1,192 from
+    # one process to the next). Without either setting mostly ~240,000, but not always:
+    # what the interpreter and torch free while importing already moves glibc's adaptive
+    # thresholds, so that case is no fixed number to test.
+    assert _faults_after("grow_adaptive_thresholds") < 2_600
 
 
 @GLIBC
 def test_retained_heap_reuses_pages() -> None:
-    assert _faults_after("retain_freed_memory") < 300
+    assert _faults_after("retain_freed_memory") < 300  # 0 measured
