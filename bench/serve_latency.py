@@ -37,7 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dinrec.serving.demo import DemoSpec, build_demo_bundle, demo_history
+# The demo bundle is the serving tests' fixture (tests/support), importable from the root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.demo_bundle import DemoSpec, build_demo_bundle, demo_history
+
 from dinrec.serving.stores.sqlite import SQLiteStore
 
 HOST = "127.0.0.1"  # loopback only: the benchmark never sends traffic elsewhere

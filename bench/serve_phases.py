@@ -39,9 +39,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_latency import prepare  # this folder is not a package
+from tests.support.demo_bundle import DemoSpec
 
 import dinrec
-from dinrec.serving.demo import DemoSpec
 from dinrec.serving.http.rank_route import dumps
 from dinrec.serving.http.schemas import RankRequest
 from dinrec.serving.service import RankingService, ServeConfig

@@ -28,11 +28,13 @@ import numpy as np
 __all__ = [
     "Metric",
     "accuracy",
+    "accuracy_terms",
     "auc",
     "compute_metrics",
     "gauc",
     "group_aucs",
     "logloss",
+    "logloss_terms",
     "rela_impr",
     "resolve_metrics",
 ]
@@ -257,8 +259,14 @@ def logloss(y_true: Any, y_prob: Any, eps: float = 1e-7) -> float:
     p = _scores(y_prob, "y_prob")
     if _check_lengths(y_true=y, y_prob=p) == 0:
         return float("nan")
-    p = np.clip(p, eps, 1.0 - eps)
-    return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+    return float(np.mean(logloss_terms(y, p, eps)))
+
+
+def logloss_terms(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """[N] float64 per-row binary cross-entropy of checked labels and probabilities; logloss
+    is their mean (a training epoch past its metric cap sums them batch by batch)."""
+    p = np.clip(p.astype(np.float64, copy=False), eps, 1.0 - eps)
+    return -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
 
 
 def accuracy(y_true: Any, y_prob: Any, threshold: float = 0.5) -> float:
@@ -282,7 +290,13 @@ def accuracy(y_true: Any, y_prob: Any, threshold: float = 0.5) -> float:
     p = _scores(y_prob, "y_prob")
     if _check_lengths(y_true=y, y_prob=p) == 0:
         return float("nan")
-    return float(np.mean((p > threshold) == (y == 1.0)))
+    return float(np.mean(accuracy_terms(y, p, threshold)))
+
+
+def accuracy_terms(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """[N] float64: 1.0 where the thresholded probability equals the label; accuracy is the
+    mean."""
+    return ((p > threshold) == (y == 1.0)).astype(np.float64)
 
 
 def rela_impr(auc_model: float, auc_base: float) -> float:

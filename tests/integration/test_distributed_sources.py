@@ -11,7 +11,7 @@ import pytest
 import torch
 from tests.integration.faults import KillAtStep
 
-from dinrec.experiment.distributed_run import shard_range, user_boundary
+from dinrec.experiment.rank_rows import shard_range, user_boundary
 from dinrec.training.batches import TensorBatches
 from dinrec.training.distributed.launch import read_env
 from dinrec.training.distributed.sharding import DistributedBatches, epoch_permutation, shard_source
@@ -98,7 +98,7 @@ def test_rank_row_ranges_hold_out_the_validation_rows_of_one_process(tmp_path) -
     from dinrec.data.build import build_dataset
     from dinrec.data.dataset import load_dataset
     from dinrec.data.splits import last_fraction_mask
-    from dinrec.experiment.distributed_run import read_rows, split_rows
+    from dinrec.experiment.rank_rows import read_rows, split_rows
     from dinrec.experiment.split_arrays import read_split
 
     build_dataset("synthetic", None, "click-log", tmp_path / "d", maxlen=5, row_group_size=97,

@@ -17,9 +17,9 @@ httpx = pytest.importorskip("httpx", reason="serving tests need the 'serve' extr
 pytest.importorskip("uvicorn", reason="serving tests need the 'serve' extra")
 
 from tests.integration.serve_process import Server, serving  # noqa: E402
+from tests.support.demo_bundle import DemoSpec, build_demo_bundle  # noqa: E402
 from tests.unit.serving.bundles import poisoned_copy  # noqa: E402
 
-from dinrec.serving.demo import DemoSpec, build_demo_bundle  # noqa: E402
 from dinrec.serving.scorer import bundle_version  # noqa: E402
 
 SPEC = DemoSpec(n_users=20, n_items=60, n_categories=6, maxlen=8, embedding_dim=8)

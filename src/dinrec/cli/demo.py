@@ -48,7 +48,11 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from dinrec.experiment.ablation import variants
     from dinrec.experiment.demo_job import DEMO_SIZES, run_demo
+    from dinrec.training.allocator import retain_freed_memory
 
+    # The commands that train are an application, which may set process-wide allocator
+    # state; the library does only when asked (dinrec.training.allocator).
+    retain_freed_memory()
     size = DEMO_SIZES["tiny" if args.tiny else args.size]
     if args.users is not None:
         if args.users < 10:

@@ -54,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
     from dinrec.experiment.config import load_config
     from dinrec.experiment.data_source import with_dataset
     from dinrec.experiment.runner import BUNDLE_DIR, CONFIG_FILE, CURVES_FILE, run_experiment
+    from dinrec.training.allocator import retain_freed_memory
 
+    # The commands that train are an application, which may set process-wide allocator
+    # state; the library does only when asked (dinrec.training.allocator).
+    retain_freed_memory()
     if args.resume:
         if args.overrides or args.out or args.variant or args.overwrite or args.data:
             raise UsageError("--resume continues a run with its saved config; --set, --variant, "

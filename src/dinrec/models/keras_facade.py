@@ -36,7 +36,7 @@ class KerasFacade(InterestNetwork):
         *,
         lr: float | None = None,
         gauc_group: str | None = None,
-        retain_memory: bool = True,
+        retain_memory: bool = False,
         train_metric_rows: int | None = DEFAULT_CAP,
         ema_momentum: float | None = DEFAULT_MOMENTUM,
     ) -> None:
@@ -48,8 +48,9 @@ class KerasFacade(InterestNetwork):
             metrics: e.g. ['auc', 'gauc', 'binary_crossentropy', 'accuracy'].
             lr: learning rate for a named optimizer (Keras defaults otherwise).
             gauc_group: the input GAUC groups by (default user_id / user / uid).
-            retain_memory: keep freed memory in the heap between steps (glibc; fewer page
-                faults, same peak RSS; see dinrec.training.allocator).
+            retain_memory: fix glibc's mmap and trim thresholds for the whole process
+                (mallopt), for steps larger than glibc's adaptive thresholds keep (62 MiB);
+                off by default, which sets nothing process-wide (dinrec.training.allocator).
             train_metric_rows: a training epoch with more rows computes its AUC / GAUC over
                 a uniform sample of this many rows (logloss, accuracy and loss stay over
                 every row; see dinrec.training.epoch_metrics); None: every row. Evaluation

@@ -44,7 +44,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from dinrec.metrics import Metric, accuracy, compute_metrics, logloss
+from dinrec.metrics import (
+    Metric,
+    accuracy,
+    accuracy_terms,
+    compute_metrics,
+    logloss,
+    logloss_terms,
+)
 
 DEFAULT_CAP = 1_000_000  # rows
 CHUNK_ROWS = 65_536  # past the cap, rows are keyed and filtered this many at a time
@@ -149,22 +156,11 @@ def row_keys(
     return torch.from_numpy(keys.view(np.int64))
 
 
-def _logloss_terms(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-row binary cross-entropy [b] in float64, as metrics.logloss computes its mean."""
-    p = torch.sigmoid(logits).double().clamp(1e-7, 1.0 - 1e-7)  # float32 sigmoid, as scored
-    y = labels.double()
-    return -(y * torch.log(p) + (1.0 - y) * torch.log1p(-p))
-
-
-def _accuracy_terms(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-row 1.0 / 0.0 [b]: metrics.accuracy's thresholded prediction equals the label."""
-    return ((torch.sigmoid(logits) > 0.5) == (labels == 1.0)).double()
-
-
-# Metrics that are the mean of a per-row term: exact over every row whatever the cap.
-ROW_TERMS: dict[Callable[..., float], Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    logloss: _logloss_terms,
-    accuracy: _accuracy_terms,
+# Metrics that are the mean of a per-row term: exact over every row whatever the cap. The
+# terms are the metrics' own (dinrec.metrics), on the float32 sigmoid the scores get.
+ROW_TERMS: dict[Callable[..., float], Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    logloss: logloss_terms,
+    accuracy: accuracy_terms,
 }
 
 
@@ -312,10 +308,12 @@ class EpochRows:
         return [self.scores, self.labels, *([self.groups] if self.groups else [])]
 
     def _add_sums(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        prob = torch.sigmoid(logits).numpy()  # [n] float32, as compute() scores
+        y = labels.double().numpy()  # [n]
         for metric in self.metrics:
             terms = ROW_TERMS.get(metric.fn)
             if terms is None:
                 continue
-            total = terms(logits, labels).sum()
+            total = torch.from_numpy(terms(y, prob)).sum()  # float64
             self.sums[metric.name] = (total if metric.name not in self.sums
                                       else self.sums[metric.name] + total)

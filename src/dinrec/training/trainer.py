@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from dinrec.layers.embedding import sparse_parameters
 from dinrec.metrics import Metric, resolve_metrics
-from dinrec.training.allocator import retain_freed_memory
+from dinrec.training.allocator import grow_adaptive_thresholds, retain_freed_memory
 from dinrec.training.batches import Batch, epoch_batches, module_device, source_rows, to_device
 from dinrec.training.callbacks import Callback, History
 from dinrec.training.epoch_metrics import DEFAULT_CAP, EpochRows
@@ -84,9 +84,11 @@ class Trainer:
         metrics: metric names (see dinrec.metrics); unknown names raise.
         group_column: input GAUC groups by (default: user_id / user / uid when present).
         lr: learning rate for a named optimizer (Keras defaults otherwise).
-        retain_memory: keep freed memory in the process heap between steps instead of
-            returning it to the OS (glibc; dinrec.training.allocator): no page faults per
-            step, same peak RSS, ~20% more samples per CPU-second. Process-wide.
+        retain_memory: also fix glibc's mmap and trim thresholds for the whole process
+            (mallopt; dinrec.training.allocator), for steps whose working set exceeds the
+            62 MiB that glibc's adaptive thresholds keep. Without it (the default) the
+            Trainer only lets those adaptive thresholds learn a step's block sizes, which
+            keeps ml100k's steps free of page faults and sets nothing process-wide.
         train_metric_rows: the most rows of a training epoch its AUC / GAUC are computed
             over (a uniform sample beyond; default 1,000,000); None: every row, memory
             growing with the epoch.
@@ -103,7 +105,7 @@ class Trainer:
         metrics: Sequence[str] | None = None,
         group_column: str | None = None,
         lr: float | None = None,
-        retain_memory: bool = True,
+        retain_memory: bool = False,
         train_metric_rows: int | None = DEFAULT_CAP,
         ema_momentum: float | None = DEFAULT_MOMENTUM,
     ) -> None:
@@ -114,6 +116,7 @@ class Trainer:
         if train_metric_rows is not None and train_metric_rows < 1:
             raise ValueError(f"train_metric_rows must be >= 1 or None (every row), got "
                              f"{train_metric_rows}")
+        grow_adaptive_thresholds()
         if retain_memory:
             retain_freed_memory()
         self.model = model

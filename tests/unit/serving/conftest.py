@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.demo_bundle import DemoSpec, build_demo_bundle, spread_weights
 
 from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
 from dinrec.models import DIN
-from dinrec.serving.demo import DemoSpec, build_demo_bundle, spread_weights
 from dinrec.serving.stores import BehaviorStore, open_store
 
 SPEC = DemoSpec(n_users=20, n_items=60, n_categories=6, maxlen=8, embedding_dim=8)

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 import torch
+from tests.support.demo_bundle import spread_weights
 
 from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
 from dinrec.models import DIN, EmbeddingMLP
 from dinrec.serving.broadcast import BroadcastForward, candidate_inputs, user_inputs
-from dinrec.serving.demo import spread_weights
 
 TOL = 1e-5
 

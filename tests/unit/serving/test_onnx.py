@@ -13,8 +13,9 @@ from safetensors.torch import load_file, save_file
 pytest.importorskip("onnxruntime", reason="the ONNX backend needs the 'serve' extra")
 pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
 
+from tests.support.demo_bundle import DemoSpec, demo_history
+
 from dinrec.cli.main import main
-from dinrec.serving.demo import DemoSpec, demo_history
 from dinrec.serving.http.app import create_app
 from dinrec.serving.onnx_export import DATA_FILE, MODEL_FILE, ONNX_DIR
 from dinrec.serving.scorer import Scorer, bundle_version
@@ -115,9 +116,10 @@ def test_onnx_export_of_a_searched_history_matches_torch(
 ) -> None:
     # Exported with a 2-behavior example (below k = 3), scored on histories above k: the
     # first stage must stay a graph of T, not the branch the example took.
+    from tests.support.demo_bundle import demo_columns, demo_vocab, spread_weights
+
     from dinrec.bundle import save_model
     from dinrec.models import DIN
-    from dinrec.serving.demo import demo_columns, demo_vocab, spread_weights
     from dinrec.serving.onnx_export import export_onnx
 
     vocabs = demo_vocab(spec)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tests.support.demo_bundle import DemoSpec, demo_history
 
 from dinrec.bundle import load_model
-from dinrec.serving.demo import DemoSpec, demo_history
 from dinrec.serving.encoding import RequestError
 from dinrec.serving.scorer import Scorer, bundle_version, sigmoid
 

@@ -10,8 +10,8 @@ the library stays single-process code with a few hooks.
 - sync: what crosses ranks inside a step, and the evaluation gather.
 - torchrec_tables: optional TorchRec-sharded embedding tables.
 
-`dinrec train` under torchrun is dinrec.experiment.distributed_run (rank 0 writes; restarts
-resume), above training as the in-process runner is.
+`dinrec train` under torchrun is dinrec.experiment.runner's run_experiment, the same run
+as in one process (rank 0 writes; restarts resume), above training.
 
 Example:
     >>> env = init_from_env()           # under `torchrun --nproc_per_node 2 script.py`

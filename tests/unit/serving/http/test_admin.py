@@ -12,10 +12,10 @@ pytest.importorskip("httpx", reason="serving tests need the 'serve' extra")
 pytest.importorskip("fastapi", reason="serving tests need the 'serve' extra")
 
 import httpx
+from tests.support.demo_bundle import DemoSpec, build_demo_bundle
 from tests.unit.serving.asgi import in_process
 from tests.unit.serving.bundles import poisoned_copy
 
-from dinrec.serving.demo import DemoSpec, build_demo_bundle
 from dinrec.serving.scorer import bundle_version
 from dinrec.serving.service import ServeConfig
 

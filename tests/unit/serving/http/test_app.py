@@ -13,8 +13,8 @@ pytest.importorskip("httpx", reason="serving tests need the 'serve' extra")
 pytest.importorskip("fastapi", reason="serving tests need the 'serve' extra")
 
 import httpx
+from tests.support.demo_bundle import DemoSpec
 
-from dinrec.serving.demo import DemoSpec
 from dinrec.serving.http.app import create_app, field_path
 from dinrec.serving.scorer import bundle_version
 from dinrec.serving.service import RankingService, ServeConfig

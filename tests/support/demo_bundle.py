@@ -1,13 +1,13 @@
-"""A small synthetic DIN bundle with raw-id vocabularies, for trying the server, tests and
-the latency benchmark.
+"""A small synthetic DIN bundle with raw-id vocabularies, for the serving tests and the
+serving benchmarks (bench/serve_latency.py, bench/serve_phases.py); not part of the package.
 
 Raw ids look like "u17", "i2048", "c5"; item i belongs to category i % n_categories. The
 weights are random (not trained) but spread out, so scores differ from one candidate to the
 next and a parity check compares something.
 
 Example:
-    >>> path = build_demo_bundle("/tmp/din_demo")                          # doctest: +SKIP
-    >>> # dinrec serve /tmp/din_demo --store sqlite:////tmp/din_demo.db      # doctest: +SKIP
+    >>> from tests.support.demo_bundle import build_demo_bundle              # doctest: +SKIP
+    >>> path = build_demo_bundle(tmp_path / "bundle")                       # doctest: +SKIP
 """
 
 from __future__ import annotations
