@@ -92,6 +92,17 @@ class EmbeddingBank(nn.Module):
         return _Gather.apply(emb.weight, ids)
 
 
+def dense_tables(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Trainable embedding weights with dense gradients ([V, E] each step), by parameter name."""
+    out: dict[str, nn.Parameter] = {}
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        dense = isinstance(module, nn.Embedding) and not module.sparse
+        if dense and isinstance(weight, nn.Parameter) and weight.requires_grad:
+            out[f"{name}.weight" if name else "weight"] = weight
+    return out
+
+
 def sparse_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """Trainable weights of embeddings that produce sparse gradients, by parameter name
     (sparse_embeddings=True): the optimizer and DDP treat them apart."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,9 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dinrec.layers.embedding import sparse_parameters
+from dinrec.layers.embedding import dense_tables, sparse_parameters
 from dinrec.metrics import Metric, resolve_metrics
-from dinrec.training.allocator import grow_adaptive_thresholds, retain_freed_memory
+from dinrec.training.allocator import (
+    dense_table_warning,
+    grow_adaptive_thresholds,
+    memory_retained,
+    retain_freed_memory,
+)
 from dinrec.training.batches import Batch, epoch_batches, module_device, source_rows, to_device
 from dinrec.training.callbacks import Callback, History
 from dinrec.training.epoch_metrics import DEFAULT_CAP, EpochRows
@@ -88,7 +94,9 @@ class Trainer:
             (mallopt; dinrec.training.allocator), for steps whose working set exceeds the
             62 MiB that glibc's adaptive thresholds keep. Without it (the default) the
             Trainer only lets those adaptive thresholds learn a step's block sizes, which
-            keeps ml100k's steps free of page faults and sets nothing process-wide.
+            keeps ml100k's steps free of page faults and sets nothing process-wide; a
+            RuntimeWarning names any dense-gradient table larger than that keeps (over
+            31 MiB, e.g. 1M rows x 16), whose steps fault their buffers in anew.
         train_metric_rows: the most rows of a training epoch its AUC / GAUC are computed
             over (a uniform sample beyond; default 1,000,000); None: every row, memory
             growing with the epoch.
@@ -119,6 +127,11 @@ class Trainer:
         grow_adaptive_thresholds()
         if retain_memory:
             retain_freed_memory()
+        elif not memory_retained():  # `dinrec train` set them for the process
+            tables = {n: w.numel() * w.element_size() for n, w in dense_tables(model).items()}
+            message = dense_table_warning(tables)
+            if message is not None:
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
         self.model = model
         self.optimizer = make_optimizer(optimizer, model.parameters(), lr,
                                         sparse_parameters(model).values())

@@ -64,3 +64,32 @@ def test_adaptive_thresholds_reuse_pages_without_mallopt() -> None:
 @GLIBC
 def test_retained_heap_reuses_pages() -> None:
     assert _faults_after("retain_freed_memory") < 300  # 0 measured
+
+
+def test_dense_table_warning_names_only_tables_over_the_adaptive_block() -> None:
+    from dinrec.training.allocator import ADAPTIVE_BLOCK, dense_table_warning
+
+    assert dense_table_warning({"item": ADAPTIVE_BLOCK, "user": 1 << 20}) is None
+    message = dense_table_warning({"item": 64_000_000, "user": 1 << 20})
+    assert message is not None
+    assert "'item' (61 MiB)" in message and "'user'" not in message
+    assert "sparse_embeddings=True" in message and "retain_memory=True" in message
+
+
+def test_trainer_warns_for_a_big_dense_table_and_not_for_a_sparse_one() -> None:
+    import warnings
+
+    from dinrec.feature_column import SparseFeat, VarLenSparseFeat
+    from dinrec.models import DIN
+
+    def columns() -> list:
+        return [SparseFeat("item_id", 1_000_000, embedding_dim=16),
+                VarLenSparseFeat(SparseFeat("hist_item_id", 1_000_000, embedding_dim=16,
+                                            embedding_name="item_id"), maxlen=4)]
+
+    with pytest.warns(RuntimeWarning, match=r"'item_id' \(61 MiB\)|item_id.*61 MiB"):
+        DIN(columns(), ["item_id"]).compile("adam", "binary_crossentropy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        DIN(columns(), ["item_id"], sparse_embeddings=True).compile(
+            "adam", "binary_crossentropy")
