@@ -76,8 +76,15 @@ def test_dense_table_warning_names_only_tables_over_the_adaptive_block() -> None
     assert "sparse_embeddings=True" in message and "retain_memory=True" in message
 
 
-def test_trainer_warns_for_a_big_dense_table_and_not_for_a_sparse_one() -> None:
+def test_trainer_warns_for_a_big_dense_table_and_not_for_a_sparse_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import warnings
+
+    import dinrec.training.trainer as trainer_module
+
+    # The CLI tests may have set mallopt in this process, which silences the warning.
+    monkeypatch.setattr(trainer_module, "memory_retained", lambda: False)
 
     from dinrec.feature_column import SparseFeat, VarLenSparseFeat
     from dinrec.models import DIN
@@ -93,3 +100,19 @@ def test_trainer_warns_for_a_big_dense_table_and_not_for_a_sparse_one() -> None:
         warnings.simplefilter("error", RuntimeWarning)
         DIN(columns(), ["item_id"], sparse_embeddings=True).compile(
             "adam", "binary_crossentropy")
+
+
+def test_no_warning_once_the_process_retains_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    import dinrec.training.trainer as trainer_module
+    from dinrec.feature_column import SparseFeat, VarLenSparseFeat
+    from dinrec.models import DIN
+
+    monkeypatch.setattr(trainer_module, "memory_retained", lambda: True)
+    cols = [SparseFeat("item_id", 1_000_000, embedding_dim=16),
+            VarLenSparseFeat(SparseFeat("hist_item_id", 1_000_000, embedding_dim=16,
+                                        embedding_name="item_id"), maxlen=4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        DIN(cols, ["item_id"]).compile("adam", "binary_crossentropy")
