@@ -25,6 +25,7 @@ Run (the tables of docs/long_sequences.md):
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -66,8 +67,8 @@ def history_columns(group: str, maxlen: int, sizes: dict[str, int], dims: dict[s
 
 def train_and_score(cols: list[Any], groups: dict[str, list[str]] | None, x_train: dict,
                     y_train: np.ndarray, x_test: dict, seed: int, epochs: int,
-                    batch_size: int) -> tuple[np.ndarray, float]:
-    model = DIN(cols, ["item_id", "cate_id"], seed=seed, history_groups=groups)
+                    batch_size: int, din: dict[str, Any]) -> tuple[np.ndarray, float]:
+    model = DIN(cols, ["item_id", "cate_id"], seed=seed, history_groups=groups, **din)
     model.compile("adam", "binary_crossentropy")
     start = time.perf_counter()
     model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0)
@@ -82,7 +83,8 @@ SYNTHETIC_VARIANTS = {  # name -> ({group: behavior types}, {group: maxlen}, tim
 }
 
 
-def synthetic(seed: int, epochs: int, batch_size: int) -> dict[str, tuple[float, float]]:
+def synthetic(seed: int, epochs: int, batch_size: int,
+              din: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """{variant: (test AUC, training seconds)} and "oracle" on one synthetic log."""
     log = generate_group_log(seed=seed)
     train, test = log.index < TRAIN_IMPRESSIONS, log.index >= TRAIN_IMPRESSIONS
@@ -101,12 +103,13 @@ def synthetic(seed: int, epochs: int, batch_size: int) -> dict[str, tuple[float,
         named = {g: ["item_id", "cate_id"] for g in types if g}
         probs, seconds = train_and_score(
             cols, named or None, {k: v[train] for k, v in x.items()}, log.label[train],
-            {k: v[test] for k, v in x.items()}, seed, epochs, batch_size)
+            {k: v[test] for k, v in x.items()}, seed, epochs, batch_size, din)
         out[name] = (auc(log.label[test], probs), seconds)
     return out
 
 
-def taobao(seed: int, epochs: int, batch_size: int) -> dict[str, tuple[float, float]]:
+def taobao(seed: int, epochs: int, batch_size: int,
+           din: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """{variant: (test GAUC, test AUC)} on the Taobao sample."""
     events = read_taobao(TAOBAO).log
     assert events.behavior is not None
@@ -130,7 +133,7 @@ def taobao(seed: int, epochs: int, batch_size: int) -> dict[str, tuple[float, fl
         named = {g: ["item_id", "cate_id"] for g in types if g}
         probs, _ = train_and_score(cols, named or None, parts[0],
                                    samples.train.label.astype(np.float32), parts[1], seed,
-                                   epochs, batch_size)
+                                   epochs, batch_size, din)
         y = samples.test.label
         out[name] = (gauc(y, probs, samples.test.user), auc(y, probs))
     return out
@@ -142,12 +145,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--only", choices=("synthetic", "taobao"), default=None)
+    parser.add_argument("--din", type=json.loads, default={},
+                        help='extra DIN keywords for every variant, as JSON')
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.only != "taobao":
-        runs = [synthetic(s, args.epochs, args.batch_size) for s in args.seeds]
+        runs = [synthetic(s, args.epochs, args.batch_size, args.din) for s in args.seeds]
         print(f"synthetic typed log, seeds {args.seeds}, {args.epochs} epochs, batch "
-              f"{args.batch_size}, 1 thread; 20,000 train / 4,000 test rows")
+              f"{args.batch_size}, 1 thread, DIN kwargs {json.dumps(args.din)}; 20,000 train "
+              "/ 4,000 test rows")
         print("\n| variant | AUC | train s (median) |\n|---|---|---|")
         for name in ("oracle", *SYNTHETIC_VARIANTS):
             aucs = [r[name][0] for r in runs]
@@ -158,9 +164,9 @@ def main() -> None:
         if not TAOBAO.exists():
             print(f"\ntaobao: {TAOBAO} is absent; skipped")
             return
-        runs = [taobao(s, args.epochs, args.batch_size) for s in args.seeds]
+        runs = [taobao(s, args.epochs, args.batch_size, args.din) for s in args.seeds]
         print(f"\nTaobao UserBehavior sample (43 users), seeds {args.seeds}, {args.epochs} "
-              f"epochs, batch {args.batch_size}")
+              f"epochs, batch {args.batch_size}, DIN kwargs {json.dumps(args.din)}")
         print("\n| variant | GAUC | AUC | GAUC per seed |\n|---|---|---|---|")
         for name in ("clicks", "clicks+buy"):
             g = [r[name][0] for r in runs]

@@ -233,7 +233,8 @@ class FeatureSchema:
         """Width of concat(sparse embeddings, pooled sequences, interests, dense)."""
         sparse = sum(self.dim(c) for c in self.sparse)
         pooled = sum(self.dim(c) for c in self.pooled)
-        interests = sum(self.group_query_dim(g) for g in self.groups)
+        # Each history's interest: its pooled keys [Eq_g] and pooled per-behavior values [S_g].
+        interests = sum(self.group_query_dim(g) + g.side_dim for g in self.groups)
         return sparse + pooled + interests + self.dense_dim
 
     # ----- persistence -------------------------------------------------------------------

@@ -244,21 +244,29 @@ class InterestNetwork(nn.Module):
     def _attention_interest(
         self, inputs: Batch, query: torch.Tensor | None, group: HistoryGroup | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, Packed]:
-        """(interest [B, Eq], packed weights [N], packing) of one history's attention."""
+        """(interest [B, Eq + S], packed weights [N], packing) of one history's attention."""
         g = self._group(group)
         pooling = self.pooling_of(g)
         assert pooling is not None
         q = self.query(inputs, g) if query is None else query
         packed = pack(self.select_behaviors(inputs, self.history_mask(inputs, g), q, group=g))
+        side = self.packed_side(inputs, packed, g)  # [N, S] or None
         interest, weights = pooling.pool_packed(
-            q, self.packed_keys(inputs, packed, g), packed, self.packed_side(inputs, packed, g))
+            q, self.packed_keys(inputs, packed, g), packed, side)
+        if side is not None:
+            # The attended behaviors' own values, pooled by the same weights [B, S]: under
+            # softmax weights (which sum to 1) the MLP could not see from the keys alone how
+            # old the attended behaviors are, only which ones were attended.
+            interest = torch.cat([interest, packed.sum_rows(weights.unsqueeze(-1) * side)], -1)
         return interest, weights, packed
 
     def interest(
         self, inputs: Batch, query: torch.Tensor | None = None,
         group: HistoryGroup | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(interest vector [B, Eq], per-behavior weights [B, T]) of one history.
+        """(interest vector [B, Eq + S], per-behavior weights [B, T]) of one history: the
+        pooled behavior embeddings, then its per-behavior values (VarLenDenseFeat, S wide)
+        pooled by the same weights.
 
         For the Base Model the weights are the mask (1 per valid behavior; 1/len for mean).
         """
@@ -268,6 +276,9 @@ class InterestNetwork(nn.Module):
             return interest, packed.unpack(weights)
         mask = self.history_mask(inputs, g)
         keys = self.keys(inputs, g)
+        if g.side:
+            side = [inputs[c.name].reshape(*mask.shape, c.dimension) for c in g.side]
+            keys = torch.cat([keys, *(v.to(keys.dtype) for v in side)], dim=-1)  # [B, T, Eq+S]
         pooled = pool_sequence(keys, mask, self.config.history_pooling)
         weights = mask.to(keys.dtype)
         if self.config.history_pooling == "mean":

@@ -45,8 +45,27 @@ def test_values_join_the_history_named_by_their_prefix():
     assert model.attention is not None
     assert model.attention.unit.first.in_features == 4 * 3 + 1
     assert model.group_attention["buy"].unit.first.in_features == 4 * 3 + 2
-    # The values enter the units only: the MLP input is item 3 + two interests 3 + 3.
-    assert model.mlp.linears[0].in_features == 9
+    # MLP input: item 3 + click interest 3 + its pooled gap 1 + buy interest 3 + gaps 2.
+    assert model.mlp.linears[0].in_features == 12
+
+
+def test_the_interest_ends_with_the_values_pooled_by_the_attention_weights():
+    model = grouped()
+    feats = prepare_inputs(model.schema, inputs())
+    with torch.no_grad():
+        interest, weights = model.interest(feats, group=model.schema.groups[1])
+    assert interest.shape == (2, 5)
+    expected = (weights.unsqueeze(-1) * feats["buy_hist_gap"]).sum(1)  # [B, 2]
+    assert torch.allclose(interest[:, 3:], expected, atol=1e-6)
+
+
+def test_the_base_model_sum_pools_the_values_with_the_keys():
+    from dinrec.models import EmbeddingMLP
+
+    model = EmbeddingMLP(columns(VarLenDenseFeat("hist_gap", 4)), ["item_id"],
+                         dnn_hidden_units=(4,))
+    pooled, _ = model.interest(prepare_inputs(model.schema, inputs()))
+    assert pooled[:, 3].tolist() == [1.5, 2.0]
 
 
 def test_a_valid_behaviors_value_changes_the_score_a_padded_ones_does_not():
