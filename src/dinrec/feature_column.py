@@ -199,7 +199,45 @@ class DenseFeat:
             raise ValueError(f"DenseFeat {self.name!r}: transform_fn must be callable")
 
 
-FeatureColumn = SparseFeat | VarLenSparseFeat | DenseFeat
+@dataclass(frozen=True)
+class VarLenDenseFeat:
+    """A real value per behavior of an attended history (dinrec; DeepCTR has no such column).
+
+    It joins the history whose sequence columns share its name's prefix: `hist_<x>` joins
+    DIN's history_feature_list, `<group>_hist_<x>` the history group `<group>` (DIN's
+    history_groups), and enters that history's activation unit beside each behavior's
+    embedding: the unit scores [k, q, k - q, k * q, s] for behavior value(s) s. Typical
+    values: time since the behavior (e.g. log1p of hours), dwell time, a behavior's weight.
+
+    Args:
+        name: input name, with the prefix of the history it belongs to.
+        maxlen: T, padded length of the input, as the history's columns.
+        dimension: values per behavior: the input is [B, T] when 1, else [B, T, dimension].
+        dtype: declared dtype; carried as float32.
+
+    Example:
+        >>> VarLenDenseFeat("hist_time_gap", maxlen=50).dimension
+        1
+    """
+
+    name: str
+    maxlen: int
+    dimension: int = 1
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"VarLenDenseFeat name must be a non-empty string, got {self.name!r}")
+        for attr in ("maxlen", "dimension"):
+            value = getattr(self, attr)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"VarLenDenseFeat {self.name!r}: {attr} must be a positive int, got {value!r}"
+                )
+
+
+FeatureColumn = SparseFeat | VarLenSparseFeat | DenseFeat | VarLenDenseFeat
+COLUMN_TYPES = (SparseFeat, VarLenSparseFeat, DenseFeat, VarLenDenseFeat)
 
 
 def input_names(column: FeatureColumn) -> list[str]:
@@ -218,10 +256,10 @@ def get_feature_names(feature_columns: Iterable[FeatureColumn]) -> list[str]:
     weight_name and length_name; a name met twice (a shared length column) counts once."""
     seen: dict[str, None] = {}
     for column in feature_columns:
-        if not isinstance(column, (SparseFeat, VarLenSparseFeat, DenseFeat)):
+        if not isinstance(column, COLUMN_TYPES):
             raise ValueError(
                 f"unknown feature column type {type(column).__name__}; expected SparseFeat, "
-                "VarLenSparseFeat or DenseFeat"
+                "VarLenSparseFeat, DenseFeat or VarLenDenseFeat"
             )
         for name in input_names(column):
             seen.setdefault(name, None)
@@ -232,6 +270,10 @@ def columns_to_dicts(feature_columns: Sequence[FeatureColumn]) -> list[dict[str,
     """JSON-ready description of the columns (callables are recorded by presence only)."""
     out: list[dict[str, Any]] = []
     for col in feature_columns:
+        if isinstance(col, VarLenDenseFeat):
+            out.append({"type": "VarLenDenseFeat", "name": col.name, "maxlen": col.maxlen,
+                        "dimension": col.dimension, "dtype": col.dtype})
+            continue
         if isinstance(col, DenseFeat):
             if col.transform_fn is not None:
                 raise ValueError(
@@ -287,6 +329,8 @@ def columns_from_dicts(items: Sequence[dict[str, Any]]) -> list[FeatureColumn]:
                 cols.append(SparseFeat(**body))
             elif kind == "DenseFeat":
                 cols.append(DenseFeat(**body))
+            elif kind == "VarLenDenseFeat":
+                cols.append(VarLenDenseFeat(**body))
             elif kind == "VarLenSparseFeat":
                 inner = SparseFeat(**body.pop("sparsefeat"))
                 cols.append(VarLenSparseFeat(inner, **body))

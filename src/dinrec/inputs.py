@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat, get_feature_names
+from dinrec.feature_column import (
+    DenseFeat,
+    SparseFeat,
+    VarLenDenseFeat,
+    VarLenSparseFeat,
+    get_feature_names,
+)
 from dinrec.schema import FeatureSchema
 
 Batch = dict[str, torch.Tensor]
@@ -178,7 +184,21 @@ def prepare_inputs(schema: FeatureSchema, x: Mapping[str, Any]) -> Batch:
             arr = fetch(col.name, "DenseFeat")
             arr = _one_column(arr, len(arr), col.name, col.dimension)
             out[col.name] = torch.from_numpy(np.ascontiguousarray(_dense(arr, col.name)))
+        elif isinstance(col, VarLenDenseFeat):
+            arr = _per_behavior(fetch(col.name, "VarLenDenseFeat"), col)
+            out[col.name] = torch.from_numpy(np.ascontiguousarray(_dense(arr, col.name)))
     return out
+
+
+def _per_behavior(arr: np.ndarray, col: VarLenDenseFeat) -> np.ndarray:
+    """A VarLenDenseFeat's values as [n, T] (dimension 1; [n, T, 1] accepted) or [n, T, D]."""
+    if col.dimension == 1 and arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    want = (col.maxlen,) if col.dimension == 1 else (col.maxlen, col.dimension)
+    if arr.shape[1:] != want:
+        raise ValueError(f"feature {col.name!r}: expected shape {(len(arr), *want)}, "
+                         f"got {arr.shape}")
+    return arr
 
 
 def prepare_labels(y: Any, n: int) -> torch.Tensor:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from dinrec.feature_column import (
+    COLUMN_TYPES,
     DenseFeat,
     FeatureColumn,
     SparseFeat,
+    VarLenDenseFeat,
     VarLenSparseFeat,
     columns_from_dicts,
     columns_to_dicts,
@@ -25,8 +28,14 @@ from dinrec.hashing import (
     legacy_blake2b_ids,
     lookup_vocabulary_file,
 )
+from dinrec.history_groups import (
+    HISTORY_PREFIX,
+    HistoryGroup,
+    check_group_spec,
+    resolve_groups,
+)
 
-HISTORY_PREFIX = "hist_"
+__all__ = ["HISTORY_PREFIX", "FeatureSchema", "HistoryGroup", "TableSpec"]
 # How columns sharing a table settle its dim / trainable (schema.json "shared_tables"):
 # DeepCTR's last column wins; schemas saved before the rule was recorded used the first.
 TABLE_RULE = "deepctr-last"
@@ -65,6 +74,8 @@ class FeatureSchema:
     attention in DIN or by sum in the Base Model), `pooled` (other VarLenSparseFeats,
     pooled by their combiner) and `dense`. `id_hash` and `table_rule` record how raw ids
     are hashed and shared tables settled, so a saved schema reads back as it was trained.
+    `history_groups` (dinrec) names further attended histories, `<group>_hist_<f>`
+    (see dinrec.history_groups); `groups` lists every attended history, DeepCTR's first.
     """
 
     columns: tuple[FeatureColumn, ...]
@@ -72,6 +83,7 @@ class FeatureSchema:
     tables: dict[str, TableSpec]
     id_hash: str = HASH_SCHEME
     table_rule: str = TABLE_RULE
+    history_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @classmethod
     def resolve(
@@ -81,6 +93,7 @@ class FeatureSchema:
         *,
         id_hash: str = HASH_SCHEME,
         table_rule: str = TABLE_RULE,
+        history_groups: Mapping[str, Sequence[str]] | None = None,
     ) -> FeatureSchema:
         """Validate the columns and resolve shared tables; errors name the column at fault."""
         columns = tuple(columns)
@@ -88,10 +101,10 @@ class FeatureSchema:
             raise ValueError("no feature columns given")
         names: set[str] = set()
         for col in columns:
-            if not isinstance(col, (SparseFeat, VarLenSparseFeat, DenseFeat)):
+            if not isinstance(col, COLUMN_TYPES):
                 raise ValueError(
                     f"unknown feature column type {type(col).__name__}; expected SparseFeat, "
-                    "VarLenSparseFeat or DenseFeat"
+                    "VarLenSparseFeat, DenseFeat or VarLenDenseFeat"
                 )
             if col.name in names:
                 raise ValueError(f"feature {col.name!r} is declared twice")
@@ -103,9 +116,10 @@ class FeatureSchema:
             raise ValueError(f"history_feature_list has duplicates: {list(history)}")
         if id_hash not in HASH_SCHEMES:
             raise ValueError(f"unknown id_hash {id_hash!r}; valid: {HASH_SCHEMES}")
+        groups = check_group_spec(history, history_groups)
         tables = _resolve_tables(columns, table_rule)
         schema = cls(columns=columns, history_feature_list=history, tables=tables,
-                     id_hash=id_hash, table_rule=table_rule)
+                     id_hash=id_hash, table_rule=table_rule, history_groups=groups)
         schema._check_history()
         return schema
 
@@ -118,17 +132,34 @@ class FeatureSchema:
     def dense(self) -> tuple[DenseFeat, ...]:
         return tuple(c for c in self.columns if isinstance(c, DenseFeat))
 
+    @cached_property
+    def groups(self) -> tuple[HistoryGroup, ...]:
+        """Every attended history: history_feature_list's (name "") first, then the named
+        history_groups in declared order."""
+        return resolve_groups(self.columns, self.history_feature_list, self.history_groups)
+
     @property
     def history(self) -> tuple[VarLenSparseFeat, ...]:
-        by_name = {c.name: c for c in self.columns if isinstance(c, VarLenSparseFeat)}
-        return tuple(by_name[HISTORY_PREFIX + f] for f in self.history_feature_list)
+        """DeepCTR's history: the hist_<f> sequences of history_feature_list."""
+        first = self.groups[0] if self.groups else None
+        return first.columns if first is not None and not first.name else ()
 
     @property
     def pooled(self) -> tuple[VarLenSparseFeat, ...]:
-        hist = {HISTORY_PREFIX + f for f in self.history_feature_list}
+        hist = {c.name for g in self.groups for c in g.columns}
         return tuple(
             c for c in self.columns if isinstance(c, VarLenSparseFeat) and c.name not in hist
         )
+
+    @property
+    def beyond_deepctr(self) -> list[str]:
+        """What this schema uses beyond DeepCTR's DIN inputs (named history groups,
+        per-behavior values), in words; empty for a DeepCTR schema. Paths that do not
+        support them yet (serving, ONNX export) refuse such a schema by these names."""
+        out = [f"history group {name!r}" for name, _ in self.history_groups]
+        out += [f"VarLenDenseFeat {c.name!r}" for c in self.columns
+                if isinstance(c, VarLenDenseFeat)]
+        return out
 
     @property
     def queries(self) -> tuple[SparseFeat, ...]:
@@ -194,27 +225,37 @@ class FeatureSchema:
     def dense_dim(self) -> int:
         return sum(c.dimension for c in self.dense)
 
+    def group_query_dim(self, group: HistoryGroup) -> int:
+        """Eq of one attended history: its candidate features' widths summed."""
+        return sum(self.dim(c) for c in group.queries)
+
     def mlp_input_dim(self) -> int:
-        """Width of concat(sparse embeddings, pooled sequences, interest, dense)."""
+        """Width of concat(sparse embeddings, pooled sequences, interests, dense)."""
         sparse = sum(self.dim(c) for c in self.sparse)
         pooled = sum(self.dim(c) for c in self.pooled)
-        return sparse + pooled + self.query_dim + self.dense_dim
+        # Each history's interest: its pooled keys [Eq_g] and pooled per-behavior values [S_g].
+        interests = sum(self.group_query_dim(g) + g.side_dim for g in self.groups)
+        return sparse + pooled + interests + self.dense_dim
 
     # ----- persistence -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "columns": columns_to_dicts(self.columns),
             "history_feature_list": list(self.history_feature_list),
             "id_hash": self.id_hash,
             "shared_tables": self.table_rule,
         }
+        if self.history_groups:  # absent for a DeepCTR schema: its JSON stays as it was
+            out["history_groups"] = {name: list(f) for name, f in self.history_groups}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSchema:
         """Inverse of to_dict. A schema without "id_hash" / "shared_tables" was saved before
         they were recorded, and reads back with the rules of then (blake2b into each
         column's vocabulary_size; the first declared dim), so its weights still fit."""
-        unknown = set(data) - {"columns", "history_feature_list", "id_hash", "shared_tables"}
+        known = {"columns", "history_feature_list", "id_hash", "shared_tables", "history_groups"}
+        unknown = set(data) - known
         if unknown:
             raise ValueError(f"schema has unknown keys {sorted(unknown)}")
         with warnings.catch_warnings():
@@ -224,37 +265,28 @@ class FeatureSchema:
                 columns_from_dicts(data["columns"]), data["history_feature_list"],
                 id_hash=data.get("id_hash", LEGACY_HASH_SCHEME),
                 table_rule=data.get("shared_tables", LEGACY_TABLE_RULE),
+                history_groups=data.get("history_groups"),
             )
 
     # ----- checks ------------------------------------------------------------------------
     def _check_history(self) -> None:
-        sparse = {c.name: c for c in self.sparse}
-        varlen = {c.name: c for c in self.columns if isinstance(c, VarLenSparseFeat)}
-        for f in self.history_feature_list:
-            if f not in sparse:
-                raise ValueError(
-                    f"history feature {f!r} needs a SparseFeat named {f!r} (the candidate)"
-                )
-            key = HISTORY_PREFIX + f
-            if key not in varlen:
-                raise ValueError(
-                    f"history feature {f!r} needs a VarLenSparseFeat named {key!r} "
-                    "(the behavior sequence)"
-                )
-            qdim, kdim = self.dim(sparse[f]), self.dim(varlen[key])
-            if qdim != kdim:
-                raise ValueError(
-                    f"candidate {f!r} (table {sparse[f].table!r}, dim {qdim}) and history "
-                    f"{key!r} (table {varlen[key].table!r}, dim {kdim}) must have the same "
-                    "embedding dim; give them the same embedding_name"
-                )
-        hist = self.history
-        if len({c.maxlen for c in hist}) > 1:
-            detail = ", ".join(f"{c.name}={c.maxlen}" for c in hist)
-            raise ValueError(f"history features must share one maxlen, got {detail}")
-        if len({c.length_name for c in hist}) > 1:
-            detail = ", ".join(f"{c.name}={c.length_name!r}" for c in hist)
-            raise ValueError(f"history features must share one length_name, got {detail}")
+        for group in self.groups:  # resolving checks names, maxlen and length_name
+            for col in group.columns:
+                if col.weight_name is not None:
+                    warnings.warn(
+                        f"history sequence {col.name!r} has weight_name {col.weight_name!r}: "
+                        "DIN reads it but, as DeepCTR's DIN, does not use it; declare "
+                        f"VarLenDenseFeat({col.weight_name!r}, maxlen) named with the "
+                        "history's prefix to enter it into the activation unit",
+                        UserWarning, stacklevel=4)
+            for f, query, key in zip(group.features, group.queries, group.columns, strict=True):
+                qdim, kdim = self.dim(query), self.dim(key)
+                if qdim != kdim:
+                    raise ValueError(
+                        f"candidate {f!r} (table {query.table!r}, dim {qdim}) and history "
+                        f"{key.name!r} (table {key.table!r}, dim {kdim}) must have the same "
+                        "embedding dim; give them the same embedding_name"
+                    )
 
 
 def _resolve_tables(

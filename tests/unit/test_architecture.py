@@ -24,7 +24,7 @@ PACKAGE = "dinrec"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("dinrec.version", "dinrec.errors", "dinrec.hashing", "dinrec.feature_column",
               "dinrec.metrics", "dinrec.kernels")),
-    ("schema", ("dinrec.schema", "dinrec.inputs")),
+    ("schema", ("dinrec.schema", "dinrec.history_groups", "dinrec.inputs")),
     ("data", ("dinrec.data",)),
     ("layers", ("dinrec.layers",)),
     # The bundle format writes and reads the networks (see test_the_bundle_format_sits_...).

@@ -16,7 +16,8 @@ from dinrec.layers.packing import Packed, pack
 
 
 class ActivationUnit(nn.Module):
-    """Scores each behavior against the candidate: an MLP over [k, q, k - q, k * q] -> 1.
+    """Scores each behavior against the candidate: an MLP over [k, q, k - q, k * q] -> 1
+    (with side_dim S > 0: [k, q, k - q, k * q, s], s the behavior's own values [S]).
 
     The first layer is one Linear(4E, H) (its weights are exactly those of the naive
     concatenation), but it is evaluated as
@@ -28,16 +29,22 @@ class ActivationUnit(nn.Module):
         dim: E, width of a query / key (the concatenated behavior features).
         hidden_units: widths of the MLP (the paper's activation unit; DeepCTR's 80, 40).
         activation: "dice" (paper), "prelu", "relu", ...
+        side_dim: S, per-behavior values (VarLenDenseFeat, e.g. time since the behavior)
+            appended to each behavior's input; 0 (DeepCTR's unit) by default.
 
-    Shapes: query [B, E], keys [B, T, E], mask [B, T] -> scores [B, T].
+    Shapes: query [B, E], keys [B, T, E], mask [B, T], side [B, T, S] -> scores [B, T].
     """
 
-    def __init__(self, dim: int, hidden_units: Sequence[int], activation: str = "dice") -> None:
+    def __init__(
+        self, dim: int, hidden_units: Sequence[int], activation: str = "dice",
+        side_dim: int = 0,
+    ) -> None:
         super().__init__()
         self.dim = dim
+        self.side_dim = side_dim
         hidden = list(hidden_units)
         first_out = hidden[0] if hidden else 1
-        self.first = nn.Linear(4 * dim, first_out)
+        self.first = nn.Linear(4 * dim + side_dim, first_out)
         self.first_act = (
             make_activation(activation, first_out, setting="att_activation") if hidden else None
         )
@@ -64,8 +71,11 @@ class ActivationUnit(nn.Module):
         self.matmul_dtype = torch.bfloat16 if enabled else None
 
     def split_first(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(key weight [H, 2E] acting on [k, k*q], query weight [H, E])."""
-        wk, wq, wd, wp = self.first.weight.split(self.dim, dim=1)  # each [H, E]
+        """(key weight [H, 2E + S] acting on [k, k*q, s], query weight [H, E])."""
+        e = self.dim
+        wk, wq, wd, wp = self.first.weight[:, : 4 * e].split(e, dim=1)  # each [H, E]
+        if self.side_dim:
+            return torch.cat([wk + wd, wp, self.first.weight[:, 4 * e :]], dim=1), wq - wd
         return torch.cat([wk + wd, wp], dim=1), wq - wd
 
     def query_part(self, query: torch.Tensor) -> torch.Tensor:
@@ -82,34 +92,52 @@ class ActivationUnit(nn.Module):
         return self.out(h).squeeze(-1)
 
     def packed_scores(
-        self, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor
+        self, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor,
+        side: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Scores of packed behaviors: query [B, E], keys [N, E], rows [N] -> [N].
+        """Scores of packed behaviors: query [B, E], keys [N, E], rows [N], side [N, S]
+        (when side_dim > 0) -> [N].
 
         Every row is a valid behavior, so Dice's batch statistics over the N rows are the
         masked statistics of the padded layout, with no mask to carry.
         """
         if self.compiled:
-            return _COMPILED_PACKED_SCORES(self, query, keys, rows)
-        return _packed_scores(self, query, keys, rows)
+            return _COMPILED_PACKED_SCORES(self, query, keys, rows, side)
+        return _packed_scores(self, query, keys, rows, side)
 
     def forward(
-        self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None
+        self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None,
+        side: torch.Tensor | None = None,
     ) -> torch.Tensor:
         w_key, _ = self.split_first()
-        kq = torch.cat([keys, keys * query.unsqueeze(1)], dim=-1)  # [B, T, 2E]
+        kq = with_side(torch.cat([keys, keys * query.unsqueeze(1)], dim=-1), side, self)
         first = torch.matmul(kq, w_key.t()) + self.query_part(query).unsqueeze(1)  # [B, T, H]
         return self.scores_from_parts(first, mask)
 
 
+def with_side(kq: torch.Tensor, side: torch.Tensor | None, unit: ActivationUnit) -> torch.Tensor:
+    """[..., 2E] behavior inputs with the behavior's own values appended: [..., 2E + S]."""
+    if side is None:
+        if unit.side_dim:
+            raise ValueError(f"this activation unit takes {unit.side_dim} per-behavior "
+                             "value(s) (VarLenDenseFeat); none were given")
+        return kq
+    if side.shape[-1] != unit.side_dim:
+        raise ValueError(f"per-behavior values have width {side.shape[-1]}; the activation "
+                         f"unit was built for {unit.side_dim}")
+    return torch.cat([kq, side.to(kq.dtype)], dim=-1)
+
+
 def _packed_scores(
-    unit: ActivationUnit, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor
+    unit: ActivationUnit, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor,
+    side: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """ActivationUnit.packed_scores, as a function so one compiled version serves all units."""
     w_key, w_query = unit.split_first()
     # [k, k*q] per behavior [N, 2E]; in training one pass each way (dinrec/kernels/rows.c),
     # not gather + mul + cat and their backward (the inference export traces torch ops).
-    kq = key_query(keys, query, rows, native=unit.training)
+    # Per-behavior values s [N, S] are appended: [N, 2E + S].
+    kq = with_side(key_query(keys, query, rows, native=unit.training), side, unit)
     query_part = torch.addmm(unit.first.bias, query, w_query.t())  # [B, H], once per row
     low = unit.matmul_dtype
     act = unit.first_act
@@ -165,11 +193,12 @@ def _low_mm(x: torch.Tensor, weight_t: torch.Tensor, low: torch.dtype) -> torch.
 
 
 def _packed_interest(
-    unit: ActivationUnit, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor, batch: int
+    unit: ActivationUnit, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor,
+    batch: int, side: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(interest [B, E], scores [N]) without weight normalization: one function to compile,
     so the weighted sum and its backward fuse with the unit's last layer."""
-    scores = _packed_scores(unit, query, keys, rows)  # [N]
+    scores = _packed_scores(unit, query, keys, rows, side)  # [N]
     interest = weighted_row_sum(scores, keys, rows, batch, native=unit.training)  # [B, E]
     return interest, scores
 
@@ -196,7 +225,8 @@ def mask_scores(
 class AttentionPooling(nn.Module):
     """Interest vector = sum over valid behaviors of activation-unit weight * key.
 
-    Shapes: query [B, E], keys [B, T, E], mask [B, T] -> (interest [B, E], weights [B, T]).
+    Shapes: query [B, E], keys [B, T, E], mask [B, T], side [B, T, S] (the behaviors' own
+    values, when side_dim > 0) -> (interest [B, E], weights [B, T]).
     """
 
     def __init__(
@@ -205,30 +235,34 @@ class AttentionPooling(nn.Module):
         hidden_units: Sequence[int] = (80, 40),
         activation: str = "dice",
         weight_normalization: bool = False,
+        side_dim: int = 0,
     ) -> None:
         super().__init__()
-        self.unit = ActivationUnit(dim, hidden_units, activation)
+        self.unit = ActivationUnit(dim, hidden_units, activation, side_dim)
         self.weight_normalization = weight_normalization
 
     def forward(
-        self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor
+        self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor,
+        side: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         packed = pack(mask)
-        interest, weights = self.pool_packed(query, packed.gather(keys), packed)
+        side_rows = packed.gather(side) if side is not None else None  # [N, S]
+        interest, weights = self.pool_packed(query, packed.gather(keys), packed, side_rows)
         return interest, packed.unpack(weights)
 
     def pool_packed(
-        self, query: torch.Tensor, keys: torch.Tensor, packed: Packed
+        self, query: torch.Tensor, keys: torch.Tensor, packed: Packed,
+        side: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention over packed behaviors: query [B, E], keys [N, E] (the valid positions of
-        `packed`) -> (interest [B, E], weights [N]).
+        `packed`), side [N, S] -> (interest [B, E], weights [N]).
 
         Padded positions are never computed, so they get no weight and no gradient.
         """
         if not self.weight_normalization:
             fn = _COMPILED_PACKED_INTEREST if self.unit.compiled else _packed_interest
-            return fn(self.unit, query, keys, packed.rows, packed.batch)
-        scores = self.unit.packed_scores(query, keys, packed.rows)  # [N]
+            return fn(self.unit, query, keys, packed.rows, packed.batch, side)
+        scores = self.unit.packed_scores(query, keys, packed.rows, side)  # [N]
         # Softmax per batch row over its valid positions only, in the padded layout.
         full = mask_scores(packed.unpack(scores), packed.mask, True)  # [B, T]
         scores = packed.gather(full.unsqueeze(-1)).squeeze(-1)  # [N]

@@ -38,12 +38,13 @@ class SequenceGroup:
 
 
 def sequence_groups(schema: FeatureSchema) -> tuple[SequenceGroup, ...]:
-    """The schema's list inputs, grouped by mask: the attended history (every hist_* column
-    shares the first one's mask), then each pooled VarLenSparseFeat with its weight list."""
+    """The schema's list inputs, grouped by mask: each attended history (its sequences and
+    per-behavior values share the first sequence's mask), then each pooled VarLenSparseFeat
+    with its weight list."""
     groups = []
-    if schema.history:
-        groups.append(SequenceGroup(tuple(c.name for c in schema.history),
-                                    schema.history_length_name))
+    for history in schema.groups:
+        names = (*(c.name for c in history.columns), *(c.name for c in history.side))
+        groups.append(SequenceGroup(names, history.length_name))
     for col in schema.pooled:
         extra = (col.weight_name,) if col.weight_name is not None else ()
         groups.append(SequenceGroup((col.name, *extra), col.length_name))
@@ -68,6 +69,6 @@ def trim_padding(batch: Batch, groups: tuple[SequenceGroup, ...]) -> Batch:
             continue
         width = batch_width(batch, group)
         for name in group.columns:
-            if name in batch and batch[name].dim() == 2 and batch[name].shape[1] > width:
+            if name in batch and batch[name].dim() >= 2 and batch[name].shape[1] > width:
                 out[name] = batch[name][:, :width]
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dinrec.bundle import register_model_class
@@ -19,11 +19,13 @@ def _build(model: KerasFacade, kind: str, pooling: str, settings: dict[str, Any]
     check_device(settings.pop("device", None), settings.pop("gpus", None))
     columns = settings.pop("dnn_feature_columns")
     history = settings.pop("history_feature_list")
+    groups = settings.pop("history_groups")
     for key in ("dnn_hidden_units", "att_hidden_size"):
         if key in settings and not isinstance(settings[key], int):
             settings[key] = tuple(settings[key])
     config = ModelConfig(model=kind, history_pooling=pooling, **settings)
-    KerasFacade.__init__(model, FeatureSchema.resolve(columns, history), config)
+    schema = FeatureSchema.resolve(columns, history, history_groups=groups)
+    KerasFacade.__init__(model, schema, config)
 
 
 @register_model_class
@@ -46,6 +48,19 @@ class DIN(KerasFacade):
     Long histories (dinrec additions, off by default; docs/long_sequences.md):
     history_search="topk" / "category" first keeps history_search_k behaviors per candidate
     (SIM's soft / hard search, matching history_search_feature), in training and serving.
+
+    Several behavior groups (dinrec addition; docs/long_sequences.md): history_groups maps a
+    group name to its features, e.g. {"buy": ["item_id", "cate_id"]}; group g reads the
+    sequences `<g>_hist_<f>` (the prefix DeepCTR's DIEN gives its second sequence,
+    `neg_hist_<f>`), so history_feature_list and its `hist_<f>` keep DeepCTR's meaning and
+    a DeepCTR script is untouched. A name prefix, not a new column type: the columns stay
+    plain VarLenSparseFeats that share tables by embedding_name as DeepCTR's do. Each group
+    has its own mask (its length_name, else id 0), maxlen, activation unit and interest
+    vector, concatenated after history_feature_list's in the MLP input; history_feature_list
+    may then be empty. Per-behavior values: a VarLenDenseFeat named `hist_<x>` (or
+    `<g>_hist_<x>`) enters its history's activation unit beside each behavior.
+    A weight_name on a history sequence is read but, as in DeepCTR's and DeepCTR-Torch's DIN,
+    does not change the output (a warning says so); declare a VarLenDenseFeat to use it.
 
     Example:
         >>> from dinrec.feature_column import SparseFeat, VarLenSparseFeat
@@ -79,6 +94,7 @@ class DIN(KerasFacade):
         history_search_feature: str | None = None,
         device: str = "cpu",
         gpus: Sequence[int] | None = None,
+        history_groups: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         settings = dict(locals())
         _build(self, "DIN", "attention", settings)
@@ -116,6 +132,7 @@ class EmbeddingMLP(KerasFacade):
         history_pooling: str = "sum",
         init_std: float = DEFAULT_INIT_STD,
         sparse_embeddings: bool = False,
+        history_groups: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         settings = dict(locals())
         _build(self, "EmbeddingMLP", settings.pop("history_pooling"), settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +16,7 @@ from dinrec.layers.pooling import pool_sequence, sequence_mask
 from dinrec.layers.search import latest_matches, topk_by_similarity
 from dinrec.layers.trim import sequence_groups, trim_padding
 from dinrec.models.config import ModelConfig
-from dinrec.schema import FeatureSchema
+from dinrec.schema import FeatureSchema, HistoryGroup
 
 Batch = dict[str, torch.Tensor]
 # In eval mode a batch is scored in slices of this many rows: every output row depends on its
@@ -39,14 +39,21 @@ class EmbeddedFeatures:
     dense: list[torch.Tensor]
     queries: tuple[str, ...]
 
-    def query(self) -> torch.Tensor:
-        """The candidate's embeddings concatenated [R, Eq] (item_id then cate_id, ...)."""
-        return torch.cat([self.sparse[name] for name in self.queries], dim=-1)
+    def query(self, features: Sequence[str] | None = None) -> torch.Tensor:
+        """The candidate's embeddings concatenated [R, Eq] (item_id then cate_id, ...), of
+        history_feature_list or of the `features` given (a history group's)."""
+        names = self.queries if features is None else features
+        return torch.cat([self.sparse[name] for name in names], dim=-1)
 
-    def mlp_input(self, interest: torch.Tensor | None) -> torch.Tensor:
-        """concat(sparse, pooled, interest [R, Eq] when there is a history, dense)
-        [R, mlp_input_dim]: the one order the MLP's first layer was built for."""
-        middle = [interest] if interest is not None else []
+    def mlp_input(self, interest: torch.Tensor | Sequence[torch.Tensor] | None) -> torch.Tensor:
+        """concat(sparse, pooled, each history's interest [R, Eq_g] in schema.groups
+        order, dense) [R, mlp_input_dim]: the one order the MLP's first layer was built for."""
+        if interest is None:
+            middle: list[torch.Tensor] = []
+        elif isinstance(interest, torch.Tensor):
+            middle = [interest]
+        else:
+            middle = list(interest)
         return torch.cat([*self.sparse.values(), *self.pooled, *middle, *self.dense], dim=-1)
 
 
@@ -70,14 +77,23 @@ class InterestNetwork(nn.Module):
             self.embeddings = EmbeddingBank(
                 schema, init_std=config.init_std, sparse_grad=config.sparse_embeddings
             )
+            # history_feature_list's unit is `attention` (the state-dict keys of a DeepCTR
+            # model); each named history group's is group_attention[name]. Built in
+            # schema.groups order, so a one-group model draws the same initial weights.
             self.attention: AttentionPooling | None = None
-            if schema.history and config.history_pooling == "attention":
-                self.attention = AttentionPooling(
-                    schema.query_dim,
+            self.group_attention = nn.ModuleDict()
+            for group in schema.groups if config.history_pooling == "attention" else ():
+                unit = AttentionPooling(
+                    schema.group_query_dim(group),
                     config.att_hidden_size,
                     config.att_activation,
                     config.att_weight_normalization,
+                    side_dim=group.side_dim,
                 )
+                if group.name:
+                    self.group_attention[group.name] = unit
+                else:
+                    self.attention = unit
             self.mlp = MLP(
                 schema.mlp_input_dim(),
                 config.dnn_hidden_units,
@@ -86,21 +102,39 @@ class InterestNetwork(nn.Module):
                 dropout=config.dnn_dropout,
             )
             self.out = nn.Linear(self.mlp.out_dim, 1)
-        self.search_index = self._search_index()
+        self.search_index = {g.name: self._search_index(g) for g in schema.groups}
         self.sequence_groups = sequence_groups(schema)
 
-    def _search_index(self) -> int | None:
-        """Which history feature history_search="category" matches (index into
-        schema.history / schema.queries), checked against the schema; None for other modes."""
+    def _search_index(self, group: HistoryGroup) -> int | None:
+        """Which feature of a history history_search="category" matches (index into
+        group.features), checked against the schema; None for other modes."""
         config = self.config
-        if config.history_search != "category" or not self.schema.history:
+        if config.history_search != "category":
             return None
-        names = [c.name for c in self.schema.queries]
+        names = list(group.features)
         wanted = config.history_search_feature or names[-1]
         if wanted not in names:
             raise ValueError(f"history_search_feature={wanted!r} is not in "
-                             f"history_feature_list {names}")
+                             f"{group.label} {names}")
         return names.index(wanted)
+
+    def units(self) -> list[AttentionPooling]:
+        """Every history's attention pooling, in schema.groups order."""
+        first = [self.attention] if self.attention is not None else []
+        return [*first, *(u for u in self.group_attention.values()
+                          if isinstance(u, AttentionPooling))]
+
+    def pooling_of(self, group: HistoryGroup) -> AttentionPooling | None:
+        """The attention pooling of one history (None for the Base Model)."""
+        if not group.name:
+            return self.attention
+        if group.name not in self.group_attention:  # the Base Model pools by sum / mean
+            return None
+        unit = self.group_attention[group.name]
+        return unit if isinstance(unit, AttentionPooling) else None
+
+    def _group(self, group: HistoryGroup | None) -> HistoryGroup:
+        return self.schema.groups[0] if group is None else group
 
     def compile_dense(self, enabled: bool = True) -> bool:
         """Run the activation unit's MLP through torch.compile (optional; off by default).
@@ -109,9 +143,10 @@ class InterestNetwork(nn.Module):
         eager; the head MLP gains nothing measurable). Returns whether compile is on; it
         falls back to eager, with one warning, wherever compiling fails.
         """
-        if self.attention is None:
+        if not self.units():
             return False
-        self.attention.unit.compile_packed(enabled)
+        for pooling in self.units():
+            pooling.unit.compile_packed(enabled)
         return enabled
 
     def attention_bf16(self, enabled: bool = True) -> bool:
@@ -119,47 +154,62 @@ class InterestNetwork(nn.Module):
         default). Returns whether it is on: only where the CPU multiplies bf16 natively
         (AVX512-BF16 or AMX) or the model is on a GPU; elsewhere bf16 is emulated, slower.
         """
-        if self.attention is None:
+        if not self.units():
             return False
-        on_gpu = any(p.device.type == "cuda" for p in self.attention.parameters())
+        on_gpu = any(p.device.type == "cuda" for p in self.mlp.parameters())
         probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private in torch
         native = any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
         use = enabled and (on_gpu or native)
-        self.attention.unit.packed_bf16(use)
+        for pooling in self.units():
+            pooling.unit.packed_bf16(use)
         return use
 
-    # ----- pieces ------------------------------------------------------------------------
-    def history_mask(self, inputs: Batch) -> torch.Tensor:
+    # ----- pieces (each of one history: history_feature_list's unless `group` is given) ---
+    def history_mask(self, inputs: Batch, group: HistoryGroup | None = None) -> torch.Tensor:
         """[B, T] bool: valid history slots (length input if declared, else id != 0)."""
-        first = self.schema.history[0]
-        length_name = self.schema.history_length_name
-        lengths = inputs[length_name] if length_name is not None else None
-        return sequence_mask(inputs[first.name], lengths)
+        g = self._group(group)
+        lengths = inputs[g.length_name] if g.length_name is not None else None
+        return sequence_mask(inputs[g.columns[0].name], lengths)
 
-    def query(self, inputs: Batch) -> torch.Tensor:
+    def query(self, inputs: Batch, group: HistoryGroup | None = None) -> torch.Tensor:
         """Concatenated candidate embeddings [B, Eq] (item_id then cate_id, ...)."""
-        parts = [self.embeddings.lookup(c.name, inputs[c.name]) for c in self.schema.queries]
-        return torch.cat(parts, dim=-1)
+        g = self._group(group)
+        return torch.cat([self.embeddings.lookup(c.name, inputs[c.name]) for c in g.queries], -1)
 
-    def keys(self, inputs: Batch) -> torch.Tensor:
+    def keys(self, inputs: Batch, group: HistoryGroup | None = None) -> torch.Tensor:
         """Concatenated behavior embeddings [B, T, Eq], aligned with query()."""
-        parts = [self.embeddings.lookup(c.name, inputs[c.name]) for c in self.schema.history]
-        return torch.cat(parts, dim=-1)
+        g = self._group(group)
+        return torch.cat([self.embeddings.lookup(c.name, inputs[c.name]) for c in g.columns], -1)
 
-    def packed_keys(self, inputs: Batch, packed: Packed) -> torch.Tensor:
+    def packed_keys(
+        self, inputs: Batch, packed: Packed, group: HistoryGroup | None = None
+    ) -> torch.Tensor:
         """Behavior embeddings of the valid positions only [N, Eq], aligned with query().
 
         Ids are packed before the lookup, so padded slots cost no lookup and no backward.
         """
         parts = [
             self.embeddings.lookup(c.name, packed.gather(inputs[c.name]))  # [N, E_c]
-            for c in self.schema.history
+            for c in self._group(group).columns
         ]
         return torch.cat(parts, dim=-1)
 
+    def packed_side(
+        self, inputs: Batch, packed: Packed, group: HistoryGroup | None = None
+    ) -> torch.Tensor | None:
+        """A history's per-behavior values (VarLenDenseFeat) at the valid positions [N, S],
+        in the embeddings' dtype; None when it has none."""
+        g = self._group(group)
+        if not g.side:
+            return None
+        dtype = self.out.weight.dtype
+        parts = [packed.gather(inputs[c.name].reshape(*inputs[c.name].shape[:2], c.dimension))
+                 for c in g.side]  # each [N, D_c]
+        return torch.cat(parts, dim=-1).to(dtype)
+
     def select_behaviors(
         self, inputs: Batch, mask: torch.Tensor, query: torch.Tensor,
-        keys: torch.Tensor | None = None,
+        keys: torch.Tensor | None = None, group: HistoryGroup | None = None,
     ) -> torch.Tensor:
         """The behaviors attention runs on: mask [B, T] narrowed by config.history_search.
 
@@ -169,6 +219,7 @@ class InterestNetwork(nn.Module):
             query: [B, Eq] the candidate's concatenated embeddings.
             keys: [B, T, Eq] the behaviors' embeddings when already at hand (serving);
                 else "topk" looks up the valid ones.
+            group: the history (history_feature_list's when None).
 
         Returns:
             [B, T] bool, at most history_search_k True per row (mask itself without search).
@@ -176,42 +227,58 @@ class InterestNetwork(nn.Module):
         config = self.config
         if config.history_search is None:
             return mask
+        g = self._group(group)
         k = config.history_search_k
-        if self.search_index is not None:
-            i = self.search_index
-            return latest_matches(mask, inputs[self.schema.history[i].name],
-                                  inputs[self.schema.queries[i].name], k)
+        i = self.search_index.get(g.name)
+        if i is not None:
+            return latest_matches(mask, inputs[g.columns[i].name], inputs[g.queries[i].name], k)
         with torch.no_grad():  # a discrete choice: no gradient through the first stage
             if keys is None:
                 packed = pack(mask)
                 q_rows = query.index_select(0, packed.rows)  # [N, Eq]
-                sims = packed.unpack((self.packed_keys(inputs, packed) * q_rows).sum(-1))
+                sims = packed.unpack((self.packed_keys(inputs, packed, g) * q_rows).sum(-1))
             else:
                 sims = (keys * query.unsqueeze(1)).sum(-1)  # [B, T]
         return topk_by_similarity(mask, sims, k)
 
     def _attention_interest(
-        self, inputs: Batch, query: torch.Tensor | None
+        self, inputs: Batch, query: torch.Tensor | None, group: HistoryGroup | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, Packed]:
-        """(interest [B, Eq], packed weights [N], packing) of the attention pooling."""
-        assert self.attention is not None
-        q = self.query(inputs) if query is None else query
-        packed = pack(self.select_behaviors(inputs, self.history_mask(inputs), q))
-        interest, weights = self.attention.pool_packed(q, self.packed_keys(inputs, packed), packed)
+        """(interest [B, Eq + S], packed weights [N], packing) of one history's attention."""
+        g = self._group(group)
+        pooling = self.pooling_of(g)
+        assert pooling is not None
+        q = self.query(inputs, g) if query is None else query
+        packed = pack(self.select_behaviors(inputs, self.history_mask(inputs, g), q, group=g))
+        side = self.packed_side(inputs, packed, g)  # [N, S] or None
+        interest, weights = pooling.pool_packed(
+            q, self.packed_keys(inputs, packed, g), packed, side)
+        if side is not None:
+            # The attended behaviors' own values, pooled by the same weights [B, S]: under
+            # softmax weights (which sum to 1) the MLP could not see from the keys alone how
+            # old the attended behaviors are, only which ones were attended.
+            interest = torch.cat([interest, packed.sum_rows(weights.unsqueeze(-1) * side)], -1)
         return interest, weights, packed
 
     def interest(
-        self, inputs: Batch, query: torch.Tensor | None = None
+        self, inputs: Batch, query: torch.Tensor | None = None,
+        group: HistoryGroup | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(interest vector [B, Eq], per-behavior weights [B, T]).
+        """(interest vector [B, Eq + S], per-behavior weights [B, T]) of one history: the
+        pooled behavior embeddings, then its per-behavior values (VarLenDenseFeat, S wide)
+        pooled by the same weights.
 
         For the Base Model the weights are the mask (1 per valid behavior; 1/len for mean).
         """
-        if self.attention is not None:
-            interest, weights, packed = self._attention_interest(inputs, query)
+        g = self._group(group)
+        if self.pooling_of(g) is not None:
+            interest, weights, packed = self._attention_interest(inputs, query, g)
             return interest, packed.unpack(weights)
-        mask = self.history_mask(inputs)
-        keys = self.keys(inputs)
+        mask = self.history_mask(inputs, g)
+        keys = self.keys(inputs, g)
+        if g.side:
+            side = [inputs[c.name].reshape(*mask.shape, c.dimension) for c in g.side]
+            keys = torch.cat([keys, *(v.to(keys.dtype) for v in side)], dim=-1)  # [B, T, Eq+S]
         pooled = pool_sequence(keys, mask, self.config.history_pooling)
         weights = mask.to(keys.dtype)
         if self.config.history_pooling == "mean":
@@ -267,12 +334,14 @@ class InterestNetwork(nn.Module):
     def features(self, inputs: Batch) -> torch.Tensor:
         """The MLP input [B, mlp_input_dim]."""
         embedded = self.embed_features(inputs)
-        interest = None
-        if self.schema.history and self.attention is not None:
-            interest = self._attention_interest(inputs, embedded.query())[0]
-        elif self.schema.history:
-            interest = self.interest(inputs)[0]
-        return embedded.mlp_input(interest)
+        interests = []
+        for group in self.schema.groups:
+            if self.pooling_of(group) is not None:
+                query = embedded.query(group.features)  # [B, Eq_g]
+                interests.append(self._attention_interest(inputs, query, group)[0])
+            else:
+                interests.append(self.interest(inputs, group=group)[0])
+        return embedded.mlp_input(interests)
 
     def forward(self, inputs: Batch) -> torch.Tensor:
         rows = next(iter(inputs.values())).shape[0] if inputs else 0

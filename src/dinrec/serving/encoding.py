@@ -42,6 +42,16 @@ class RequestError(ValueError):
         super().__init__(f"{field}: {message}")
 
 
+def refuse_beyond_deepctr(schema: FeatureSchema, where: str) -> None:
+    """Raise, naming them, for the schema parts `where` does not support yet: named
+    history groups and per-behavior values (VarLenDenseFeat) are trained and evaluated,
+    but requests, stores and exports carry one history of ids; never serve them wrong."""
+    unsupported = schema.beyond_deepctr
+    if unsupported:
+        raise ValueError(f"{where} does not support {', '.join(unsupported)} yet; this "
+                         "bundle can be evaluated in Python (load_model, predict) only")
+
+
 class IdCodec:
     """One feature's raw ids -> int64 ids.
 
@@ -150,6 +160,7 @@ class FeatureEncoder:
     def __init__(
         self, schema: FeatureSchema, vocabs: Vocabularies | None, user_feature: str | None = None
     ) -> None:
+        refuse_beyond_deepctr(schema, "serving (dinrec serve, the Scorer)")
         self.schema = schema
         self.codecs: dict[str, IdCodec] = {}
         for col in schema.columns:

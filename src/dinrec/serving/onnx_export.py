@@ -31,11 +31,11 @@ import numpy as np
 import torch
 
 from dinrec.bundle import bundle_version, swap_directory
-from dinrec.feature_column import DenseFeat, VarLenSparseFeat
+from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
 from dinrec.models import load_model
 from dinrec.schema import FeatureSchema
 from dinrec.serving.broadcast import PositionalForward, candidate_inputs, user_inputs
-from dinrec.serving.encoding import Arrays
+from dinrec.serving.encoding import Arrays, refuse_beyond_deepctr
 
 ONNX_DIR = "onnx"
 MODEL_FILE = "model.onnx"
@@ -60,6 +60,7 @@ def export_onnx(bundle: str | os.PathLike[str], *, check: bool = True) -> Path:
     version = bundle_version(root)
     model = load_model(root)
     schema = model.schema
+    refuse_beyond_deepctr(schema, "ONNX export")
     users, cands = user_inputs(schema), candidate_inputs(schema)
     module = PositionalForward(model, users, cands).eval()
     example, dynamic = _example_inputs(schema, users, cands)
@@ -149,7 +150,7 @@ def _example_inputs(
                 axes[1] = t_dim
             dynamic.append(axes)
         else:
-            assert col is not None and not isinstance(col, DenseFeat)
+            assert isinstance(col, SparseFeat)  # export_onnx refused VarLenDenseFeat
             size = col.vocabulary_size
             tensors.append(torch.randint(0, size, (n_users,), generator=gen))
             dynamic.append({0: u_dim})

@@ -76,3 +76,36 @@ def test_no_softmax_by_default_and_masked_softmax_when_asked():
 def test_unit_is_plain_modules_built_once():
     unit = ActivationUnit(4, (6, 2))
     assert isinstance(unit.first, nn.Linear) and unit.first.in_features == 16
+
+
+def test_side_values_are_the_units_fifth_input_block():
+    torch.manual_seed(0)
+    unit = ActivationUnit(dim=5, hidden_units=(7, 3), activation="relu", side_dim=2)
+    q, k, s = torch.randn(4, 5), torch.randn(4, 6, 5), torch.randn(4, 6, 2)
+    qq = q.unsqueeze(1).expand_as(k)
+    naive_first = unit.first(torch.cat([k, qq, k - qq, k * qq, s], dim=-1))  # [B, T, 7]
+    naive = unit.out(unit.rest(unit.first_act(naive_first))).squeeze(-1)
+    assert unit.first.in_features == 22
+    assert torch.allclose(unit(q, k, side=s), naive, atol=1e-5)
+    # The packed path (training and inference) scores the same rows.
+    pooling = AttentionPooling(5, (7, 3), "relu", side_dim=2)
+    pooling.unit.load_state_dict(unit.state_dict())
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    _, weights = pooling(q, k, mask, s)
+    assert torch.allclose(weights, naive, atol=1e-5)
+
+
+def test_a_side_value_enters_the_score_by_its_weight():
+    unit = ActivationUnit(2, hidden_units=(), side_dim=1)
+    with torch.no_grad():
+        unit.first.weight.zero_()
+        unit.first.bias.zero_()
+        unit.first.weight[0, 8] = 2.0  # the side block only
+    q, k = torch.tensor([[1.0, 2.0]]), torch.tensor([[[1.0, 5.0], [0.0, 1.0]]])
+    assert unit(q, k, side=torch.tensor([[[1.5], [-1.0]]])).tolist() == [[3.0, -2.0]]
+
+
+def test_a_unit_built_for_side_values_refuses_to_run_without_them():
+    unit = ActivationUnit(2, hidden_units=(3,), side_dim=1)
+    with pytest.raises(ValueError, match=r"takes 1 per-behavior value\(s\) \(VarLenDenseFeat\)"):
+        unit(torch.zeros(1, 2), torch.zeros(1, 3, 2))
