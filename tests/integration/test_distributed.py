@@ -70,25 +70,64 @@ def single_process(sparse: bool = False) -> dict[str, Any]:
             "history": history.history}
 
 
-def _ddp_worker(rank: int, port: int, out: str, sparse_sync: str | None) -> None:
+# The Python-level collectives a training step can issue (DDP's own bucket all-reduce runs
+# in C++ and is seen only through the communication hook, which calls dist.all_reduce).
+COLLECTIVES = ("all_reduce", "all_gather", "all_gather_into_tensor", "broadcast",
+               "_broadcast_coalesced")
+DICE_LAYERS = 4  # make_model: attention (8, 4) and MLP (16, 8), all Dice
+
+
+def count_step_collectives(trainer: Any) -> list[int]:
+    """Patch torch.distributed so each training step records how many collectives it ran."""
+    import torch.distributed as dist
+
+    calls = [0]
+
+    def counting(call: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            return call(*args, **kwargs)
+        return counted
+
+    for name in COLLECTIVES:
+        setattr(dist, name, counting(getattr(dist, name)))
+    per_step: list[int] = []
+    step = trainer.train_step
+
+    def train_step(feats: Any, labels: Any) -> Any:
+        calls[0] = 0
+        out = step(feats, labels)
+        per_step.append(calls[0])
+        return out
+
+    trainer.train_step = train_step
+    return per_step
+
+
+def _ddp_worker(rank: int, port: int, out: str, sparse_sync: str | None,
+                options: dict[str, Any]) -> None:
     from dinrec.training.distributed.ddp import assert_same_parameters, wrap_trainer
     from dinrec.training.distributed.sharding import DistributedBatches
 
     with rank_process(rank, port, WORLD):
         torch.manual_seed(0)
         model = make_model(sparse=sparse_sync is not None)
-        trainer = wrap_trainer(model.trainer, sparse_sync=sparse_sync or "auto")
+        trainer = wrap_trainer(model.trainer, sparse_sync=sparse_sync or "auto", **options)
+        per_step = count_step_collectives(trainer)
         train, test = sources(model)
         sharded = DistributedBatches.from_tensor_batches(train)
         history = trainer.fit(sharded, EPOCHS, verbose=0)
         assert_same_parameters(model)
         result = trainer.evaluate(DistributedBatches(test.features, test.labels, 4))
         torch.save({"state": model.state_dict(), "test": result, "history": history.history,
-                    "steps": trainer.global_step}, Path(out) / f"rank{rank}.pt")
+                    "steps": trainer.global_step, "collectives": per_step},
+                   Path(out) / f"rank{rank}.pt")
 
 
-def run_ranks(tmp_path: Path, sparse_sync: str | None = None) -> list[dict[str, Any]]:
-    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path), sparse_sync), nprocs=WORLD)
+def run_ranks(tmp_path: Path, sparse_sync: str | None = None,
+              **options: Any) -> list[dict[str, Any]]:
+    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path), sparse_sync, options),
+             nprocs=WORLD)
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
@@ -98,9 +137,17 @@ def assert_close_states(single: dict[str, torch.Tensor], ddp: dict[str, torch.Te
         torch.testing.assert_close(ddp[name], value, atol=ATOL, rtol=0, msg=name)
 
 
-def test_ddp_over_two_ranks_equals_one_process_with_the_global_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mba_ids", ["bucket", "gather"])
+def test_ddp_over_two_ranks_equals_one_process_with_the_global_batch(
+    tmp_path: Path, mba_ids: str
+) -> None:
     single = single_process()
-    ranks = run_ranks(tmp_path)
+    ranks = run_ranks(tmp_path, mba_ids=mba_ids)
+    # per step: Dice's forward and backward all-reduce per layer, and the one gradient
+    # bucket with MBA's ids riding in it; or the ids' two all-gathers, and the bucket
+    # all-reduced by DDP's C++ default hook (not counted here)
+    expected = 2 * DICE_LAYERS + (1 if mba_ids == "bucket" else 2)
+    assert ranks[0]["collectives"] == [expected] * ranks[0]["steps"]
     # parameters identical on both ranks (assert_same_parameters checked it bitwise too)
     for name, value in ranks[0]["state"].items():
         assert torch.equal(value, ranks[1]["state"][name]), name
@@ -109,6 +156,19 @@ def test_ddp_over_two_ranks_equals_one_process_with_the_global_batch(tmp_path: P
     # evaluation gathered from both ranks, the padded duplicate dropped: one process's metrics
     for rank in ranks:
         assert rank["test"] == pytest.approx(single["test"], abs=1e-6)
+
+
+def test_per_rank_dice_statistics_take_one_collective_per_step(tmp_path: Path) -> None:
+    ranks = run_ranks(tmp_path, sync_dice_stats=False)
+    # the gradients, MBA's ids and the Dice moving statistics: one all-reduce
+    assert ranks[0]["collectives"] == [1] * ranks[0]["steps"]
+    # moving statistics averaged in the bucket: both ranks hold the same, bit for bit
+    for name, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][name]), name
+    assert ranks[0]["test"] == ranks[1]["test"]
+    # not one process's numbers (each rank normalises by its own half batch), but close
+    single = single_process()
+    assert ranks[0]["test"]["auc"] == pytest.approx(single["test"]["auc"], abs=0.05)
 
 
 @pytest.mark.parametrize("sparse_sync", ["ddp", "gather"])

@@ -243,7 +243,9 @@ def _run(
         log(f"rank {env.rank}: {loader.num_rows} train rows streamed", echo=False)
     else:
         train, validation = _row_range_sources(model.schema, dataset, t, env, log)
-    trainer = wrap_trainer(model.trainer)
+    d = config.distributed
+    trainer = wrap_trainer(model.trainer, sync_dice_stats=d.sync_dice_stats, mba_ids=d.mba_ids,
+                           bucket_cap_mb=d.bucket_cap_mb or None)
     vocab = dataset.vocabularies().to_json_dict()
 
     def save_best(epoch: int) -> None:
