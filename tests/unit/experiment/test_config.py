@@ -248,7 +248,7 @@ def test_defaults_are_ddp_with_synchronised_dice_and_bucketed_mba_ids() -> None:
 
 def test_the_section_round_trips_through_toml(tmp_path) -> None:
     config = make(distributed={"embeddings": "torchrec", "sharding": "row_wise"},
-                  model=TORCHREC_MODEL)
+                  model=TORCHREC_MODEL, training={"optimizer": "sgd"})
     path = tmp_path / "config.toml"
     path.write_text(dump_config(config))
     assert load_config(path).distributed == config.distributed
@@ -275,6 +275,7 @@ def test_bad_distributed_values_are_named(section, needle) -> None:
     ({**TORCHREC_MODEL, "sparse_embeddings": True}, {}, "model.sparse_embeddings"),
     (TORCHREC_MODEL, {"optimizer": "rmsprop"}, "training.optimizer must be one of sgd, "
      "adagrad, adam"),
+    (TORCHREC_MODEL, {"optimizer": "adam"}, "FBGEMM's CPU kernels fuse sgd and adagrad only"),
 ])
 def test_torchrec_refuses_what_sharded_tables_cannot_take(model, training, needle) -> None:
     message = error_of(distributed={"embeddings": "torchrec"}, model=model, training=training)

@@ -85,6 +85,10 @@ def check_distributed(config: ExperimentConfig) -> None:
         raise ConfigError(f"{why} fuses the tables' optimizer into the backward (FBGEMM): "
                           f"training.optimizer must be one of {', '.join(TORCHREC_OPTIMIZERS)}"
                           f", got {config.training.optimizer!r}")
+    if config.training.optimizer == "adam" and config.training.device == "cpu":
+        raise ConfigError(f"{why}: FBGEMM's CPU kernels fuse sgd and adagrad only; set "
+                          "training.optimizer = 'adagrad' or 'sgd' (adam needs "
+                          "training.device = 'cuda')")
 
 
 def _check_optimizer(name: str) -> None:
