@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=1)
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--variant", action="append", default=[],
-                        help="NAME=SECTION.KEY=VALUE[,SECTION.KEY=VALUE...] for the torchrun "
+                        help="NAME=SECTION.KEY=VALUE[,SECTION.KEY=VALUE...] (NAME without "
+                             "'=') for the torchrun "
                              "runs (default: one run with the config as it is)")
     parser.add_argument("--set", action="append", default=[], help="--set for every run")
     args = parser.parse_args(argv)
