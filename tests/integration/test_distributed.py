@@ -231,3 +231,36 @@ def test_streaming_shards_with_unequal_batches_do_not_hang(tmp_path: Path) -> No
     assert model.trainer.regularizer is not None
     for table_name, counts in model.trainer.regularizer.frequencies.items():
         assert torch.equal(ranks[0]["freqs"][table_name], counts)
+
+
+def _lazy_average_worker(rank: int, port: int, out: str) -> None:
+    import dinrec.training.weight_average as weight_average
+    from dinrec.training.distributed.ddp import wrap_trainer
+    from dinrec.training.distributed.sharding import DistributedBatches
+
+    weight_average.EVERY_STEP_MAX = 0  # every table averaged lazily, per row
+    with rank_process(rank, port, WORLD):
+        torch.manual_seed(0)
+        model = make_model()
+        trainer = wrap_trainer(model.trainer)
+        assert trainer.averaging is not None and trainer.averaging.tables
+        train, _ = sources(model)
+        trainer.fit(DistributedBatches.from_tensor_batches(train), EPOCHS, verbose=0)
+        torch.save({"state": model.state_dict()}, Path(out) / f"rank{rank}.pt")
+
+
+def test_lazily_averaged_tables_catch_up_every_ranks_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A row moves when any rank's batch uses it (DDP averages the gradients), so every rank
+    # must catch up the union of the batches' rows: then the averages (which the model holds
+    # after fit) are one process's, on both ranks.
+    import dinrec.training.weight_average as weight_average
+
+    monkeypatch.setattr(weight_average, "EVERY_STEP_MAX", 0)
+    single = single_process()
+    mp.spawn(_lazy_average_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    for name, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][name]), name
+    assert_close_states(single["state"], ranks[0]["state"])

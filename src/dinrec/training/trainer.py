@@ -141,7 +141,8 @@ class Trainer:
         self._resuming = False
         # torch.distributed hooks, set by dinrec.training.distributed.ddp.wrap_trainer:
         # the training forward runs through forward_module (a DDP wrapper of model), MBA's
-        # ids are widened to every rank's batch, evaluation scores are gathered from ranks.
+        # ids and the rows lazily averaged tables catch up are widened to every rank's
+        # batch, evaluation scores are gathered from ranks.
         self.forward_module: torch.nn.Module = model
         self.regularizer_ids: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None
         self.regularizer_ids = None
@@ -172,7 +173,12 @@ class Trainer:
         # union of ids, so under DDP this equals the reduced gradient).
         direct = self.regularizer.add_direct_gradients(feats)
         if self.averaging is not None and self.averaging.tables:
-            self.averaging.before_step(table_ids(self.model, feats))  # rows about to move
+            ids = table_ids(self.model, feats)
+            if self.regularizer_ids is not None:
+                # Under DDP a row moves when any rank's batch uses it: catch up the union,
+                # or each rank's average would drift from the others'.
+                ids = self.regularizer_ids(ids)
+            self.averaging.before_step(ids)  # rows about to move
         self.optimizer.step()
         if self.averaging is not None:
             self.averaging.update()

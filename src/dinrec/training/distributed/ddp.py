@@ -84,10 +84,11 @@ def wrap_trainer(
             all-reduce: gloo only), "gather" (all-gather of indices and values: any backend),
             "auto" (ddp on gloo, gather otherwise).
         find_unused_parameters: passed to DDP (only for models that skip parameters).
-        mba_ids: how MBA learns the union of every rank's batch ids: "bucket" (presence masks
-            in the last gradient bucket: no collective of its own), "gather" (two all-gathers
-            a step), "auto" (bucket unless the model has sparse tables, whose gradients a
-            DDP communication hook cannot carry).
+        mba_ids: how ranks learn the union of every rank's batch ids (MBA penalises it;
+            lazily averaged tables catch its rows up): "bucket" (presence masks in the last
+            gradient bucket: no collective of its own), "gather" (two all-gathers a step),
+            "auto" (bucket unless the model has sparse tables, whose gradients a DDP
+            communication hook cannot carry).
         bucket_cap_mb: DDP's gradient bucket size; None: one bucket for every dense gradient
             on gloo (CPU: one wait per step instead of one per bucket; overlap buys nothing
             when each rank has one core), DDP's default (25 MB) on nccl.
@@ -114,9 +115,13 @@ def wrap_trainer(
     if mba_ids == "bucket" and not riding:
         raise ValueError("mba_ids='bucket' needs dense embedding gradients (a DDP "
                          "communication hook cannot carry sparse ones); use 'gather'")
+    # The union of every rank's batch ids: MBA penalises it, and lazily averaged tables
+    # catch its rows up (a row moves when any rank's batch uses it).
     mba = getattr(getattr(model, "config", None), "embedding_regularization", None) == "mba"
-    use_bucket = mba and riding and mba_ids != "gather"
-    gather_ids = mba and not use_bucket
+    lazy = trainer.averaging is not None and bool(trainer.averaging.tables)
+    needs_ids = mba or lazy
+    use_bucket = needs_ids and riding and mba_ids != "gather"
+    gather_ids = needs_ids and not use_bucket
     dice = sum(isinstance(m, Dice) for m in model.modules())
     gather_sparse = bool(sparse) and (
         sparse_sync == "gather" or (sparse_sync == "auto" and env.backend != "gloo"))
