@@ -264,3 +264,63 @@ def test_lazily_averaged_tables_catch_up_every_ranks_rows(
     for name, value in ranks[0]["state"].items():
         assert torch.equal(value, ranks[1]["state"][name]), name
     assert_close_states(single["state"], ranks[0]["state"])
+
+
+def dice_inputs(rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rank's rows x [N_r, 3] (mean far from 0: E[x^2] - E[x]^2 would cancel in float32),
+    a mask with some rows padded, and the upstream gradient."""
+    g = torch.Generator().manual_seed(rank)
+    n = 7 + 4 * rank
+    x = 50.0 + torch.randn(n, 3, generator=g)
+    mask = torch.rand(n, generator=g) > 0.3
+    return x, mask, torch.randn(n, 3, generator=g)
+
+
+def _dice_worker(rank: int, port: int, out: str) -> None:
+    from dinrec.layers.activation import Dice
+    from dinrec.training.distributed.sync import sync_dice
+
+    with rank_process(rank, port, WORLD):
+        x, mask, upstream = dice_inputs(rank)
+        result = {}
+        for masked in (False, True):
+            dice = Dice(3)
+            with torch.no_grad():
+                dice.alpha.copy_(torch.tensor([0.1, -0.2, 0.3]))
+            sync_dice(dice)
+            xr = x.clone().requires_grad_(True)
+            y = dice(xr, mask if masked else None)
+            (y * upstream).sum().backward()
+            result[masked] = {"y": y.detach(), "x_grad": xr.grad, "alpha_grad": dice.alpha.grad,
+                              "running": (dice.running_mean, dice.running_var)}
+        torch.save(result, Path(out) / f"rank{rank}.pt")
+
+
+def test_synchronised_dice_is_one_dice_over_the_concatenated_ranks(tmp_path: Path) -> None:
+    from dinrec.layers.activation import Dice
+
+    mp.spawn(_dice_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    parts = [dice_inputs(r) for r in range(WORLD)]
+    x = torch.cat([p[0] for p in parts])
+    mask = torch.cat([p[1] for p in parts])
+    upstream = torch.cat([p[2] for p in parts])
+    for masked in (False, True):
+        dice = Dice(3)
+        with torch.no_grad():
+            dice.alpha.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        xs = x.clone().requires_grad_(True)
+        y = dice(xs, mask if masked else None)
+        (y * upstream).sum().backward()
+        got = [r[masked] for r in ranks]
+        torch.testing.assert_close(torch.cat([g["y"] for g in got]), y.detach(), atol=1e-5,
+                                   rtol=1e-5)
+        torch.testing.assert_close(torch.cat([g["x_grad"] for g in got]), xs.grad, atol=1e-4,
+                                   rtol=1e-4)
+        # alpha's gradient is each rank's share; DDP's average (x W) makes it the whole
+        assert dice.alpha.grad is not None
+        torch.testing.assert_close(sum(g["alpha_grad"] for g in got), dice.alpha.grad,
+                                   atol=1e-4, rtol=1e-5)
+        for g in got:  # the same moving statistics on every rank, one process's
+            torch.testing.assert_close(g["running"][0], dice.running_mean, atol=1e-5, rtol=0)
+            torch.testing.assert_close(g["running"][1], dice.running_var, atol=1e-4, rtol=1e-4)
