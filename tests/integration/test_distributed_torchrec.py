@@ -166,3 +166,32 @@ def test_a_sharded_checkpoint_loads_whole_into_one_process_and_back(tmp_path: Pa
     assert again["progress"]["global_step"] == steps
     for name, value in saved["whole"].items():
         assert torch.equal(again["whole"][name], value), name
+
+
+def _per_rank_dice_worker(rank: int, port: int, out: str) -> None:
+    from dinrec.layers.activation import Dice
+    from dinrec.models import DIN
+    from dinrec.training.distributed.sharding import DistributedBatches
+    from dinrec.training.distributed.torchrec_tables import wrap_trainer_torchrec
+
+    with rank_process(rank, port, WORLD):
+        model = DIN(din_columns(item_dim=8, cate_dim=4), ["item_id", "cate_id"],
+                    dnn_hidden_units=(16, 8), att_hidden_size=(8, 4), dnn_activation="dice",
+                    att_activation="dice", l2_reg_embedding=0.0, init_std=0.05, seed=3)
+        model.compile(torch.optim.SGD(model.parameters(), lr=0.1), ema_momentum=None)
+        trainer = wrap_trainer_torchrec(
+            model.trainer, "row_wise", embedding_optimizer="sgd", embedding_lr=0.1,
+            dense_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1), sync_dice_stats=False)
+        trainer.fit(DistributedBatches.from_tensor_batches(batches(model)), 1, verbose=0)
+        stats = [t for m in model.modules() if isinstance(m, Dice)
+                 for t in (m.running_mean, m.running_var)]
+        torch.save(stats, Path(out) / f"rank{rank}.pt")
+
+
+def test_per_rank_dice_statistics_stay_the_same_on_every_rank(tmp_path: Path) -> None:
+    mp.spawn(_per_rank_dice_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    assert len(ranks[0]) == 8  # 4 Dice layers: mean and variance each
+    for mine, other in zip(*ranks, strict=True):
+        assert torch.equal(mine, other)
+    assert not torch.equal(ranks[0][1], torch.ones_like(ranks[0][1]))  # they moved

@@ -286,6 +286,18 @@ def wrap_trainer_torchrec(
     bank.plain_parameter_names = names
     if sync_dice_stats:
         sync_dice(model, None)
+    else:  # DMP's DDP does not broadcast buffers: average Dice's moving statistics instead
+        from torch.nn.parallel import DistributedDataParallel
+
+        from dinrec.training.distributed.bucket_riders import (
+            MovingStatistics,
+            RidingHook,
+            riding_hook,
+        )
+
+        dense = next(m for m in dmp.modules() if isinstance(m, DistributedDataParallel))
+        dense.register_comm_hook(RidingHook([MovingStatistics(model, current().world_size)]),
+                                 riding_hook)
     params = dense_parameters(dmp)
     make = dense_optimizer or (lambda ps: torch.optim.Adam(ps, lr=1e-3))
     trainer.optimizer = make(params)
