@@ -233,7 +233,7 @@ def test_streaming_shards_with_unequal_batches_do_not_hang(tmp_path: Path) -> No
         assert torch.equal(ranks[0]["freqs"][table_name], counts)
 
 
-def _lazy_average_worker(rank: int, port: int, out: str) -> None:
+def _lazy_average_worker(rank: int, port: int, out: str, mba_ids: str) -> None:
     import dinrec.training.weight_average as weight_average
     from dinrec.training.distributed.ddp import wrap_trainer
     from dinrec.training.distributed.sharding import DistributedBatches
@@ -242,15 +242,18 @@ def _lazy_average_worker(rank: int, port: int, out: str) -> None:
     with rank_process(rank, port, WORLD):
         torch.manual_seed(0)
         model = make_model()
-        trainer = wrap_trainer(model.trainer)
+        trainer = wrap_trainer(model.trainer, mba_ids=mba_ids)
         assert trainer.averaging is not None and trainer.averaging.tables
+        per_step = count_step_collectives(trainer)
         train, _ = sources(model)
         trainer.fit(DistributedBatches.from_tensor_batches(train), EPOCHS, verbose=0)
-        torch.save({"state": model.state_dict()}, Path(out) / f"rank{rank}.pt")
+        torch.save({"state": model.state_dict(), "collectives": per_step},
+                   Path(out) / f"rank{rank}.pt")
 
 
+@pytest.mark.parametrize("mba_ids", ["bucket", "gather"])
 def test_lazily_averaged_tables_catch_up_every_ranks_rows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mba_ids: str
 ) -> None:
     # A row moves when any rank's batch uses it (DDP averages the gradients), so every rank
     # must catch up the union of the batches' rows: then the averages (which the model holds
@@ -259,8 +262,11 @@ def test_lazily_averaged_tables_catch_up_every_ranks_rows(
 
     monkeypatch.setattr(weight_average, "EVERY_STEP_MAX", 0)
     single = single_process()
-    mp.spawn(_lazy_average_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD)
+    mp.spawn(_lazy_average_worker, args=(free_port(), str(tmp_path), mba_ids), nprocs=WORLD)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    # MBA and the catch-up share one exchange of the ids a step (as without averaging)
+    expected = 2 * DICE_LAYERS + (1 if mba_ids == "bucket" else 2)
+    assert set(ranks[0]["collectives"]) == {expected}
     for name, value in ranks[0]["state"].items():
         assert torch.equal(value, ranks[1]["state"][name]), name
     assert_close_states(single["state"], ranks[0]["state"])

@@ -28,7 +28,7 @@ from dinrec.training.callbacks import Callback, History
 from dinrec.training.epoch_metrics import DEFAULT_CAP, EpochRows
 from dinrec.training.evaluation import GatherScores, evaluate_model, score_source
 from dinrec.training.optimizers import make_optimizer
-from dinrec.training.regularization import Regularizer, count_frequencies, table_ids
+from dinrec.training.regularization import Regularizer, count_frequencies
 from dinrec.training.weight_average import (
     DEFAULT_MOMENTUM,
     WeightAverage,
@@ -171,13 +171,14 @@ class Trainer:
         # Every penalty (full-table L2, MBA, DNN L2) adds its gradient directly, without an
         # autograd graph per table (every rank holds the same weights and, for MBA, the same
         # union of ids, so under DDP this equals the reduced gradient).
-        direct = self.regularizer.add_direct_gradients(feats)
-        if self.averaging is not None and self.averaging.tables:
-            ids = table_ids(self.model, feats)
-            if self.regularizer_ids is not None:
-                # Under DDP a row moves when any rank's batch uses it: catch up the union,
-                # or each rank's average would drift from the others'.
-                ids = self.regularizer_ids(ids)
+        lazy = self.averaging is not None and bool(self.averaging.tables)
+        # The batch's ids per table, under DDP the union over every rank's batch (one
+        # exchange a step, shared): MBA penalises them and lazily averaged tables catch
+        # their rows up (a row moves when any rank's batch uses it).
+        ids = self.regularizer.penalised_ids(feats) if lazy else None
+        direct = self.regularizer.add_direct_gradients(feats, ids)
+        if lazy:
+            assert self.averaging is not None and ids is not None
             self.averaging.before_step(ids)  # rows about to move
         self.optimizer.step()
         if self.averaging is not None:
