@@ -115,7 +115,11 @@ def worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str)
         per_rank = args.batch // world if args.regime == "strong" else args.batch
         train = DistributedBatches(prepare_inputs(model.schema, x), prepare_labels(y, len(y)),
                                    per_rank, shuffle=True, seed=0)
-        trainer = wrap_trainer(model.trainer)
+        options = {} if args.sync_dice_stats is None else {
+            "sync_dice_stats": args.sync_dice_stats == "true"}
+        if args.mba_ids is not None:
+            options["mba_ids"] = args.mba_ids
+        trainer = wrap_trainer(model.trainer, **options)
         timer = Timer()
         trainer.fit(train, 1 + args.epochs, verbose=0, callbacks=[timer])  # epoch 0: warm-up
         wall, cpu = timer.wall, timer.cpu
@@ -133,14 +137,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def measure(world: int, args: argparse.Namespace) -> dict[str, Any]:
+def measure(world: int, args: argparse.Namespace, run: Any = None) -> dict[str, Any]:
+    """run(rank, world, port, args, out) on `world` ranks (worker by default); rank 0's
+    result.json."""
+    run = run or worker
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "result.json")
         if world == 1:
             os.environ.pop("WORLD_SIZE", None)
-            worker(0, 1, free_port(), args, out)
+            run(0, 1, free_port(), args, out)
         else:
-            mp.spawn(worker, args=(world, free_port(), args, out), nprocs=world)
+            mp.spawn(run, args=(world, free_port(), args, out), nprocs=world)
         return dict(json.loads(Path(out).read_text()))
 
 
@@ -158,11 +165,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="prelu: no Dice statistics to synchronise")
     parser.add_argument("--regularization", default="mba", choices=["mba", "l2"],
                         help="l2: no MBA id gather")
+    parser.add_argument("--sync-dice-stats", choices=["true", "false"], default=None,
+                        help="wrap_trainer's sync_dice_stats (default: its default)")
+    parser.add_argument("--mba-ids", choices=["auto", "bucket", "gather"], default=None,
+                        help="wrap_trainer's mba_ids (default: its default)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     print(f"cores: {os.cpu_count()}, torch {torch.__version__}, rows {args.rows}, "
           f"batch {args.batch}, {args.threads} thread(s) per rank, {args.activation}, "
-          f"{args.regularization}", flush=True)
+          f"{args.regularization}, sync_dice_stats {args.sync_dice_stats or 'default'}, "
+          f"mba_ids {args.mba_ids or 'default'}, load {os.getloadavg()[0]:.2f}", flush=True)
     print("| regime | processes | rows/step | samples/s | speed-up | CPU s / wall s (rank 0) "
           "| samples / CPU s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -181,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{r['sps'] / base:.2f}x | {r['cpu'] / r['wall']:.2f} | {per_cpu:,.0f} |",
                   flush=True)
             results.append({"regime": regime, "world": world, **r})
+    print(f"load after: {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

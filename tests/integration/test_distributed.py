@@ -70,25 +70,64 @@ def single_process(sparse: bool = False) -> dict[str, Any]:
             "history": history.history}
 
 
-def _ddp_worker(rank: int, port: int, out: str, sparse_sync: str | None) -> None:
+# The Python-level collectives a training step can issue (DDP's own bucket all-reduce runs
+# in C++ and is seen only through the communication hook, which calls dist.all_reduce).
+COLLECTIVES = ("all_reduce", "all_gather", "all_gather_into_tensor", "broadcast",
+               "_broadcast_coalesced")
+DICE_LAYERS = 4  # make_model: attention (8, 4) and MLP (16, 8), all Dice
+
+
+def count_step_collectives(trainer: Any) -> list[int]:
+    """Patch torch.distributed so each training step records how many collectives it ran."""
+    import torch.distributed as dist
+
+    calls = [0]
+
+    def counting(call: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            return call(*args, **kwargs)
+        return counted
+
+    for name in COLLECTIVES:
+        setattr(dist, name, counting(getattr(dist, name)))
+    per_step: list[int] = []
+    step = trainer.train_step
+
+    def train_step(feats: Any, labels: Any) -> Any:
+        calls[0] = 0
+        out = step(feats, labels)
+        per_step.append(calls[0])
+        return out
+
+    trainer.train_step = train_step
+    return per_step
+
+
+def _ddp_worker(rank: int, port: int, out: str, sparse_sync: str | None,
+                options: dict[str, Any]) -> None:
     from dinrec.training.distributed.ddp import assert_same_parameters, wrap_trainer
     from dinrec.training.distributed.sharding import DistributedBatches
 
     with rank_process(rank, port, WORLD):
         torch.manual_seed(0)
         model = make_model(sparse=sparse_sync is not None)
-        trainer = wrap_trainer(model.trainer, sparse_sync=sparse_sync or "auto")
+        trainer = wrap_trainer(model.trainer, sparse_sync=sparse_sync or "auto", **options)
+        per_step = count_step_collectives(trainer)
         train, test = sources(model)
         sharded = DistributedBatches.from_tensor_batches(train)
         history = trainer.fit(sharded, EPOCHS, verbose=0)
         assert_same_parameters(model)
         result = trainer.evaluate(DistributedBatches(test.features, test.labels, 4))
         torch.save({"state": model.state_dict(), "test": result, "history": history.history,
-                    "steps": trainer.global_step}, Path(out) / f"rank{rank}.pt")
+                    "steps": trainer.global_step, "collectives": per_step},
+                   Path(out) / f"rank{rank}.pt")
 
 
-def run_ranks(tmp_path: Path, sparse_sync: str | None = None) -> list[dict[str, Any]]:
-    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path), sparse_sync), nprocs=WORLD)
+def run_ranks(tmp_path: Path, sparse_sync: str | None = None,
+              **options: Any) -> list[dict[str, Any]]:
+    mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path), sparse_sync, options),
+             nprocs=WORLD)
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
@@ -98,9 +137,17 @@ def assert_close_states(single: dict[str, torch.Tensor], ddp: dict[str, torch.Te
         torch.testing.assert_close(ddp[name], value, atol=ATOL, rtol=0, msg=name)
 
 
-def test_ddp_over_two_ranks_equals_one_process_with_the_global_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mba_ids", ["bucket", "gather"])
+def test_ddp_over_two_ranks_equals_one_process_with_the_global_batch(
+    tmp_path: Path, mba_ids: str
+) -> None:
     single = single_process()
-    ranks = run_ranks(tmp_path)
+    ranks = run_ranks(tmp_path, mba_ids=mba_ids)
+    # per step: Dice's forward and backward all-reduce per layer, and the one gradient
+    # bucket with MBA's ids riding in it; or the ids' two all-gathers, and the bucket
+    # all-reduced by DDP's C++ default hook (not counted here)
+    expected = 2 * DICE_LAYERS + (1 if mba_ids == "bucket" else 2)
+    assert ranks[0]["collectives"] == [expected] * ranks[0]["steps"]
     # parameters identical on both ranks (assert_same_parameters checked it bitwise too)
     for name, value in ranks[0]["state"].items():
         assert torch.equal(value, ranks[1]["state"][name]), name
@@ -109,6 +156,19 @@ def test_ddp_over_two_ranks_equals_one_process_with_the_global_batch(tmp_path: P
     # evaluation gathered from both ranks, the padded duplicate dropped: one process's metrics
     for rank in ranks:
         assert rank["test"] == pytest.approx(single["test"], abs=1e-6)
+
+
+def test_per_rank_dice_statistics_take_one_collective_per_step(tmp_path: Path) -> None:
+    ranks = run_ranks(tmp_path, sync_dice_stats=False)
+    # the gradients, MBA's ids and the Dice moving statistics: one all-reduce
+    assert ranks[0]["collectives"] == [1] * ranks[0]["steps"]
+    # moving statistics averaged in the bucket: both ranks hold the same, bit for bit
+    for name, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][name]), name
+    assert ranks[0]["test"] == ranks[1]["test"]
+    # not one process's numbers (each rank normalises by its own half batch), but close
+    single = single_process()
+    assert ranks[0]["test"]["auc"] == pytest.approx(single["test"]["auc"], abs=0.05)
 
 
 @pytest.mark.parametrize("sparse_sync", ["ddp", "gather"])
@@ -171,3 +231,102 @@ def test_streaming_shards_with_unequal_batches_do_not_hang(tmp_path: Path) -> No
     assert model.trainer.regularizer is not None
     for table_name, counts in model.trainer.regularizer.frequencies.items():
         assert torch.equal(ranks[0]["freqs"][table_name], counts)
+
+
+def _lazy_average_worker(rank: int, port: int, out: str, mba_ids: str) -> None:
+    import dinrec.training.weight_average as weight_average
+    from dinrec.training.distributed.ddp import wrap_trainer
+    from dinrec.training.distributed.sharding import DistributedBatches
+
+    weight_average.EVERY_STEP_MAX = 0  # every table averaged lazily, per row
+    with rank_process(rank, port, WORLD):
+        torch.manual_seed(0)
+        model = make_model()
+        trainer = wrap_trainer(model.trainer, mba_ids=mba_ids)
+        assert trainer.averaging is not None and trainer.averaging.tables
+        per_step = count_step_collectives(trainer)
+        train, _ = sources(model)
+        trainer.fit(DistributedBatches.from_tensor_batches(train), EPOCHS, verbose=0)
+        torch.save({"state": model.state_dict(), "collectives": per_step},
+                   Path(out) / f"rank{rank}.pt")
+
+
+@pytest.mark.parametrize("mba_ids", ["bucket", "gather"])
+def test_lazily_averaged_tables_catch_up_every_ranks_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mba_ids: str
+) -> None:
+    # A row moves when any rank's batch uses it (DDP averages the gradients), so every rank
+    # must catch up the union of the batches' rows: then the averages (which the model holds
+    # after fit) are one process's, on both ranks.
+    import dinrec.training.weight_average as weight_average
+
+    monkeypatch.setattr(weight_average, "EVERY_STEP_MAX", 0)
+    single = single_process()
+    mp.spawn(_lazy_average_worker, args=(free_port(), str(tmp_path), mba_ids), nprocs=WORLD)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    # MBA and the catch-up share one exchange of the ids a step (as without averaging)
+    expected = 2 * DICE_LAYERS + (1 if mba_ids == "bucket" else 2)
+    assert set(ranks[0]["collectives"]) == {expected}
+    for name, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][name]), name
+    assert_close_states(single["state"], ranks[0]["state"])
+
+
+def dice_inputs(rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rank's rows x [N_r, 3] (mean far from 0: E[x^2] - E[x]^2 would cancel in float32),
+    a mask with some rows padded, and the upstream gradient."""
+    g = torch.Generator().manual_seed(rank)
+    n = 7 + 4 * rank
+    x = 50.0 + torch.randn(n, 3, generator=g)
+    mask = torch.rand(n, generator=g) > 0.3
+    return x, mask, torch.randn(n, 3, generator=g)
+
+
+def _dice_worker(rank: int, port: int, out: str) -> None:
+    from dinrec.layers.activation import Dice
+    from dinrec.training.distributed.sync import sync_dice
+
+    with rank_process(rank, port, WORLD):
+        x, mask, upstream = dice_inputs(rank)
+        result = {}
+        for masked in (False, True):
+            dice = Dice(3)
+            with torch.no_grad():
+                dice.alpha.copy_(torch.tensor([0.1, -0.2, 0.3]))
+            sync_dice(dice)
+            xr = x.clone().requires_grad_(True)
+            y = dice(xr, mask if masked else None)
+            (y * upstream).sum().backward()
+            result[masked] = {"y": y.detach(), "x_grad": xr.grad, "alpha_grad": dice.alpha.grad,
+                              "running": (dice.running_mean, dice.running_var)}
+        torch.save(result, Path(out) / f"rank{rank}.pt")
+
+
+def test_synchronised_dice_is_one_dice_over_the_concatenated_ranks(tmp_path: Path) -> None:
+    from dinrec.layers.activation import Dice
+
+    mp.spawn(_dice_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    parts = [dice_inputs(r) for r in range(WORLD)]
+    x = torch.cat([p[0] for p in parts])
+    mask = torch.cat([p[1] for p in parts])
+    upstream = torch.cat([p[2] for p in parts])
+    for masked in (False, True):
+        dice = Dice(3)
+        with torch.no_grad():
+            dice.alpha.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        xs = x.clone().requires_grad_(True)
+        y = dice(xs, mask if masked else None)
+        (y * upstream).sum().backward()
+        got = [r[masked] for r in ranks]
+        torch.testing.assert_close(torch.cat([g["y"] for g in got]), y.detach(), atol=1e-5,
+                                   rtol=1e-5)
+        torch.testing.assert_close(torch.cat([g["x_grad"] for g in got]), xs.grad, atol=1e-4,
+                                   rtol=1e-4)
+        # alpha's gradient is each rank's share; DDP's average (x W) makes it the whole
+        assert dice.alpha.grad is not None
+        torch.testing.assert_close(sum(g["alpha_grad"] for g in got), dice.alpha.grad,
+                                   atol=1e-4, rtol=1e-5)
+        for g in got:  # the same moving statistics on every rank, one process's
+            torch.testing.assert_close(g["running"][0], dice.running_mean, atol=1e-5, rtol=0)
+            torch.testing.assert_close(g["running"][1], dice.running_var, atol=1e-4, rtol=1e-4)

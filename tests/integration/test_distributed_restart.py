@@ -100,3 +100,23 @@ def test_a_killed_rank_restarts_the_job_from_its_last_checkpoint(
     assert again["test"] == full["test"]
     assert again["best_epoch"] == full["best_epoch"]
     assert epoch_records(run) == epoch_records(full_run)
+
+
+def test_per_rank_dice_statistics_from_the_config_resume_exactly(work: Path) -> None:
+    # [distributed] sync_dice_stats = false: one collective a step; the moving statistics
+    # are averaged in it, so rank 0's checkpoint is every rank's state and a killed rank's
+    # restart still ends like the run never interrupted.
+    per_rank = ("--set", "distributed.sync_dice_stats=false")
+    done = torchrun("train", "tiny.toml", "--out", "per-rank", "--quiet", *per_rank, cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    full = work / "per-rank"
+    steps_per_epoch = int(epoch_records(full)[0]["step"])
+    kill_at = next(s for s in range(steps_per_epoch + 2, 2 * steps_per_epoch) if s % 4 == 3)
+    done = torchrun("train", "tiny.toml", "--out", "per-rank-killed", "--quiet", *per_rank,
+                    cwd=work, restarts=1, kill=f"1:{kill_at}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = work / "per-rank-killed"
+    assert "resumed from step" in (run / "train.log").read_text()
+    assert epoch_records(run) == epoch_records(full)
+    assert (json.loads((run / "results.json").read_text())["test"]
+            == json.loads((full / "results.json").read_text())["test"])

@@ -112,3 +112,86 @@ def test_sharded_tables_predict_and_train_like_one_process(tmp_path: Path, shard
     for name, table in ranks[0]["tables"].items():
         torch.testing.assert_close(table, state[f"embeddings.tables.{name}.weight"],
                                    atol=1e-5, rtol=0, msg=name)
+
+
+def _checkpoint_worker(rank: int, port: int, out: str, plain_state: str | None) -> None:
+    from dinrec.training.distributed.sharded_checkpoint import (
+        load_plain,
+        save_sharded,
+        trainer_progress,
+    )
+    from dinrec.training.distributed.sharding import DistributedBatches
+    from dinrec.training.distributed.torchrec_tables import (
+        plain_state_dict,
+        wrap_trainer_torchrec,
+    )
+
+    with rank_process(rank, port, WORLD):
+        model = make_model()
+        trainer = wrap_trainer_torchrec(
+            model.trainer, "row_wise", embedding_optimizer="sgd", embedding_lr=0.1,
+            dense_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1))
+        if plain_state is None:  # train, then write the sharded checkpoint
+            trainer.fit(DistributedBatches.from_tensor_batches(batches(model)), 1, verbose=0)
+            save_sharded(Path(out) / "sharded", trainer)
+            progress = trainer_progress(trainer)
+        else:  # start from one process's Trainer.state_dict()
+            load_plain(trainer, torch.load(plain_state, weights_only=False))
+            progress = {"global_step": trainer.global_step}
+        whole = plain_state_dict(model)
+        if rank == 0:
+            torch.save({"progress": progress, "whole": whole}, Path(out) / "ranks.pt")
+
+
+def test_a_sharded_checkpoint_loads_whole_into_one_process_and_back(tmp_path: Path) -> None:
+    from dinrec.training.distributed.sharded_checkpoint import load_sharded
+
+    mp.spawn(_checkpoint_worker, args=(free_port(), str(tmp_path), None), nprocs=WORLD)
+    saved = torch.load(tmp_path / "ranks.pt", weights_only=False)
+    steps = N_TRAIN // STEPS_BATCH
+    # one process: every table assembled from both ranks' shards, bit for bit
+    model = make_model()
+    load_sharded(tmp_path / "sharded", model.trainer, saved["progress"])
+    assert model.trainer.global_step == steps
+    assert model.state_dict().keys() == saved["whole"].keys()
+    for name, value in saved["whole"].items():
+        assert torch.equal(model.state_dict()[name], value), name
+    # and back: the one process's state sharded again over 2 ranks
+    torch.save(model.trainer.state_dict(), tmp_path / "plain.pt")
+    back = tmp_path / "back"
+    back.mkdir()
+    mp.spawn(_checkpoint_worker, args=(free_port(), str(back), str(tmp_path / "plain.pt")),
+             nprocs=WORLD)
+    again = torch.load(back / "ranks.pt", weights_only=False)
+    assert again["progress"]["global_step"] == steps
+    for name, value in saved["whole"].items():
+        assert torch.equal(again["whole"][name], value), name
+
+
+def _per_rank_dice_worker(rank: int, port: int, out: str) -> None:
+    from dinrec.layers.activation import Dice
+    from dinrec.models import DIN
+    from dinrec.training.distributed.sharding import DistributedBatches
+    from dinrec.training.distributed.torchrec_tables import wrap_trainer_torchrec
+
+    with rank_process(rank, port, WORLD):
+        model = DIN(din_columns(item_dim=8, cate_dim=4), ["item_id", "cate_id"],
+                    dnn_hidden_units=(16, 8), att_hidden_size=(8, 4), dnn_activation="dice",
+                    att_activation="dice", l2_reg_embedding=0.0, init_std=0.05, seed=3)
+        model.compile(torch.optim.SGD(model.parameters(), lr=0.1), ema_momentum=None)
+        trainer = wrap_trainer_torchrec(
+            model.trainer, "row_wise", embedding_optimizer="sgd", embedding_lr=0.1,
+            dense_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1), sync_dice_stats=False)
+        trainer.fit(DistributedBatches.from_tensor_batches(batches(model)), 1, verbose=0)
+        stats = [t for m in model.modules() if isinstance(m, Dice)
+                 for t in (m.running_mean, m.running_var)]
+        torch.save(stats, Path(out) / f"rank{rank}.pt")
+
+
+def test_per_rank_dice_statistics_stay_the_same_on_every_rank(tmp_path: Path) -> None:
+    mp.spawn(_per_rank_dice_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    assert len(ranks[0]) == 8  # 4 Dice layers: mean and variance each
+    for mine, other in zip(*ranks, strict=True):
+        assert torch.equal(mine, other)
+    assert not torch.equal(ranks[0][1], torch.ones_like(ranks[0][1]))  # they moved

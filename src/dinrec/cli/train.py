@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train", help="train a model from a TOML experiment config",
         description="Train DIN or the Base Model from a TOML config (sections data, model, "
-                    "training, output) into a run directory: resolved config, metrics.jsonl, "
+                    "training, output, distributed) into a run directory: resolved config, "
+                    "metrics.jsonl, "
                     "train.log, checkpoints, the best model bundle, test metrics and plots.",
     )
     p.add_argument("config", nargs="?", help="experiment config (TOML)")

@@ -2,7 +2,8 @@
 
 The library code behind `dinrec train / evaluate / predict / explain / compare / demo`:
 
-- config: ExperimentConfig (frozen sections data, model, training, output) from TOML.
+- config: ExperimentConfig (frozen sections data, model, training, output, distributed)
+  from TOML.
 - runner: run_experiment(config, run_dir) -> RunResult, with exact resume.
 - checkpoint / recorder: atomic checkpoints every N steps, metrics.jsonl, the best bundle.
 - scoring: a bundle + a dataset -> metrics or a scores Parquet file.

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 # What run_experiment writes into a run directory (runner.py's layout) and its temporaries.
-RUN_ENTRIES = ("config.toml", "data", "train.log", "metrics.jsonl", "checkpoint.pt", "model",
-               "results.json", "curves.png")
+RUN_ENTRIES = ("config.toml", "data", "train.log", "metrics.jsonl", "checkpoint.pt",
+               "checkpoint.dcp", "model", "results.json", "curves.png")
 
 
 def remove_entries(root: Path, names: Iterable[str]) -> list[Path]:

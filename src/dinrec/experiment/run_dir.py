@@ -173,7 +173,13 @@ def resume_or_start(
     """
     if resume and checkpoint.is_file():
         state = load_checkpoint(checkpoint)
-        trainer.load_state_dict(state["trainer"])
+        if "sharded" in state:  # written by a TorchRec run's ranks (sharded_run.py)
+            from dinrec.training.distributed.sharded_checkpoint import load_sharded
+
+            load_sharded(checkpoint.parent / state["sharded"], trainer, state["trainer"])
+            log("resumed the tables from a sharded checkpoint (their optimizer state restarts)")
+        else:
+            trainer.load_state_dict(state["trainer"])
         if recorder is not None:
             recorder.load_state(state["recorder"])
         log(f"resumed from step {trainer.global_step} (epoch {trainer.progress.epoch + 1}, "

@@ -69,6 +69,13 @@ from dinrec.experiment.run_dir import (
     resume_or_start,
     write_result,
 )
+from dinrec.experiment.sharded_run import (
+    PlainSnapshot,
+    QuietRecorder,
+    ShardedCheckpoint,
+    resume_sharded,
+    shard_trainer,
+)
 from dinrec.experiment.split_arrays import SplitArrays, batches, read_split, validation_split
 from dinrec.experiment.streaming import split_loader, streamed_train, use_streaming
 from dinrec.models import InterestNetwork, load_model
@@ -187,22 +194,38 @@ def _run(
     log(f"samples {'streamed from Parquet' if streaming else 'loaded in memory'} ({why})")
     train, validation = _train_sources(model.schema, dataset, config, env, streaming, log)
     trainer = model.trainer
-    if env.is_distributed:
-        trainer = wrap_trainer(trainer)
+    d = config.distributed
+    sharded = env.is_distributed and d.embeddings == "torchrec"  # tables sharded (sharded_run)
+    if sharded and streaming:
+        raise ConfigError("distributed.embeddings = 'torchrec' reads the splits in memory "
+                          "(its lookups are collective: every rank needs the same number of "
+                          "evaluation batches); set data.streaming = false")
+    if sharded:
+        trainer = shard_trainer(model.trainer, config, log)
+    elif env.is_distributed:
+        trainer = wrap_trainer(trainer, sync_dice_stats=d.sync_dice_stats, mba_ids=d.mba_ids,
+                               bucket_cap_mb=d.bucket_cap_mb or None)
+    # The bundle is always the plain single-process model (rank 0's copy when sharded).
+    plain = build_experiment_model(config, dataset) if sharded and main else None
     vocab = dataset.vocabularies().to_json_dict()
     more = {"world_size": world} if env.is_distributed else {}
 
     def save_best(epoch: int) -> None:
-        save_model(model, root / BUNDLE_DIR, vocab=vocab,
+        save_model(plain if plain is not None else model, root / BUNDLE_DIR, vocab=vocab,
                    extra=bundle_extra(config, dataset, epoch, **more))
 
-    recorder = (RunRecorder(root, t.monitor if validation else None, t.patience,
-                            config.output.checkpoint_every, save_best, log) if main else None)
-    callbacks: list[Any] = [recorder] if recorder is not None else []
+    records = QuietRecorder if sharded else RunRecorder
+    recorder = (records(root, t.monitor if validation else None, t.patience,
+                        config.output.checkpoint_every, save_best, log) if main else None)
+    callbacks: list[Any] = [PlainSnapshot(model, plain)] if sharded else []
+    callbacks += [recorder] if recorder is not None else []
+    if sharded:
+        callbacks.append(ShardedCheckpoint(root, config.output.checkpoint_every, recorder))
     # StopSync last: every rank stops when rank 0's callbacks decide to.
     callbacks += [*extra, StopSync()] if env.is_distributed else extra
     # Every rank restores the trainer (the same weights and RNG); rank 0 its records too.
-    stopped = resume_or_start(trainer, recorder, checkpoint, resume, t.seed, log)
+    restore = resume_sharded if sharded else resume_or_start
+    stopped = restore(trainer, recorder, checkpoint, resume, t.seed, log)
     if not stopped:
         trainer.fit(train, t.epochs, 0, verbose if main else 0, callbacks, validation)
     barrier()  # the best bundle is written

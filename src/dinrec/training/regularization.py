@@ -130,7 +130,13 @@ class Regularizer:
             total = total + (weight[rows].pow(2).sum(dim=1) * scale).sum()
         return self.embedding_lambda * total
 
-    def _direct_mba(self, batch: Batch) -> float:
+    def penalised_ids(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The ids MBA penalises for a batch: its ids per table, through ids_hook (under DDP
+        the union over every rank's batch)."""
+        ids_by_table = table_ids(self.model, batch)
+        return self.ids_hook(ids_by_table) if self.ids_hook is not None else ids_by_table
+
+    def _direct_mba(self, batch: Batch, given: dict[str, torch.Tensor] | None = None) -> float:
         """MBA's gradient added straight into the tables' gradients; returns the penalty.
 
         d/dw_j of lambda * ||w_j||^2 / n_j is 2 * lambda * w_j / n_j on the batch's rows only:
@@ -139,9 +145,7 @@ class Regularizer:
         [V, E] gradient (~12% of an ml-100k training step).
         """
         bank = self.model.embeddings
-        ids_by_table = table_ids(self.model, batch)
-        if self.ids_hook is not None:
-            ids_by_table = self.ids_hook(ids_by_table)
+        ids_by_table = given if given is not None else self.penalised_ids(batch)
         value = 0.0
         for table, ids in ids_by_table.items():
             emb = bank.table(table)
@@ -198,16 +202,18 @@ class Regularizer:
         return terms
 
     @torch.no_grad()
-    def add_direct_gradients(self, batch: Batch | None = None) -> float:
+    def add_direct_gradients(self, batch: Batch | None = None,
+                             ids: dict[str, torch.Tensor] | None = None) -> float:
         """After backward: grad += 2 * lambda * w for every whole-tensor L2 term and, given the
         batch, MBA's 2 * lambda * w_j / n_j on the batch's rows; returns the penalty they add.
 
         The same gradient as backpropagating lambda * ||w||^2, without ~6 autograd ops per
         table per step (full-table L2 is DeepCTR's default, so every step pays for it).
+        ids: penalised_ids(batch) when the caller has it already (one union a step).
         """
         mba_value = 0.0
         if batch is not None and self.mode == "mba" and self.embedding_lambda != 0:
-            mba_value = self._direct_mba(batch)
+            mba_value = self._direct_mba(batch, ids)
         terms = self._direct_terms()
         if not terms:
             return mba_value

@@ -34,7 +34,7 @@ from dinrec.training.callbacks import Callback, History
 from dinrec.training.epoch_metrics import DEFAULT_CAP, EpochRows
 from dinrec.training.evaluation import GatherScores, evaluate_model, score_source
 from dinrec.training.optimizers import make_optimizer
-from dinrec.training.regularization import Regularizer, count_frequencies, table_ids
+from dinrec.training.regularization import Regularizer, count_frequencies
 from dinrec.training.weight_average import (
     DEFAULT_MOMENTUM,
     WeightAverage,
@@ -157,7 +157,8 @@ class Trainer:
         self._resuming = False
         # torch.distributed hooks, set by dinrec.training.distributed.ddp.wrap_trainer:
         # the training forward runs through forward_module (a DDP wrapper of model), MBA's
-        # ids are widened to every rank's batch, evaluation scores are gathered from ranks.
+        # ids and the rows lazily averaged tables catch up are widened to every rank's
+        # batch, evaluation scores are gathered from ranks.
         self.forward_module: torch.nn.Module = model
         self.regularizer_ids: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None
         self.regularizer_ids = None
@@ -186,9 +187,15 @@ class Trainer:
         # Every penalty (full-table L2, MBA, DNN L2) adds its gradient directly, without an
         # autograd graph per table (every rank holds the same weights and, for MBA, the same
         # union of ids, so under DDP this equals the reduced gradient).
-        direct = self.regularizer.add_direct_gradients(feats)
-        if self.averaging is not None and self.averaging.tables:
-            self.averaging.before_step(table_ids(self.model, feats))  # rows about to move
+        lazy = self.averaging is not None and bool(self.averaging.tables)
+        # The batch's ids per table, under DDP the union over every rank's batch (one
+        # exchange a step, shared): MBA penalises them and lazily averaged tables catch
+        # their rows up (a row moves when any rank's batch uses it).
+        ids = self.regularizer.penalised_ids(feats) if lazy else None
+        direct = self.regularizer.add_direct_gradients(feats, ids)
+        if lazy:
+            assert self.averaging is not None and ids is not None
+            self.averaging.before_step(ids)  # rows about to move
         self.optimizer.step()
         if self.averaging is not None:
             self.averaging.update()

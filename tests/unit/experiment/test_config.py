@@ -233,3 +233,58 @@ def test_the_shipped_config_finds_its_data_from_any_working_directory(
     monkeypatch.chdir(tmp_path)
     config = load_config(repo / "configs" / "ml100k-rating.toml")
     assert config.data.path == str(expected)
+
+
+# ----- [distributed] ---------------------------------------------------------------------
+# What TorchRec's sharded tables take: dims of 4k, no embedding regularization.
+TORCHREC_MODEL = {"embedding_dim": 8, "embedding_regularization": "l2", "l2_reg_embedding": 0.0}
+
+
+def test_defaults_are_ddp_with_synchronised_dice_and_bucketed_mba_ids() -> None:
+    d = make().distributed
+    assert (d.embeddings, d.sharding, d.sync_dice_stats, d.mba_ids, d.bucket_cap_mb) == (
+        "ddp", "auto", True, "auto", 0.0)
+
+
+def test_the_section_round_trips_through_toml(tmp_path) -> None:
+    config = make(distributed={"embeddings": "torchrec", "sharding": "row_wise"},
+                  model=TORCHREC_MODEL, training={"optimizer": "sgd"})
+    path = tmp_path / "config.toml"
+    path.write_text(dump_config(config))
+    assert load_config(path).distributed == config.distributed
+
+
+@pytest.mark.parametrize(("section", "needle"), [
+    ({"embeddings": "fsdp"}, "distributed.embeddings must be one of ddp, torchrec"),
+    ({"sharding": "column_wise", "embeddings": "torchrec"}, "distributed.sharding must be one of"),
+    ({"mba_ids": "broadcast"}, "distributed.mba_ids must be one of auto, bucket, gather"),
+    ({"bucket_cap_mb": -1}, "distributed.bucket_cap_mb must be >= 0"),
+    ({"sync_dice_stats": "no"}, "distributed.sync_dice_stats must be true/false"),
+    ({"shards": 2}, "unknown key distributed.shards"),
+    ({"sharding": "row_wise"}, "needs distributed.embeddings = 'torchrec'"),
+])
+def test_bad_distributed_values_are_named(section, needle) -> None:
+    assert needle in error_of(distributed=section)
+
+
+@pytest.mark.parametrize(("model", "training", "needle"), [
+    ({**TORCHREC_MODEL, "embedding_dim": 18}, {}, "model.embedding_dim a multiple of 4"),
+    ({"embedding_dim": 8}, {}, "takes no embedding regularization"),  # MBA, the default
+    ({"embedding_dim": 8, "embedding_regularization": "l2"}, {},
+     "takes no embedding regularization"),  # DeepCTR's full-table L2
+    ({**TORCHREC_MODEL, "sparse_embeddings": True}, {}, "model.sparse_embeddings"),
+    (TORCHREC_MODEL, {"optimizer": "rmsprop"}, "training.optimizer must be one of sgd, "
+     "adagrad, adam"),
+    (TORCHREC_MODEL, {"optimizer": "adam"}, "FBGEMM's CPU kernels fuse sgd and adagrad only"),
+])
+def test_torchrec_refuses_what_sharded_tables_cannot_take(model, training, needle) -> None:
+    message = error_of(distributed={"embeddings": "torchrec"}, model=model, training=training)
+    assert needle in message
+    assert "distributed.embeddings = 'torchrec'" in message
+
+
+def test_torchrec_takes_dims_of_4k_without_embedding_regularization() -> None:
+    config = make(distributed={"embeddings": "torchrec", "sharding": "table_wise"},
+                  model=TORCHREC_MODEL, training={"optimizer": "adagrad"})
+    assert (config.distributed.embeddings, config.distributed.sharding) == ("torchrec",
+                                                                            "table_wise")

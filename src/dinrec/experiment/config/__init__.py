@@ -1,6 +1,6 @@
 """ExperimentConfig: the frozen, typed description of one training run, read from TOML.
 
-Four sections, each a frozen dataclass; an unknown key, a value of the wrong type or a
+Five sections, each a frozen dataclass; an unknown key, a value of the wrong type or a
 missing data path is a ConfigError (a ValueError) whose message names the key:
 
     [data]      a dataset directory (`dataset`), or a raw log to build one from
@@ -8,6 +8,7 @@ missing data path is a ConfigError (a ValueError) whose message names the key:
     [model]     `embedding_dim`, `use_profile` and every ModelConfig setting but `seed`
     [training]  epochs, batch size, optimizer, learning rate, seed, validation, early stop
     [output]    run directory, name, checkpoint interval, plots
+    [distributed]  under torchrun: DDP or TorchRec tables, Dice statistics, MBA ids, buckets
 
 Relative paths (data.dataset, data.path, data.behaviors_path, output.dir) written in a
 config FILE are resolved against the directory of that file, so a config works from any
@@ -38,6 +39,7 @@ from dinrec.experiment.config.sections import (
     MONITORS,
     SECTIONS,
     DataConfig,
+    DistributedConfig,
     ExperimentConfig,
     ModelSection,
     OutputConfig,
@@ -45,7 +47,7 @@ from dinrec.experiment.config.sections import (
 )
 from dinrec.experiment.config.typed_tables import ConfigError
 
-__all__ = ["DEVICES", "MONITORS", "SECTIONS", "ConfigError", "DataConfig", "ExperimentConfig",
-           "ModelSection", "OutputConfig", "TrainingConfig", "anchor_paths", "apply_overrides",
-           "check_config", "check_data_config", "config_from_dict", "dump_config",
-           "load_config", "parse_override", "read_toml"]
+__all__ = ["DEVICES", "MONITORS", "SECTIONS", "ConfigError", "DataConfig", "DistributedConfig",
+           "ExperimentConfig", "ModelSection", "OutputConfig", "TrainingConfig", "anchor_paths",
+           "apply_overrides", "check_config", "check_data_config", "config_from_dict",
+           "dump_config", "load_config", "parse_override", "read_toml"]

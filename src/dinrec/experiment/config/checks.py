@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from dinrec.data.dataset import META_FILE
-from dinrec.experiment.config.sections import DEVICES, MONITORS, DataConfig, ExperimentConfig
+from dinrec.experiment.config.sections import (
+    DEVICES,
+    EMBEDDINGS,
+    MBA_IDS,
+    MONITORS,
+    SHARDINGS,
+    DataConfig,
+    ExperimentConfig,
+)
 from dinrec.experiment.config.typed_tables import ConfigError
 
 
@@ -38,6 +46,49 @@ def check_config(config: ExperimentConfig) -> None:
         raise ConfigError(f"model.embedding_dim must be >= 1, got {config.model.embedding_dim}")
     if config.output.checkpoint_every < 0:
         raise ConfigError("output.checkpoint_every must be >= 0 (0: only at epoch ends)")
+    check_distributed(config)
+
+
+# The optimizers FBGEMM fuses into TorchRec's backward, by training.optimizer.
+TORCHREC_OPTIMIZERS = ("sgd", "adagrad", "adam")
+
+
+def check_distributed(config: ExperimentConfig) -> None:
+    """[distributed] values, and the combinations TorchRec-sharded tables cannot take."""
+    d = config.distributed
+    for key, valid in (("embeddings", EMBEDDINGS), ("sharding", SHARDINGS),
+                       ("mba_ids", MBA_IDS)):
+        if getattr(d, key) not in valid:
+            raise ConfigError(f"distributed.{key} must be one of {', '.join(valid)}, "
+                              f"got {getattr(d, key)!r}")
+    if d.bucket_cap_mb < 0:
+        raise ConfigError(f"distributed.bucket_cap_mb must be >= 0 (0: automatic), got "
+                          f"{d.bucket_cap_mb}")
+    if d.embeddings != "torchrec":
+        if d.sharding != "auto":
+            raise ConfigError(f"distributed.sharding = {d.sharding!r} shards TorchRec tables: "
+                              "it needs distributed.embeddings = 'torchrec'")
+        return
+    net = config.model.network
+    why = "distributed.embeddings = 'torchrec'"
+    if config.model.embedding_dim % 4:
+        raise ConfigError(f"{why} needs model.embedding_dim a multiple of 4 (FBGEMM's "
+                          f"kernels), got {config.model.embedding_dim}")
+    if net.embedding_regularization == "mba" or net.resolved_l2_reg_embedding > 0:
+        raise ConfigError(f"{why} takes no embedding regularization (no rank holds a sharded "
+                          "table whole): set model.embedding_regularization = 'l2' and "
+                          "model.l2_reg_embedding = 0")
+    if net.sparse_embeddings:
+        raise ConfigError(f"{why} updates the tables in TorchRec's fused backward: "
+                          "model.sparse_embeddings does not apply; remove it")
+    if config.training.optimizer not in TORCHREC_OPTIMIZERS:
+        raise ConfigError(f"{why} fuses the tables' optimizer into the backward (FBGEMM): "
+                          f"training.optimizer must be one of {', '.join(TORCHREC_OPTIMIZERS)}"
+                          f", got {config.training.optimizer!r}")
+    if config.training.optimizer == "adam" and config.training.device == "cpu":
+        raise ConfigError(f"{why}: FBGEMM's CPU kernels fuse sgd and adagrad only; set "
+                          "training.optimizer = 'adagrad' or 'sgd' (adam needs "
+                          "training.device = 'cuda')")
 
 
 def _check_optimizer(name: str) -> None:

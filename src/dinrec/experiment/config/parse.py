@@ -14,6 +14,7 @@ from dinrec.experiment.config.sections import (
     _MODEL_OWNED,
     SECTIONS,
     DataConfig,
+    DistributedConfig,
     ExperimentConfig,
     ModelSection,
     OutputConfig,
@@ -74,9 +75,12 @@ def config_from_dict(
         model, network=dataclasses.replace(model.network, seed=training.seed))
     data = DataConfig(**section_kwargs(DataConfig, raw.get("data", {}), "data"))
     output = OutputConfig(**section_kwargs(OutputConfig, raw.get("output", {}), "output"))
+    distributed = DistributedConfig(**section_kwargs(
+        DistributedConfig, raw.get("distributed", {}), "distributed"))
     config = ExperimentConfig(
         data=_resolve_data_paths(data, base), model=model, training=training,
         output=dataclasses.replace(output, dir=_absolute(output.dir, base)),
+        distributed=distributed,
     )
     check_config(config)
     return config

@@ -8,7 +8,7 @@ from typing import Any
 
 from dinrec.models.config import ModelConfig
 
-SECTIONS = ("data", "model", "training", "output")
+SECTIONS = ("data", "model", "training", "output", "distributed")
 MONITORS = ("val_gauc", "val_auc", "val_loss", "val_logloss")
 # ModelConfig settings the [model] section does not take: the one seed lives in [training].
 _MODEL_OWNED = ("seed",)
@@ -149,14 +149,47 @@ class OutputConfig:
     plots: bool = True
 
 
+EMBEDDINGS = ("ddp", "torchrec")
+SHARDINGS = ("auto", "row_wise", "table_wise")
+MBA_IDS = ("auto", "bucket", "gather")
+
+
+@dataclass(frozen=True)
+class DistributedConfig:
+    """[distributed]: how ranks share the work under torchrun (ignored by one process).
+
+    Args:
+        embeddings: "ddp" (every rank holds every table; gradients averaged by DDP) or
+            "torchrec" (tables sharded over the ranks with TorchRec; dense part under DDP).
+        sharding: torchrec: "row_wise", "table_wise", or "auto" (TorchRec's planner picks
+            per table); the plan is printed in train.log.
+        sync_dice_stats: Dice batch statistics over every rank's batch (the same numbers as
+            one process with the global batch; two collectives per Dice layer and step);
+            false: per-rank statistics, as BatchNorm without SyncBatchNorm (no collective;
+            the moving statistics are averaged over ranks each step).
+        mba_ids: how MBA learns every rank's batch ids: "bucket" (presence masks in the
+            gradient all-reduce), "gather" (two all-gathers a step) or "auto" (bucket unless
+            the tables have sparse gradients).
+        bucket_cap_mb: DDP's gradient bucket size in MiB; 0: one bucket for every gradient
+            on gloo (CPU), DDP's 25 MiB on nccl.
+    """
+
+    embeddings: str = "ddp"
+    sharding: str = "auto"
+    sync_dice_stats: bool = True
+    mba_ids: str = "auto"
+    bucket_cap_mb: float = 0.0
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """One experiment: data, model, training and output sections."""
+    """One experiment: data, model, training, output and distributed sections."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelSection = field(default_factory=ModelSection)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """{section: {key: value}} in TOML's shapes (lists, no None)."""

@@ -5,10 +5,13 @@ the library stays single-process code with a few hooks.
   small collectives, and callbacks that keep ranks in step (exported here).
 - ddp: wrap_trainer, DDP around a Trainer's model with the cross-rank Dice statistics, MBA
   ids, sparse-gradient sync and evaluation gather.
+- bucket_riders: what rides in DDP's last gradient bucket (MBA's ids, per-rank Dice moving
+  statistics), so a step needs no collective of its own for them.
 - sharding: sharded batch sources (DistributedSampler-like index shards, local row-range
   shards, streaming loaders cut to an agreed number of batches).
 - sync: what crosses ranks inside a step, and the evaluation gather.
 - torchrec_tables: optional TorchRec-sharded embedding tables.
+- sharded_checkpoint: their checkpoints, with torch.distributed.checkpoint.
 
 `dinrec train` under torchrun is dinrec.experiment.runner's run_experiment, the same run
 as in one process (rank 0 writes; restarts resume), above training.

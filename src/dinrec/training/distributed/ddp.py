@@ -5,8 +5,12 @@ what checkpoints, bundles and evaluation use):
 
 - the training forward runs through DistributedDataParallel (forward_module), which
   averages gradients over ranks; DDP broadcasts rank 0's weights when it is built;
-- Dice uses statistics of the global batch (DiceSync), as one process would;
-- MBA penalises the union of every rank's batch ids (regularizer_ids);
+- Dice uses statistics of the global batch (DiceSync), as one process would, or per-rank
+  statistics whose moving averages are averaged over ranks (sync_dice_stats=False);
+- MBA penalises the union of every rank's batch ids (regularizer_ids), learnt from presence
+  masks carried in the last gradient bucket (bucket_riders), or all-gathered;
+- one gradient bucket on gloo, so a step waits for the other ranks once (plus twice per Dice
+  layer with synchronised statistics);
 - sparse embedding gradients are gathered where DDP cannot all-reduce them (NCCL);
 - evaluate()/scores() gather every rank's scores and drop padded duplicates (gather_scores).
 
@@ -27,7 +31,15 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from dinrec.layers.activation import Dice
 from dinrec.layers.embedding import sparse_parameters
+from dinrec.training.distributed.bucket_riders import (
+    MovingStatistics,
+    Rider,
+    RidingHook,
+    TablePresence,
+    riding_hook,
+)
 from dinrec.training.distributed.launch import current
 from dinrec.training.distributed.sync import (
     GlobalTableIds,
@@ -40,6 +52,7 @@ if TYPE_CHECKING:
     from dinrec.training.trainer import Trainer
 
 SPARSE_SYNC = ("auto", "ddp", "gather")
+MBA_IDS = ("auto", "bucket", "gather")
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -53,6 +66,8 @@ def wrap_trainer(
     sync_dice_stats: bool = True,
     sparse_sync: str = "auto",
     find_unused_parameters: bool = False,
+    mba_ids: str = "auto",
+    bucket_cap_mb: float | None = None,
 ) -> Trainer:
     """Make `trainer` train its model data-parallel over the process group (no-op alone).
 
@@ -62,12 +77,21 @@ def wrap_trainer(
     Args:
         trainer: the Trainer (e.g. model.trainer after compile).
         sync_dice_stats: Dice batch statistics over all ranks (exact equivalence with one
-            process). False keeps them per rank, like BatchNorm without SyncBatchNorm; DDP
-            then broadcasts rank 0's running statistics at each training step.
+            process; two collectives per Dice layer and step, forward and backward). False
+            keeps them per rank, like BatchNorm without SyncBatchNorm (no collective; the
+            moving statistics are averaged over ranks in the gradient bucket each step).
         sparse_sync: how sparse embedding gradients are averaged: "ddp" (DDP's sparse
             all-reduce: gloo only), "gather" (all-gather of indices and values: any backend),
             "auto" (ddp on gloo, gather otherwise).
         find_unused_parameters: passed to DDP (only for models that skip parameters).
+        mba_ids: how ranks learn the union of every rank's batch ids (MBA penalises it;
+            lazily averaged tables catch its rows up): "bucket" (presence masks in the last
+            gradient bucket: no collective of its own), "gather" (two all-gathers a step),
+            "auto" (bucket unless the model has sparse tables, whose gradients a DDP
+            communication hook cannot carry).
+        bucket_cap_mb: DDP's gradient bucket size; None: one bucket for every dense gradient
+            on gloo (CPU: one wait per step instead of one per bucket; overlap buys nothing
+            when each rank has one core), DDP's default (25 MB) on nccl.
 
     Returns:
         The same trainer, with forward_module, regularizer_ids and gather_scores set.
@@ -77,6 +101,8 @@ def wrap_trainer(
         return trainer
     if sparse_sync not in SPARSE_SYNC:
         raise ValueError(f"sparse_sync must be one of {SPARSE_SYNC}, got {sparse_sync!r}")
+    if mba_ids not in MBA_IDS:
+        raise ValueError(f"mba_ids must be one of {MBA_IDS}, got {mba_ids!r}")
     if isinstance(trainer.forward_module, DistributedDataParallel):
         return trainer  # already wrapped
     model = trainer.model
@@ -84,28 +110,64 @@ def wrap_trainer(
     if env.backend == "nccl" and devices != {"cuda"}:
         raise ValueError("the nccl backend needs the model on cuda:LOCAL_RANK; move it there "
                          "or call init_from_env(device='cpu') for gloo")
+    sparse = sparse_parameters(model)
+    riding = not sparse  # a communication hook takes dense buckets only
+    if mba_ids == "bucket" and not riding:
+        raise ValueError("mba_ids='bucket' needs dense embedding gradients (a DDP "
+                         "communication hook cannot carry sparse ones); use 'gather'")
+    # The union of every rank's batch ids: MBA penalises it, and lazily averaged tables
+    # catch its rows up (a row moves when any rank's batch uses it).
+    mba = getattr(getattr(model, "config", None), "embedding_regularization", None) == "mba"
+    lazy = trainer.averaging is not None and bool(trainer.averaging.tables)
+    needs_ids = mba or lazy
+    use_bucket = needs_ids and riding and mba_ids != "gather"
+    gather_ids = needs_ids and not use_bucket
+    dice = sum(isinstance(m, Dice) for m in model.modules())
+    gather_sparse = bool(sparse) and (
+        sparse_sync == "gather" or (sparse_sync == "auto" and env.backend != "gloo"))
     # Collectives issued inside forward/backward (Dice, MBA ids, sparse gradients) get their
     # own group, so they never interleave with DDP's asynchronous gradient buckets.
-    side = dist.new_group(backend=env.backend)
-    synced = sync_dice(model, side) if sync_dice_stats else 0
-    # Without SyncBatchNorm (CPU has none), BatchNorm and unsynced Dice keep per-rank
-    # running statistics: DDP then broadcasts rank 0's at each step so ranks agree.
+    needs_side = (sync_dice_stats and dice > 0) or gather_ids or gather_sparse
+    side = dist.new_group(backend=env.backend) if needs_side else None
+    if sync_dice_stats:
+        sync_dice(model, side)
+    # BatchNorm (without SyncBatchNorm: CPU has none) keeps per-rank running statistics:
+    # DDP then broadcasts rank 0's at each step so ranks agree. Per-rank Dice statistics
+    # are averaged in the bucket instead, or broadcast where no hook can carry them.
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    broadcast_buffers = has_bn or (not sync_dice_stats) or synced == 0
+    average_dice = dice > 0 and not sync_dice_stats
+    broadcast_buffers = has_bn or (average_dice and not riding)
     if has_bn and "cuda" in devices:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    sparse = sparse_parameters(model)
-    if sparse and (sparse_sync == "gather" or (sparse_sync == "auto" and env.backend != "gloo")):
+    if gather_sparse:
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, list(sparse))
         gather_sparse_gradients(list(sparse.values()), side)
+    if bucket_cap_mb is None and env.backend == "gloo":
+        dense_bytes = sum(p.numel() * p.element_size() for p in model.parameters()
+                          if p.requires_grad)
+        bucket_cap_mb = dense_bytes / 2**20 + 1.0
     device_ids = [env.local_rank] if devices == {"cuda"} else None
-    trainer.forward_module = DistributedDataParallel(
+    ddp = DistributedDataParallel(
         model,
         device_ids=device_ids,
         forward_sync_buffers=broadcast_buffers,
         find_unused_parameters=find_unused_parameters,
+        bucket_cap_mb=bucket_cap_mb,
     )
-    ids_hook = GlobalTableIds(side)
+    riders: list[Rider] = []
+    ids_hook: Any
+    if use_bucket:
+        presence = TablePresence(model)
+        ddp.register_forward_pre_hook(presence.before_forward)
+        riders.append(presence)
+        ids_hook = presence
+    else:
+        ids_hook = GlobalTableIds(side)
+    if average_dice and riding:
+        riders.append(MovingStatistics(model, env.world_size))
+    if riders:
+        ddp.register_comm_hook(RidingHook(riders), riding_hook)
+    trainer.forward_module = ddp
     trainer.regularizer_ids = ids_hook
     if trainer.regularizer is not None:
         trainer.regularizer.ids_hook = ids_hook

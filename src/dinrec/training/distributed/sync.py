@@ -16,41 +16,22 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.autograd.function import once_differentiable
 
 from dinrec.layers.activation import Dice
 from dinrec.training.distributed.launch import all_gather_rows, get_world_size, is_distributed
 
 
 # ----- Dice --------------------------------------------------------------------------------
-class _AllReduceSum(torch.autograd.Function):
-    """Differentiable sum over ranks: the backward sums each rank's gradient the same way."""
-
-    @staticmethod
-    def forward(ctx: Any, tensor: torch.Tensor, group: Any) -> torch.Tensor:
-        ctx.group = group
-        out = tensor.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(out, group=group)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return _AllReduceSum.apply(grad, ctx.group), None
-
-
-def all_reduce_sum(tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
-    """tensor summed over ranks, differentiable (torch.distributed.nn's is deprecated)."""
-    out: torch.Tensor = _AllReduceSum.apply(tensor, group)
-    return out
-
-
 class DiceSync:
     """Dice's training forward with batch statistics over all ranks (set as Dice.sync).
 
-    One differentiable all-reduce per call, of the float64 sums (x, x^2, count): in float64,
-    var = E[x^2] - E[x]^2 has no float32 cancellation, and one collective instead of two
-    (mean, then centred squares) halves the waits, which dominate on busy CPUs. Its backward
-    sums each rank's gradient of the statistics, which with DDP's gradient average gives the
-    gradient of the global batch's mean loss, as in one process.
+    Two all-reduces per call, as SyncBatchNorm: the statistics in forward, the gradient sums
+    through them in backward (_SyncDice). Each rank computes its mean and centred sum of
+    squares in float32 (no cancellation); the ranks' parts are
+    combined in float64 (Chan's parallel formula), so var = E[x^2] - E[x]^2 never cancels in
+    float32. The backward sums each rank's gradient of the statistics, which with DDP's
+    gradient average gives the gradient of the global batch's mean loss, as in one process.
 
     Args:
         group: the process group (a side group keeps these out of DDP's gradient buckets).
@@ -60,34 +41,85 @@ class DiceSync:
         self.group = group
 
     def __call__(self, dice: Dice, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        h = x.shape[-1]
-        flat = x.reshape(-1, h)  # [N, H]
-        wide = flat.double()
-        if mask is None:
-            local = torch.cat([wide.sum(dim=0), wide.square().sum(dim=0),
-                               wide.new_full((1,), float(flat.shape[0]))])
-        else:
-            w = mask.reshape(1, -1).double()  # [1, N], 1 = valid position
-            local = torch.cat([(w @ wide).squeeze(0), (w @ wide.square()).squeeze(0),
-                               w.sum().reshape(1)])
-        total = all_reduce_sum(local, self.group)  # [2H + 1]: sums, sums of squares, count
-        count = total[2 * h]
-        if not bool(count > 0):  # no valid position on any rank: fixed statistics
-            rstd = torch.rsqrt(dice.running_var + dice.eps)
-            return _dice(x, (x - dice.running_mean) * rstd, dice.alpha)
-        mean64 = total[:h] / count
-        var64 = (total[h : 2 * h] / count - mean64.square()).clamp_min(0.0)  # biased
-        mean, var = mean64.to(x.dtype), var64.to(x.dtype)  # [H]
+        flat = x.reshape(-1, x.shape[-1])  # [N, H]
+        weights = None if mask is None else mask.reshape(-1).to(flat.dtype)  # [N], 1 = valid
+        out, mean, var = _SyncDice.apply(flat, dice.alpha, weights, dice.eps, self.group)
+        if mean is None:  # no valid position on any rank: the moving statistics
+            return dice._moving(x)
         with torch.no_grad():
-            dice.running_mean.lerp_(mean.detach(), dice.momentum)
-            dice.running_var.lerp_(var.detach(), dice.momentum)
-        u = (flat - mean) * torch.rsqrt(var + dice.eps)
-        return _dice(flat, u, dice.alpha).reshape(x.shape)
+            dice.running_mean.lerp_(mean, dice.momentum)
+            dice.running_var.lerp_(var, dice.momentum)
+        return out.reshape(x.shape)
 
 
-def _dice(x: torch.Tensor, u: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """f = p*x + (1-p)*alpha*x with p = sigmoid(u), written as x * (alpha + p*(1-alpha))."""
-    return x * (alpha + torch.sigmoid(u) * (1.0 - alpha))
+def _local_moments(x: torch.Tensor, w: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """(count, mean [H], centred sum of squares [H]) of the valid rows, float32 math."""
+    # Two passes (mean, then centred squares): torch.var_mean along dim 0 is ~7x slower
+    # on CPU (2.9 ms against 0.43 ms for [6400, 80]).
+    if w is None:
+        mean = x.mean(dim=0)  # [H]
+        return x.new_tensor(float(x.shape[0])), mean, (x - mean).square().sum(dim=0)
+    n = w.sum()
+    mean = (w @ x) / n.clamp_min(1.0)  # [H]
+    return n, mean, w @ (x - mean).square()
+
+
+class _SyncDice(torch.autograd.Function):
+    """Dice of x [N, H] normalised by the global batch's statistics; backward by hand.
+
+    Forward returns (out [N, H], mean [H], biased var [H]) with mean/var None when no rank
+    has a valid row (the caller then uses the moving statistics).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, alpha: torch.Tensor, w: torch.Tensor | None,
+                eps: float, group: Any) -> tuple[Any, Any, Any]:
+        n, mean, m2 = _local_moments(x, w)
+        # Chan: sum n_r m_r and sum (M2_r + n_r m_r^2) over ranks, in float64.
+        mean64 = mean.double()
+        local = torch.cat([mean64 * n.double(), m2.double() + n.double() * mean64.square(),
+                           n.double().reshape(1)])  # [2H + 1]
+        dist.all_reduce(local, group=group)
+        h = x.shape[1]
+        count = local[2 * h]
+        ctx.group, ctx.eps = group, eps
+        if not bool(count > 0):
+            ctx.empty = True
+            return x.new_zeros(()), None, None
+        ctx.empty = False
+        gmean64 = local[:h] / count
+        gvar64 = (local[h: 2 * h] / count - gmean64.square()).clamp_min(0.0)  # biased
+        gmean, gvar = gmean64.to(x.dtype), gvar64.to(x.dtype)
+        rstd = torch.rsqrt(gvar + eps)  # [H]
+        u = (x - gmean).mul_(rstd)  # [N, H]
+        p = torch.sigmoid(u)
+        out = torch.addcmul(alpha, p, 1.0 - alpha).mul_(x)  # x * (alpha + p (1 - alpha))
+        ctx.save_for_backward(x, u, p, alpha, rstd, w, count)
+        ctx.mark_non_differentiable(gmean, gvar)
+        return out, gmean, gvar
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor, *_: Any) -> tuple[Any, ...]:
+        if ctx.empty:
+            return None, None, None, None, None
+        x, u, p, alpha, rstd, w, count = ctx.saved_tensors
+        gx = grad * x  # dL/d(factor), factor = alpha + p (1 - alpha)   [N, H]
+        grad_alpha = gx.sum(0) - (gx * p).sum(0)  # d factor / d alpha = 1 - p   [H]
+        grad_u = torch.ops.aten.sigmoid_backward(gx, p).mul_(1.0 - alpha)  # [N, H]
+        # The statistics see every row of every rank: sum grad_u and grad_u * u over all.
+        sums = torch.cat([grad_u.sum(0), (grad_u * u).sum(0)]).double()  # [2H]
+        dist.all_reduce(sums, group=ctx.group)
+        h = x.shape[1]
+        s1 = (sums[:h] / count).to(x.dtype)
+        s2 = (sums[h:] / count).to(x.dtype)
+        # dL/dx = rstd * (grad_u - w * (S1 + u * S2) / count) + grad * factor
+        correction = torch.addcmul(s1, u, s2)  # [N, H]
+        if w is not None:
+            correction.mul_(w.unsqueeze(1))
+        grad_x = (grad_u - correction).mul_(rstd)
+        grad_x.addcmul_(grad, torch.addcmul(alpha, p, 1.0 - alpha))
+        return grad_x, grad_alpha, None, None, None
 
 
 def sync_dice(model: torch.nn.Module, group: Any = None) -> int:

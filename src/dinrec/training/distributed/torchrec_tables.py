@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from dinrec.schema import FeatureSchema
     from dinrec.training.trainer import Trainer
 
-SHARDINGS = ("row_wise", "table_wise")
+SHARDINGS = ("row_wise", "table_wise", "auto")
 
 
 def torchrec_available() -> bool:
@@ -81,6 +81,7 @@ class TorchRecEmbeddingBank(nn.Module):
             for dim, configs in sorted(by_dim.items())})
         self.members = {key: [c.name for c in by_dim[int(key[3:])]] for key in self.collections}
         self._rows: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.plain_parameter_names: list[str] = []  # set by wrap_trainer_torchrec
 
     def prepare(self, inputs: dict[str, torch.Tensor]) -> None:
         """Fetch the rows of every id in the batch: one sharded lookup for all tables."""
@@ -146,7 +147,8 @@ def shard_embeddings(
     Args:
         model: the InterestNetwork (DIN / EmbeddingMLP); its regularization must not touch
             the tables (l2_reg_embedding=0, embedding_regularization="l2").
-        sharding: "row_wise" (each rank a slice of every table's rows) or "table_wise".
+        sharding: "row_wise" (each rank a slice of every table's rows), "table_wise" or
+            "auto" (TorchRec's planner picks per table).
         optimizer: the fused embedding optimizer: "sgd", "adagrad", "rowwise_adagrad" or
             "adam" (FBGEMM's exact kernels).
         lr: its learning rate.
@@ -186,18 +188,49 @@ def shard_embeddings(
     bank = TorchRecEmbeddingBank(model.schema)
     model.embeddings = bank  # type: ignore[assignment]  # the same lookup() contract
     model.register_forward_pre_hook(_prepare_hook)
-    kind = {"row_wise": ShardingType.ROW_WISE, "table_wise": ShardingType.TABLE_WISE}[sharding]
     sharder = EmbeddingCollectionSharder(
         fused_params={"optimizer": optimizers[optimizer], "learning_rate": lr})
+    constraints = None
+    if sharding != "auto":
+        kind = {"row_wise": ShardingType.ROW_WISE, "table_wise": ShardingType.TABLE_WISE}[sharding]
+        constraints = {t: ParameterConstraints(sharding_types=[kind.value]) for t in bank.tables}
     planner = EmbeddingShardingPlanner(
         topology=Topology(world_size=env.world_size, compute_device="cpu"),
-        constraints={t: ParameterConstraints(sharding_types=[kind.value]) for t in bank.tables})
+        constraints=constraints)
     plan = planner.collective_plan(model, [sharder], dist.GroupMember.WORLD)
     dmp = DistributedModelParallel(model, device=torch.device("cpu"), plan=plan,
                                    sharders=[sharder])
     if copy_weights:
         load_full_tables(model, full)
     return dmp
+
+
+def plain_key(bank: TorchRecEmbeddingBank) -> dict[str, str]:
+    """{sharded state key: the plain EmbeddingBank's key} of every table."""
+    return {f"embeddings.collections.{key}.embeddings.{t}.weight": f"embeddings.tables.{t}.weight"
+            for key, tables in bank.members.items() for t in tables}
+
+
+def plain_state_dict(model: InterestNetwork) -> dict[str, torch.Tensor] | None:
+    """The unsharded model's state dict, on rank 0 (None elsewhere); collective.
+
+    Every table is gathered whole onto rank 0 (the bundle is the single-process one, so the
+    tables must fit one process there); the dense weights are rank 0's own.
+    """
+    bank = model.embeddings
+    assert isinstance(bank, TorchRecEmbeddingBank)
+    rename = plain_key(bank)
+    main = current().is_main
+    out: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        if key not in rename:
+            out[key] = value.detach().clone()
+            continue
+        full = torch.empty(value.size(), dtype=value.dtype) if main else None
+        value.gather(dst=0, out=full)  # ShardedTensor: every rank sends its shards
+        if full is not None:
+            out[rename[key]] = full
+    return out if main else None
 
 
 def load_full_tables(model: InterestNetwork, tables: dict[str, torch.Tensor]) -> None:
@@ -227,20 +260,44 @@ def wrap_trainer_torchrec(
     embedding_optimizer: str = "sgd",
     embedding_lr: float = 0.01,
     dense_optimizer: Any = None,
+    sync_dice_stats: bool = True,
 ) -> Trainer:
     """wrap_trainer with TorchRec-sharded tables: forward through DMP, Dice synchronised,
     the dense optimizer rebuilt over the non-fused parameters, scores gathered.
 
     Args:
         dense_optimizer: a callable params -> torch optimizer (default: Adam, lr 1e-3).
+        sync_dice_stats: Dice statistics over every rank's batch (False: per rank, the
+            moving ones broadcast from rank 0 by DMP's DDP).
+
+    The trainable parameter names of the plain model, in its optimizer's order, are kept as
+    the bank's plain_parameter_names (checkpoints name optimizer state by parameter, so
+    they load across the plain and the sharded model).
     """
     from dinrec.training.distributed.sync import gather_scores, sync_dice
     from dinrec.training.weight_average import WeightAverage
     from dinrec.training.weight_average import dense_parameters as average_dense
 
     model = trainer.model
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
     dmp = shard_embeddings(model, sharding, optimizer=embedding_optimizer, lr=embedding_lr)
-    sync_dice(model, None)
+    bank = model.embeddings
+    assert isinstance(bank, TorchRecEmbeddingBank)
+    bank.plain_parameter_names = names
+    if sync_dice_stats:
+        sync_dice(model, None)
+    else:  # DMP's DDP does not broadcast buffers: average Dice's moving statistics instead
+        from torch.nn.parallel import DistributedDataParallel
+
+        from dinrec.training.distributed.bucket_riders import (
+            MovingStatistics,
+            RidingHook,
+            riding_hook,
+        )
+
+        dense = next(m for m in dmp.modules() if isinstance(m, DistributedDataParallel))
+        dense.register_comm_hook(RidingHook([MovingStatistics(model, current().world_size)]),
+                                 riding_hook)
     params = dense_parameters(dmp)
     make = dense_optimizer or (lambda ps: torch.optim.Adam(ps, lr=1e-3))
     trainer.optimizer = make(params)
