@@ -63,7 +63,10 @@ def test_adaptive_thresholds_reuse_pages_without_mallopt() -> None:
 
 @GLIBC
 def test_retained_heap_reuses_pages() -> None:
-    assert _faults_after("retain_freed_memory") < 300  # 0 measured
+    # 0 measured on a quiet machine, 1,234 once beside a benchmark (faults outside the
+    # rounds' blocks); the behavior under test is that no round faults its ~2,600 pages in
+    # again, so the bound is one round's pages over all 64, as for the adaptive thresholds.
+    assert _faults_after("retain_freed_memory") < 2_600
 
 
 def test_dense_table_warning_names_only_tables_over_the_adaptive_block() -> None:
