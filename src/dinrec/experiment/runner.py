@@ -196,6 +196,9 @@ def _run(
     trainer = model.trainer
     d = config.distributed
     sharded = env.is_distributed and d.embeddings == "torchrec"  # tables sharded (sharded_run)
+    if d.embeddings == "torchrec" and not env.is_distributed:
+        log("distributed.embeddings = 'torchrec' shards tables across torchrun's ranks; "
+            "one process trains them as plain tables")
     if sharded and streaming:
         raise ConfigError("distributed.embeddings = 'torchrec' reads the splits in memory "
                           "(its lookups are collective: every rank needs the same number of "

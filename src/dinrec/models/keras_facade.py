@@ -49,7 +49,7 @@ class KerasFacade(InterestNetwork):
             lr: learning rate for a named optimizer (Keras defaults otherwise).
             gauc_group: the input GAUC groups by (default user_id / user / uid).
             retain_memory: fix glibc's mmap and trim thresholds for the whole process
-                (mallopt), for steps larger than glibc's adaptive thresholds keep (62 MiB);
+                (mallopt), for steps with blocks over the 31 MiB glibc's adaptive thresholds keep;
                 off by default, which sets nothing process-wide (dinrec.training.allocator).
             train_metric_rows: a training epoch with more rows computes its AUC / GAUC over
                 a uniform sample of this many rows (logloss, accuracy and loss stay over

@@ -20,7 +20,7 @@ Two ways to keep those pages, one for the library and one for applications:
 - retain_freed_memory (`compile(..., retain_memory=True)`, and `dinrec train` / `dinrec
   demo`, applications entitled to it): mallopt fixes the mmap threshold at 64 MiB and the trim
   threshold at 1 GiB for the whole process, which also switches glibc's dynamic rule off
-  for good; for steps whose working set exceeds the 62 MiB the adaptive thresholds keep.
+  for good; for steps with blocks over the 31 MiB the adaptive thresholds keep in the heap.
 
 Until the adaptive thresholds, the Trainer called retain_freed_memory by default. Measured
 with bench/throughput.py (ml100k rating, 3 epochs, 1 thread, 3 alternating pairs, medians,

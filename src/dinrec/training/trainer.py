@@ -91,12 +91,12 @@ class Trainer:
         group_column: input GAUC groups by (default: user_id / user / uid when present).
         lr: learning rate for a named optimizer (Keras defaults otherwise).
         retain_memory: also fix glibc's mmap and trim thresholds for the whole process
-            (mallopt; dinrec.training.allocator), for steps whose working set exceeds the
-            62 MiB that glibc's adaptive thresholds keep. Without it (the default) the
-            Trainer only lets those adaptive thresholds learn a step's block sizes, which
-            keeps ml100k's steps free of page faults and sets nothing process-wide; a
-            RuntimeWarning names any dense-gradient table larger than that keeps (over
-            31 MiB, e.g. 1M rows x 16), whose steps fault their buffers in anew.
+            (mallopt; dinrec.training.allocator), for steps with blocks over the 31 MiB
+            that glibc's adaptive thresholds keep in the heap. Without it (the default)
+            the Trainer only lets those adaptive thresholds learn a step's block sizes,
+            which keeps ml100k's steps free of page faults and sets nothing process-wide;
+            a RuntimeWarning names any dense-gradient table over 31 MiB (e.g. 1M rows x
+            16), whose steps fault their buffers in anew.
         train_metric_rows: the most rows of a training epoch its AUC / GAUC are computed
             over (a uniform sample beyond; default 1,000,000); None: every row, memory
             growing with the epoch.

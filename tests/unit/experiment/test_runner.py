@@ -112,3 +112,16 @@ def test_ema_momentum_reaches_the_trainer(
     if averaging is not None:
         assert averaging.momentum == 0.99
         assert len(averaging.params) == len(dense_parameters(model)) + len(model.schema.tables)
+
+
+def test_torchrec_tables_in_one_process_train_plain_and_say_so(
+    tmp_path: Path, tiny_raw_config: dict
+) -> None:
+    tiny_raw_config["distributed"] = {"embeddings": "torchrec"}
+    # What the config check asks of TorchRec tables: dims of 4k, no embedding penalty, sgd.
+    tiny_raw_config.setdefault("model", {}).update(
+        embedding_dim=8, embedding_regularization="l2", l2_reg_embedding=0.0)
+    tiny_raw_config["training"]["optimizer"] = "sgd"
+    run_experiment(config_from_dict(tiny_raw_config), tmp_path / "run", verbose=0)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "one process trains them as plain tables" in log
