@@ -27,8 +27,17 @@ def _workers(server: Server) -> set[int]:
         pytest.skip("needs /proc to list the worker processes")
     # uvicorn's spawned workers, beside multiprocessing's resource tracker (no --port).
     pids = {int(p) for p in children.read_text().split()}
-    return {p for p in pids if b"dinrec" in Path(f"/proc/{p}/cmdline").read_bytes()
-            or b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()}
+    return {p for p in pids if _is_worker(p)}
+
+
+def _is_worker(pid: int) -> bool:
+    # A worker replaced on SIGHUP can exit between listing the children and reading its
+    # cmdline: a process that is gone is no longer a worker.
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return b"dinrec" in cmdline or b"spawn_main" in cmdline
 
 
 def _wait_workers(server: Server, n: int) -> set[int]:
