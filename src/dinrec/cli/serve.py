@@ -115,6 +115,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads of torch (default 1, see docs/serving.md)")
+    parser.add_argument(
+        "--kernel-threads", type=int, metavar="N",
+        help="most threads the fused activation-unit kernel runs at once, all requests "
+        "together: a large request (long history, many candidates) takes the free ones "
+        "(default: the CPUs this process may use, divided among --workers; 1: each request "
+        "on its own thread)",
+    )
     parser.add_argument("--log-level", default="info",
                         choices=("critical", "error", "warning", "info", "debug"))
     parser.add_argument("--access-log", action="store_true", help="log every request")
@@ -152,6 +159,19 @@ def set_threads(threads: int) -> None:
         torch.set_num_interop_threads(1)
 
 
+def set_kernel_threads(threads: int | None, workers: int) -> int:
+    """Set (and return) the fused unit kernel's thread limit in this process: `threads`, or
+    the CPUs this process may use shared among the workers."""
+    from dinrec.serving import unit_kernel
+
+    if threads is None:
+        threads = max(1, unit_kernel.available_cpus() // workers)
+    if threads < 1:
+        raise UsageError(f"--kernel-threads must be >= 1, got {threads}")
+    unit_kernel.budget.limit = threads
+    return threads
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -178,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dinrec serve: warning: listening on {args.host} without an API key "
               "(--api-key-env)", file=sys.stderr)
     set_threads(args.threads)
+    kernel_threads = set_kernel_threads(args.kernel_threads, args.workers)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     config = ServeConfig(
         bundle=args.bundle, store=args.store, backend=args.backend,
@@ -205,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
     # A failing bundle or store has now said so in one line; the workers load their own.
     app.state.service.close()
     del app
-    os.environ[SETTINGS_ENV] = settings_env(config, limits, args.threads, args.log_level)
+    os.environ[SETTINGS_ENV] = settings_env(config, limits, args.threads, kernel_threads,
+                                         args.log_level)
     # A worker loads torch and the bundle before it answers uvicorn's health check: on a
     # busy machine that takes longer than uvicorn's 5 s, which would abort a SIGHUP restart.
     uvicorn.run(APP_FACTORY, factory=True, workers=args.workers, http=PROTOCOL,

@@ -37,15 +37,16 @@ ENV_CACHE = "DINREC_KERNEL_CACHE"
 # and reassociate the column sums. Linking with it would add crtfastmath.o, which turns on
 # flush-to-zero for the whole process when the library loads. Later entries are fallbacks
 # for C libraries without libmvec and compilers without -march=native.
-COMPILE_FLAGS = ("-O3", "-ffast-math", "-fPIC", "-std=c11")
+COMPILE_FLAGS = ("-O3", "-ffast-math", "-fPIC", "-std=c11", "-pthread")
 ATTEMPTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (("-march=native",), ("-lmvec", "-lm")),
-    (("-march=native",), ("-lm",)),
-    ((), ("-lm",)),
+    (("-march=native",), ("-lmvec", "-lm", "-pthread")),
+    (("-march=native",), ("-lm", "-pthread")),
+    ((), ("-lm", "-pthread")),
 )
 
-# The kernels run on one thread. Torch's ops run on all intra-op threads but make several
-# times the passes over memory; up to this many threads the kernels are still faster.
+# The kernels run on one thread (unit.c on as many as its caller asks for). Torch's ops run
+# on all intra-op threads but make several times the passes over memory; up to this many
+# threads the kernels are still faster.
 MAX_THREADS = 4
 
 _lock = threading.Lock()

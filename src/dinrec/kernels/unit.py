@@ -5,8 +5,9 @@ behaviors against C candidates, four behaviors at a time through every layer, so
 [C*T, H] activations never leave L1 (see unit.c). Widths must be padded to a multiple of
 LANES with zero weights (dinrec.serving.unit_kernel does it); the weights are checked and
 their pointers laid out once, so a call costs one ctypes call. `available(...)` first: the
-kernel is CPU float32, single-threaded, not traced by torch.compile or export, and the
-library may be unavailable (no C compiler); callers then use torch ops.
+kernel is CPU float32, not traced by torch.compile or export, and the library may be
+unavailable (no C compiler); callers then use torch ops. It runs on the calling thread, and
+on `threads - 1` more that it starts for the call when asked (they share the candidates).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ ACTIVATIONS = {"none": 0, "dice": 1, "prelu": 2, "relu": 3}
 _P, _I = ctypes.c_void_p, ctypes.c_int64
 _SIGNATURES: Signatures = (
     ("dinrec_unit_scores",
-     (_I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _P, _P, _P, _P, _P, _P, ctypes.c_float, _P),
+     (_I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _P, _P, _P, _P, _P, _P, ctypes.c_float, _P, _I),
      ctypes.c_int),
 )
 _library = functools.partial(load, "unit", _SIGNATURES)
@@ -106,8 +107,9 @@ class PaddedUnit:
         self._biases = _pointers([row[1] for row in self.tensors[1:]])
         self._params = _pointers([row[2] for row in self.tensors])
 
-    def scores(self, keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
-        """Raw scores [C, T] of keys [T, E] against queries [C, E] (float32, CPU)."""
+    def scores(self, keys: torch.Tensor, queries: torch.Tensor, threads: int = 1) -> torch.Tensor:
+        """Raw scores [C, T] of keys [T, E] against queries [C, E] (float32, CPU), on up to
+        `threads` threads (the same numbers whatever the count)."""
         if keys.dim() != 2 or queries.dim() != 2 or keys.shape[1] != self.dim or (
             queries.shape[1] != self.dim
         ):
@@ -122,7 +124,7 @@ class PaddedUnit:
         status = lib.dinrec_unit_scores(
             c, t, e, keys.data_ptr(), queries.data_ptr(), w_k, w_p, w_query, bias,
             self.layers, self._widths, self._weights, self._biases, self._acts, self._params,
-            self.w_out.data_ptr(), self.b_out, out.data_ptr(),
+            self.w_out.data_ptr(), self.b_out, out.data_ptr(), max(1, threads),
         )
         if status != 0:
             raise MemoryError("dinrec's native activation unit: out of memory")

@@ -12,6 +12,12 @@ moving statistics) / PReLU / ReLU layers without BatchNorm, then the output Line
 else, training mode, autograd, tracing / export, or no C compiler: None, and the caller runs
 the torch ops (same scores up to float rounding; the parity tests hold both to 1e-5).
 
+A call may use more cores than its own (unit.c shares the candidates between threads): as
+many as `budget` has free, one per PAIRS_PER_THREAD (candidate, behavior) pairs. A lone rank
+request with 1,000 behaviors x 100 candidates (~17 ms on one core of the 2-core box) then
+takes both cores, while under load, with every inference thread in a call, each call keeps
+to its own thread and nothing is oversubscribed.
+
 The padded weights are prepared once per unit and reused while no parameter or buffer of
 the unit has changed (torch's per-tensor version counters), so a unit trained further
 between calls is re-read, never served stale.
@@ -19,8 +25,11 @@ between calls is re-read, never served stale.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import weakref
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -32,6 +41,59 @@ from dinrec.layers.attention import ActivationUnit
 
 Key = tuple[tuple[torch.Tensor, int], ...]
 
+
+# ~1.4 ms of the kernel's work at widths 80-40 per thread. A smaller share would pay on an
+# idle machine (50 behaviors x 100 candidates: 0.92 -> 0.53 ms on 2 threads) but not under
+# load: at concurrency 8 such calls took 2 threads whenever the other inference thread was
+# between calls, and the server's CPU per request rose 13% (bench/serve_latency.py).
+PAIRS_PER_THREAD = 8192
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class CoreBudget:
+    """How many threads the kernel's calls in this process may run at once, all calls
+    together: each call takes what is free for its size, and always at least its own thread.
+
+    Args:
+        limit: the most threads at once (>= 1).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._lock = threading.Lock()
+        self._busy = 0
+        self.limit = limit
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @limit.setter
+    def limit(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"the unit kernel's thread limit must be >= 1, got {limit}")
+        self._limit = limit
+
+    @contextlib.contextmanager
+    def take(self, wanted: int) -> Iterator[int]:
+        """Threads for a call that could use `wanted`, held until the block ends."""
+        with self._lock:
+            n = max(1, min(wanted, self._limit - self._busy))
+            self._busy += n
+        try:
+            yield n
+        finally:
+            with self._lock:
+                self._busy -= n
+
+
+budget = CoreBudget(available_cpus())
 
 _lock = threading.Lock()
 _prepared: weakref.WeakKeyDictionary[ActivationUnit, tuple[Key, native.PaddedUnit | None]] = (
@@ -143,4 +205,5 @@ def unit_scores(unit: ActivationUnit, keys: torch.Tensor, query: torch.Tensor
     prepared = _prepared_for(unit)
     if prepared is None:
         return None
-    return prepared.scores(keys, query)
+    with budget.take(keys.shape[0] * query.shape[0] // PAIRS_PER_THREAD) as threads:
+        return prepared.scores(keys, query, threads)

@@ -61,11 +61,27 @@ def test_serve_has_connection_limits_with_defaults() -> None:
     ("--header-timeout", "--header-timeout must be > 0, got 0"),
     ("--max-connections", "--max-connections must be > 0, got 0"),
     ("--keep-alive-timeout", "--keep-alive-timeout must be > 0, got 0"),
+    ("--kernel-threads", "--kernel-threads must be >= 1, got 0"),
 ])
-def test_serve_refuses_a_zero_connection_limit(
+def test_serve_refuses_a_zero_connection_or_thread_limit(
     demo_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, said: str
 ) -> None:
     code = main(["serve", str(demo_bundle), "--store", f"sqlite:///{tmp_path / 's.db'}",
                  flag, "0"])
     assert code == 2
     assert said in capsys.readouterr().err
+
+
+def test_the_unit_kernel_threads_default_to_the_cpus_shared_among_the_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dinrec.cli.serve import set_kernel_threads
+    from dinrec.serving import unit_kernel
+
+    monkeypatch.setattr(unit_kernel, "available_cpus", lambda: 4)
+    monkeypatch.setattr(unit_kernel.budget, "limit", 4)  # restored after the test
+    assert (set_kernel_threads(None, 1), unit_kernel.budget.limit) == (4, 4)
+    assert (set_kernel_threads(None, 3), unit_kernel.budget.limit) == (1, 1)
+    assert (set_kernel_threads(None, 8), unit_kernel.budget.limit) == (1, 1)
+    assert (set_kernel_threads(2, 8), unit_kernel.budget.limit) == (2, 2)
+

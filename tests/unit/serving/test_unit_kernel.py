@@ -9,7 +9,7 @@ from torch import nn
 from dinrec.kernels import unit as native
 from dinrec.layers.activation import Dice, PReLU
 from dinrec.layers.attention import ActivationUnit
-from dinrec.serving import broadcast
+from dinrec.serving import broadcast, unit_kernel
 from dinrec.serving.unit_kernel import unit_scores
 
 pytestmark = pytest.mark.skipif(
@@ -138,3 +138,52 @@ def test_a_rank_forward_gives_the_same_logits_with_and_without_the_kernel(
         eager = forward(_user(4), _candidates())
     assert eager.std() > 1e-3
     assert float((fused - eager).abs().max()) <= 1e-5
+
+
+def test_a_call_shares_its_candidates_between_free_threads_with_the_same_scores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    unit = _unit(8, (20, 10), "dice")
+    keys, query = _inputs(9, 4000, 8)  # 36,000 pairs: 4 threads' worth (PAIRS_PER_THREAD 8,192)
+    asked: list[int] = []
+    scores = native.PaddedUnit.scores
+
+    def spy(self: native.PaddedUnit, k: torch.Tensor, q: torch.Tensor, threads: int = 1
+            ) -> torch.Tensor:
+        asked.append(threads)
+        return scores(self, k, q, threads)
+
+    monkeypatch.setattr(native.PaddedUnit, "scores", spy)
+    results = {}
+    for limit in (1, 3, 8):
+        monkeypatch.setattr(unit_kernel.budget, "limit", limit)
+        with torch.inference_mode():
+            results[limit] = unit_scores(unit, keys, query)
+    with torch.inference_mode():
+        small = unit_scores(unit, keys[:10], query)  # 90 pairs: one thread whatever is free
+        want = _eager(unit, keys, query)
+    assert asked == [1, 3, 4, 1]
+    assert small is not None and torch.equal(small, results[8][:, :10])
+    assert torch.equal(results[1], results[3]) and torch.equal(results[1], results[8])
+    assert float((results[1] - want).abs().max()) <= 1e-5 * max(1.0, float(want.abs().max()))
+
+
+def test_no_candidates_give_an_empty_score_table() -> None:
+    unit = _unit(8, (16,), "relu")
+    keys, query = _inputs(0, 3, 8)
+    with torch.inference_mode():
+        got = unit_scores(unit, keys, query)
+    assert got is not None and got.shape == (0, 3)
+
+
+def test_the_core_budget_gives_each_call_what_is_free_and_at_least_one_thread() -> None:
+    budget = unit_kernel.CoreBudget(3)
+    with budget.take(2) as first:
+        with budget.take(5) as second, budget.take(5) as third:
+            assert (first, second, third) == (2, 1, 1)  # the third oversubscribes by one
+        with budget.take(0) as fourth:
+            assert fourth == 1
+    with budget.take(5) as alone:
+        assert alone == 3
+    with pytest.raises(ValueError, match="thread limit must be >= 1, got 0"):
+        budget.limit = 0

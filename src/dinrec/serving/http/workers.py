@@ -20,6 +20,7 @@ import os
 
 from fastapi import FastAPI
 
+from dinrec.serving import unit_kernel
 from dinrec.serving.http.app import create_app
 from dinrec.serving.http.connections import ConnectionLimits, LimitedHttpToolsProtocol
 from dinrec.serving.service import ServeConfig
@@ -34,11 +35,11 @@ class WorkerProtocol(LimitedHttpToolsProtocol):
 
 
 def settings_env(config: ServeConfig, limits: ConnectionLimits, threads: int,
-                 log_level: str) -> str:
+                 kernel_threads: int, log_level: str) -> str:
     """The JSON the parent hands its workers in SETTINGS_ENV."""
     return json.dumps({"config": dataclasses.asdict(config),
-                       "limits": dataclasses.asdict(limits),
-                       "threads": threads, "log_level": log_level})
+                       "limits": dataclasses.asdict(limits), "threads": threads,
+                       "kernel_threads": kernel_threads, "log_level": log_level})
 
 
 def worker_app() -> FastAPI:
@@ -52,6 +53,7 @@ def worker_app() -> FastAPI:
     settings = json.loads(raw)
     WorkerProtocol.limits = ConnectionLimits(**settings["limits"])
     torch.set_num_threads(int(settings["threads"]))
+    unit_kernel.budget.limit = int(settings["kernel_threads"])
     logging.basicConfig(level=str(settings["log_level"]).upper(),
                         format="%(levelname)s %(name)s: %(message)s")
     return create_app(ServeConfig(**settings["config"]))
