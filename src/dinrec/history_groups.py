@@ -27,7 +27,7 @@ from dinrec.feature_column import (
 
 HISTORY_PREFIX = "hist_"
 # A group name becomes part of input names and of module keys: letters, digits, underscores.
-_GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def history_prefix(group: str) -> str:
@@ -82,7 +82,7 @@ def check_group_spec(
                          f"got {type(groups).__name__}")
     out = []
     for name, features in groups.items():
-        if not isinstance(name, str) or not _GROUP_NAME.match(name):
+        if not isinstance(name, str) or not GROUP_NAME.match(name):
             raise ValueError(f"history group name {name!r} must start with a letter and hold "
                              "only letters, digits and underscores")
         if isinstance(features, str) or not all(isinstance(f, str) for f in features):

@@ -78,6 +78,16 @@ def _register_build(actions: Any) -> None:
                    help="a reader or protocol option, e.g. threshold=3.5 or "
                         "columns='{\"user\": \"uid\"}'; VALUE is JSON, else a string; "
                         "prefix reader. or protocol. to disambiguate (repeatable)")
+    p.add_argument("--history-group", action="append", default=[], metavar="NAME=TYPE[,TYPE]",
+                   help="a history group from the behavior types, e.g. buy=buy,cart: columns "
+                        "NAME_hist_item_id / _cate_id / _len, attended by its own unit "
+                        "(repeatable; needs behavior types, e.g. --source taobao)")
+    p.add_argument("--sample-behaviors", metavar="TYPE[,TYPE]",
+                   help="build the protocol's samples and hist_* from these behavior types "
+                        "only, e.g. pv (the groups still see every type)")
+    p.add_argument("--history-time-gap", action="store_true",
+                   help="also write each history's *_hist_time_gap: log1p(hours before the "
+                        "sample) per behavior")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_build)
 
@@ -120,6 +130,22 @@ def parse_key_values(pairs: list[str], flag: str) -> dict[str, Any]:
     return out
 
 
+def parse_history_groups(pairs: list[str]) -> dict[str, list[str]]:
+    """["buy=buy,cart", ...] -> {"buy": ["buy", "cart"]}; malformed or repeated names raise."""
+    out: dict[str, list[str]] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        types = [t.strip() for t in text.split(",")]
+        if not sep or not name or not all(types):
+            raise UsageError(f"--history-group {pair!r}: expected NAME=TYPE[,TYPE...], "
+                             "e.g. buy=buy,cart")
+        if name in out:
+            raise UsageError(f"--history-group {name!r} is given twice")
+        out[name] = types
+    return out
+
+
 def run_build(args: argparse.Namespace) -> int:
     """`dinrec data build`: build the dataset and print its summary."""
     if args.path is None and args.source != "synthetic":
@@ -143,6 +169,10 @@ def run_build(args: argparse.Namespace) -> int:
             protocol_options=protocol_options,
             on_error="skip" if args.skip_bad_rows else "raise", overwrite=args.overwrite,
             progress=not args.no_progress,
+            history_groups=parse_history_groups(args.history_group) or None,
+            sample_behaviors=None if args.sample_behaviors is None
+            else [t.strip() for t in args.sample_behaviors.split(",")],
+            history_time_gap=args.history_time_gap,
         )
     except (FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
         raise UsageError(str(err)) from err
@@ -173,6 +203,12 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"protocol:         {meta.protocol} "
           f"{json.dumps(meta.options, sort_keys=True, separators=(',', ':'))}")
     print(f"maxlen:           {meta.maxlen}")
+    if meta.history_groups:
+        groups = ", ".join(f"{g} ({'+'.join(t)})" for g, t in meta.history_groups.items())
+        print(f"history groups:   {groups}")
+    if meta.sample_behaviors is not None or meta.history_time_gap:
+        print(f"sample behaviors: {'+'.join(meta.sample_behaviors or ['all'])}; time gap "
+              f"{'yes' if meta.history_time_gap else 'no'}")
     sizes = ", ".join(f"{name} {size}" for name, size in meta.vocabulary_sizes.items())
     print(f"vocabulary sizes: {sizes}")
     total = 0

@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from tqdm import tqdm
 from dinrec.data.build_options import (
     SOURCES,
     SYNTHETIC,
+    check_history_options,
     check_option_names,
     keyword_options,
     protocol_option_names,
@@ -40,6 +41,7 @@ from dinrec.data.build_options import (
 from dinrec.data.dataset import DEFAULT_ROW_GROUP_SIZE, SPLITS, write_dataset
 from dinrec.data.events import EventLog
 from dinrec.data.protocols import PROTOCOLS, Samples, TimeSplit, build_samples
+from dinrec.data.protocols.behavior_groups import BehaviorGroups
 from dinrec.data.protocols.samples import check_maxlen
 from dinrec.data.readers import read_log_with_stats
 from dinrec.data.readers.problems import ON_ERROR_CHOICES
@@ -73,6 +75,7 @@ class BuildSummary:
         maxlen: history length T.
         skipped_rows: malformed rows skipped while reading (on_error="skip").
         seconds: wall time of the whole build.
+        history_groups: {group: behavior types} written as `<group>_hist_*` columns.
     """
 
     out_dir: Path
@@ -87,6 +90,7 @@ class BuildSummary:
     maxlen: int
     skipped_rows: int
     seconds: float
+    history_groups: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def total_samples(self) -> int:
@@ -109,6 +113,9 @@ class BuildSummary:
         """A few human-readable lines, as `dinrec data build` prints them."""
         parts = ", ".join(f"{split} {n}" for split, n in self.samples.items())
         skipped = f", {self.skipped_rows} malformed rows skipped" if self.skipped_rows else ""
+        groups = ["history groups:      " + ", ".join(
+            f"{g} ({'+'.join(t)})" for g, t in self.history_groups.items())
+        ] if self.history_groups else []
         return "\n".join([
             f"dataset:             {self.out_dir}",
             f"source / protocol:   {self.source} / {self.protocol}",
@@ -118,6 +125,7 @@ class BuildSummary:
             f"users:               {self.users}",
             f"items:               {self.items}",
             f"mean history length: {self.mean_hist_len:.2f} (maxlen {self.maxlen})",
+            *groups,
             f"took:                {self.seconds:.2f} s",
         ])
 
@@ -170,6 +178,9 @@ def build_dataset(
     overwrite: bool = False,
     progress: bool = False,
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
+    history_groups: Mapping[str, Sequence[str]] | None = None,
+    sample_behaviors: Sequence[str] | None = None,
+    history_time_gap: bool = False,
 ) -> BuildSummary:
     """Read a behavior log, build samples, fit vocabularies on train, write a dataset dir.
 
@@ -193,6 +204,16 @@ def build_dataset(
         overwrite: replace an existing dataset in out_dir.
         progress: show a tqdm bar of the build stages on stderr.
         row_group_size: Parquet rows per row group (what a streaming loader reads at once).
+        history_groups: {group: behavior types}, e.g. {"buy": ["buy", "cart"]}: per group,
+            `<group>_hist_item_id` / `_cate_id` / `_len` columns holding the user's events of
+            those types strictly before each sample, latest maxlen (from the behaviors log
+            for click-log, else the log), ids in the vocabularies fitted on the protocol's
+            training events (an item only ever bought is unknown, 1). Needs a log with
+            behavior types (taobao; a table with a behavior column).
+        sample_behaviors: build the protocol's samples (and its own hist_* history) from the
+            events of these types only, e.g. ["pv"]; the groups still see every type.
+        history_time_gap: also write `*_hist_time_gap` for every attended history:
+            log1p(hours from the behavior to the sample), 0 at padding.
 
     Returns:
         BuildSummary of the written dataset.
@@ -204,6 +225,7 @@ def build_dataset(
     start = time.perf_counter()
     reader_opts, proto_opts = dict(reader_options or {}), dict(protocol_options or {})
     check_option_names(source, protocol, reader_opts, proto_opts)
+    groups = check_history_options(source, history_groups, sample_behaviors)
     accepted = keyword_options(PROTOCOLS[protocol])
     proto_opts["maxlen"] = check_maxlen(maxlen)
     if on_error not in ON_ERROR_CHOICES:
@@ -231,6 +253,10 @@ def build_dataset(
         if protocol != "click-log" or hash_buckets:
             raise ValueError(f"reader option {USERS_PER_CHUNK} builds the click-log protocol "
                              "without hash_buckets")
+        if groups or sample_behaviors is not None or history_time_gap:
+            # The generator has no behavior types, and the chunked writer no group columns.
+            raise ValueError(f"reader option {USERS_PER_CHUNK} does not build history groups, "
+                             "sample_behaviors or the history time gap; leave them out")
         meta, events = staged(out, lambda staging: write_chunked(
             staging, n_users=int(reader_opts.pop("n_users", 2000)), users_per_chunk=chunk,
             seed=seed, min_count=min_count, options=reader_opts, protocol_options=proto_opts,
@@ -252,6 +278,10 @@ def build_dataset(
         if behaviors_path is not None:
             behaviors, more = _read(source, behaviors_path, reader_opts, on_error, seed)
             skipped += more
+        events = len(log)
+        typed = behaviors if behaviors is not None else log  # what the groups are drawn from
+        if sample_behaviors is not None:
+            log = _of_types(log, sample_behaviors)
         bar.update()
         bar.set_postfix_str(f"{protocol} samples from {len(log)} events")
         samples = build_samples(protocol, log, behaviors=behaviors, **proto_opts)
@@ -261,11 +291,27 @@ def build_dataset(
                                   hash_buckets=hash_buckets)
         bar.update()
         bar.set_postfix_str(f"writing {out}")
-        staged(out, lambda staging: write_dataset(staging, samples, vocabs,
-                                                   row_group_size=row_group_size))
+        built = BehaviorGroups(typed, groups, encode=vocabs.encode,
+                               maxlen=samples.maxlen) if groups else None
+        staged(out, lambda staging: write_dataset(
+            staging, samples, vocabs, row_group_size=row_group_size, groups=built,
+            time_gap=history_time_gap, sample_behaviors=sample_behaviors))
         bar.update()
-    return _summarize(out, source, protocol, len(log), samples, skipped,
-                      time.perf_counter() - start)
+    summary = _summarize(out, source, protocol, events, samples, skipped,
+                         time.perf_counter() - start)
+    return replace(summary, history_groups=groups)
+
+
+def _of_types(log: EventLog, types: Sequence[str]) -> EventLog:
+    """The events of `types` (sample_behaviors); a log without behavior types raises."""
+    if log.behavior is None:
+        raise ValueError(f"sample_behaviors: the log from {log.source} has no behavior types")
+    known = set(np.unique(log.behavior).tolist())
+    missing = [t for t in types if t not in known]
+    if missing:
+        raise ValueError(f"sample_behaviors: type {missing[0]!r} is not in the log; it has "
+                         f"{sorted(known)}")
+    return log.take(np.isin(log.behavior, np.asarray(list(types))))
 
 
 def _summarize(

@@ -9,13 +9,15 @@ route_options sends each name to the reader or the protocol that accepts it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dinrec.data.protocols import PROTOCOLS
 from dinrec.data.readers import READERS
+from dinrec.data.readers.taobao import BEHAVIORS as TAOBAO_BEHAVIORS
 from dinrec.data.synthetic import generate_log
 from dinrec.data.synthetic_chunked import USERS_PER_CHUNK
+from dinrec.history_groups import GROUP_NAME as _GROUP_NAME
 
 SYNTHETIC = "synthetic"
 SOURCES: tuple[str, ...] = (*READERS, SYNTHETIC)
@@ -24,6 +26,8 @@ _READER_OWNED = ("on_error",)
 _SYNTHETIC_OWNED = ("seed",)
 _CHUNK_OWNED = ("user_seed", "first_user")  # set per chunk by synthetic_chunked
 _PROTOCOL_OWNED = ("maxlen", "split", "seed")
+# Sources whose behavior types are fixed: history groups are checked against them early.
+_KNOWN_BEHAVIORS: dict[str, tuple[str, ...]] = {"taobao": TAOBAO_BEHAVIORS}
 
 
 def keyword_options(function: Callable[..., Any]) -> list[str]:
@@ -102,3 +106,40 @@ def check_option_names(source: str, protocol: str, reader_options: Mapping[str, 
     _check_names("reader", reader_options, source_option_names(source), owned, owner)
     _check_names("protocol", protocol_options, protocol_option_names(protocol),
                  _PROTOCOL_OWNED, f"protocol {protocol!r}")
+
+
+def check_history_options(
+    source: str, groups: Mapping[str, Sequence[str]] | None,
+    sample_behaviors: Sequence[str] | None,
+) -> dict[str, list[str]]:
+    """history_groups as {group: [types]}, checked before the log is read.
+
+    Group names follow DIN's history_groups (letters, digits, underscores); each group needs
+    distinct behavior types, and for a source whose types are known (Taobao's pv / cart /
+    fav / buy) an unknown type fails here, naming it, not after a slow read. Types absent
+    from the log read fail in BehaviorGroups, naming the group.
+    """
+    known = _KNOWN_BEHAVIORS.get(source)
+    checked: dict[str, list[str]] = {}
+    for name, types in (groups or {}).items():
+        if not isinstance(name, str) or not _GROUP_NAME.match(name):
+            raise ValueError(f"history group name {name!r} must start with a letter and hold "
+                             "only letters, digits and underscores")
+        if isinstance(types, str) or not types or not all(isinstance(t, str) for t in types):
+            raise ValueError(f"history group {name!r}: give a list of behavior types, "
+                             f"got {types!r}")
+        if len(set(types)) != len(types):
+            raise ValueError(f"history group {name!r} names a behavior type twice: {types}")
+        checked[name] = list(types)
+    named = [("history group " + repr(g), t) for g, t in checked.items()]
+    if sample_behaviors is not None:
+        if isinstance(sample_behaviors, str) or not sample_behaviors:
+            raise ValueError(f"sample_behaviors must be a non-empty list of behavior types, "
+                             f"got {sample_behaviors!r}")
+        named.append(("sample_behaviors", list(sample_behaviors)))
+    for what, types in named:
+        unknown = [t for t in types if known is not None and t not in known]
+        if unknown:
+            raise ValueError(f"{what}: unknown behavior type {unknown[0]!r}; source "
+                             f"{source!r} has {', '.join(known or ())}")
+    return checked

@@ -8,7 +8,8 @@ Layout written by write_dataset:
                                   with 0), hist_len (int64), label (int8), timestamp (int64 s)
     vocab.json                    Vocabularies fitted on the training period only
     dataset.json                  DatasetMeta: format version, protocol and options, maxlen,
-                                  vocabulary sizes, profile columns, counts per split
+                                  vocabulary sizes, profile columns, counts per split,
+                                  history groups (their columns: data.group_columns)
 
 `user_key` is a grouping key for GAUC (a dense index of the raw user over both splits), not a
 model input. Same samples and vocabularies give byte-identical files.
@@ -27,20 +28,21 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dinrec.data.group_columns import group_arrays, group_feature_columns, group_fields
 from dinrec.data.parquet.write_options import (
     id_storage_type,
     parquet_compression,
     parquet_dictionary_columns,
 )
+from dinrec.data.protocols.behavior_groups import BehaviorGroups
 from dinrec.data.protocols.history import gather_spans, user_codes
 from dinrec.data.protocols.samples import (
     CATE_ID,
@@ -55,6 +57,7 @@ from dinrec.data.protocols.samples import (
     Samples,
     SampleSet,
 )
+from dinrec.data.table_arrays import to_numpy
 from dinrec.data.vocabulary import Vocabularies
 from dinrec.feature_column import FeatureColumn, SparseFeat, VarLenSparseFeat
 
@@ -64,8 +67,7 @@ SPLITS = ("train", "test")
 DEFAULT_ROW_GROUP_SIZE = 65_536
 META_FILE = "dataset.json"
 VOCAB_FILE = "vocab.json"
-# Columns that describe a sample but are not model inputs.
-NON_FEATURE_COLUMNS = (LABEL, TIMESTAMP, USER_KEY, HIST_LEN)
+_HISTORY_KEYS = ("history_groups", "history_time_gap", "sample_behaviors")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ class DatasetMeta:
         counts: {split: {"samples", "positives", "users", "items", "mean_hist_len"}}.
         source: where the events came from.
         row_group_size: Parquet rows per row group.
+        history_groups: {group: behavior types} of the `<group>_hist_*` columns.
+        history_time_gap: the attended histories have `*_hist_time_gap` columns.
+        sample_behaviors: the behavior types the protocol built samples from (None: all).
         format: always "dinrec.dataset".
         format_version: layout version; readers reject others.
     """
@@ -93,6 +98,9 @@ class DatasetMeta:
     counts: dict[str, dict[str, Any]]
     source: str = "events"
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE
+    history_groups: dict[str, list[str]] = field(default_factory=dict)
+    history_time_gap: bool = False
+    sample_behaviors: list[str] | None = None
     format: str = DATASET_FORMAT
     format_version: int = DATASET_FORMAT_VERSION
 
@@ -107,8 +115,12 @@ class DatasetMeta:
         return [HIST_ITEM_ID, HIST_CATE_ID]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with the format fields first."""
+        """JSON-ready dict with the format fields first (history settings only when set,
+        so a dataset without groups writes the dataset.json it always did)."""
         data = asdict(self)
+        for key in _HISTORY_KEYS:
+            if not data[key]:
+                del data[key]
         head = {"format": data.pop("format"), "format_version": data.pop("format_version")}
         return {**head, **data}
 
@@ -179,6 +191,9 @@ def write_dataset(
     *,
     row_group_size: int = DEFAULT_ROW_GROUP_SIZE,
     overwrite: bool = False,
+    groups: BehaviorGroups | None = None,
+    time_gap: bool = False,
+    sample_behaviors: Sequence[str] | None = None,
 ) -> DatasetMeta:
     """Encode samples with the vocabularies and write the dataset directory.
 
@@ -191,6 +206,10 @@ def write_dataset(
             Vocabularies.fit(samples.fit_values, min_count=...).
         row_group_size: Parquet rows per row group (a streaming loader reads row groups).
         overwrite: replace an existing dataset in out_dir.
+        groups: history groups to write beside the protocol's history, ids encoded with
+            `vocabs` (data.group_columns); None: none.
+        time_gap: write every attended history's time gap.
+        sample_behaviors: recorded in dataset.json: the types the samples were built from.
 
     Returns:
         the DatasetMeta written to dataset.json.
@@ -211,9 +230,14 @@ def write_dataset(
     }
     keys = dict(zip(SPLITS, user_codes(samples.train.user, samples.test.user), strict=True))
     counts = {}
+    history_ts = samples.history.timestamp  # [M]: the main history's time gaps
     for split, part in zip(SPLITS, (samples.train, samples.test), strict=True):
-        _write_split(root / f"{split}.parquet", part, keys[split], history, vocabs, profile,
-                     samples.maxlen, row_group_size)
+        # Vocabulary sizes bound every encoded id; user keys count users over both splits.
+        largest = max([int(keys[split].max(initial=0)) + 1, *vocabs.sizes().values()])
+        names = groups.names if groups is not None else []
+        with split_writer(root / f"{split}.parquet", profile, largest, names, time_gap) as w:
+            write_split_rows(w, part, keys[split], history, vocabs, profile, samples.maxlen,
+                             row_group_size, groups, time_gap, history_ts)
         counts[split] = _split_counts(part)
     vocabs.save(root / VOCAB_FILE)
     meta = DatasetMeta(
@@ -221,6 +245,9 @@ def write_dataset(
         vocabulary_sizes={f: vocabs[f].size for f in (USER_ID, ITEM_ID, CATE_ID, *profile)},
         profile_columns=list(profile), counts=counts, source=samples.source,
         row_group_size=row_group_size,
+        history_groups={} if groups is None else {g: list(t) for g, t in groups.types.items()},
+        history_time_gap=time_gap,
+        sample_behaviors=None if sample_behaviors is None else list(sample_behaviors),
     )
     write_meta(root, meta)
     return meta
@@ -232,7 +259,8 @@ def write_meta(root: Path, meta: DatasetMeta) -> None:
     (root / META_FILE).write_text(text + "\n", encoding="utf-8")
 
 
-def _schema(profile: Sequence[str], id_type: pa.DataType) -> pa.Schema:
+def _schema(profile: Sequence[str], id_type: pa.DataType, groups: Sequence[str],
+            time_gap: bool) -> pa.Schema:
     ids = [pa.field(name, id_type, nullable=False)
            for name in (USER_KEY, USER_ID, *profile, ITEM_ID, CATE_ID)]
     # Non-null list elements: Arrow then skips validity bitmaps when decoding (~27% faster
@@ -243,24 +271,16 @@ def _schema(profile: Sequence[str], id_type: pa.DataType) -> pa.Schema:
     tail = [pa.field(HIST_LEN, id_type, nullable=False),
             pa.field(LABEL, pa.int8(), nullable=False),
             pa.field(TIMESTAMP, pa.int64(), nullable=False)]
-    return pa.schema(ids + lists + tail)
+    return pa.schema(ids + lists + tail + group_fields(groups, time_gap, id_type))
 
 
-def _write_split(
-    path: Path, part: SampleSet, user_key: np.ndarray, history: dict[str, np.ndarray],
-    vocabs: Vocabularies, profile: Sequence[str], maxlen: int, row_group_size: int,
-) -> None:
-    """Write one split, one row group per `row_group_size` rows."""
-    # Vocabulary sizes bound every encoded id; user keys count users over both splits.
-    largest = max([int(user_key.max(initial=0)) + 1, *vocabs.sizes().values()])
-    with split_writer(path, profile, largest) as writer:
-        write_split_rows(writer, part, user_key, history, vocabs, profile, maxlen,
-                         row_group_size)
-
-
-def split_writer(path: Path, profile: Sequence[str], largest: int) -> pq.ParquetWriter:
-    """A Parquet writer of a split whose ids (user keys included) are all below `largest`."""
-    schema = _schema(profile, id_storage_type(largest))
+def split_writer(
+    path: Path, profile: Sequence[str], largest: int, groups: Sequence[str] = (),
+    time_gap: bool = False,
+) -> pq.ParquetWriter:
+    """A Parquet writer of a split whose ids (user keys included) are all below `largest`,
+    with the columns of history `groups` and time gaps (data.group_columns)."""
+    schema = _schema(profile, id_storage_type(largest), groups, time_gap)
     # No pandas metadata and a fixed writer configuration: the bytes depend on the data only.
     # Statistics let the loader keep ids as int32 in its shuffle window (parquet.footers).
     return pq.ParquetWriter(path, schema, compression=parquet_compression(schema),
@@ -271,9 +291,11 @@ def split_writer(path: Path, profile: Sequence[str], largest: int) -> pq.Parquet
 def write_split_rows(
     writer: pq.ParquetWriter, part: SampleSet, user_key: np.ndarray,
     history: dict[str, np.ndarray], vocabs: Vocabularies, profile: Sequence[str], maxlen: int,
-    row_group_size: int,
+    row_group_size: int, groups: BehaviorGroups | None = None, time_gap: bool = False,
+    history_ts: np.ndarray | None = None,
 ) -> None:
-    """Append a split's samples (encoded) to its writer, `row_group_size` rows a row group."""
+    """Append a split's samples (encoded) to its writer, `row_group_size` rows a row group;
+    with groups or time_gap (history_ts: [M] seconds of the history log) their columns."""
     schema = writer.schema
     id_type = schema.field(USER_KEY).type
     ids = {USER_KEY: user_key, USER_ID: vocabs.encode(USER_ID, part.user)}
@@ -294,6 +316,11 @@ def write_split_rows(
             )
         arrays += [pa.array(length, id_type), pa.array(part.label[lo:hi], pa.int8()),
                    pa.array(part.timestamp[lo:hi], pa.int64())]
+        if groups is not None or time_gap:
+            main = (np.zeros(0, np.int64) if history_ts is None else history_ts, start,
+                    length, maxlen)
+            arrays += group_arrays(schema, groups, time_gap, part.user[lo:hi],
+                                   part.timestamp[lo:hi], main)
         table = pa.Table.from_arrays(arrays, schema=schema)
         writer.write_table(table, row_group_size=row_group_size)
 
@@ -316,6 +343,8 @@ def feature_columns(
     *,
     use_profile: bool = True,
     length_name: str | None = None,
+    groups: Sequence[str] = (),
+    time_gap: bool = False,
 ) -> tuple[list[FeatureColumn], list[str]]:
     """DeepCTR-style feature columns for DIN and its history_feature_list.
 
@@ -328,6 +357,10 @@ def feature_columns(
         use_profile: include the profile columns.
         length_name: set the history columns' length_name (e.g. "hist_len", which the
             Parquet files hold) instead of masking by id 0.
+        groups: history groups of the dataset (meta.history_groups) to add: their
+            `<g>_hist_*` columns, attended as DIN's history_groups {g: the history list}.
+        time_gap: add every attended history's `*_hist_time_gap` VarLenDenseFeat (the
+            dataset must have them: meta.history_time_gap).
 
     Returns:
         (columns, ["item_id", "cate_id"]).
@@ -347,46 +380,12 @@ def feature_columns(
         inner = SparseFeat(hist, sizes[target], embedding_dim=embedding_dim,
                            embedding_name=target)
         columns.append(VarLenSparseFeat(inner, maxlen=meta.maxlen, length_name=length_name))
-    return columns, [ITEM_ID, CATE_ID]
-
-
-def to_numpy(
-    table: pa.Table, feature_names: Sequence[str] | None = None
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """A split table -> (x, y) for model.fit(x, y).
-
-    Args:
-        table: a split (or a slice of one) as read from Parquet.
-        feature_names: the x keys; default every column but label, timestamp, user_key and
-            hist_len (add e.g. "hist_len" when the columns use it as length_name).
-
-    Returns:
-        x: {name: int64 [N], or [N, T] for list columns}; y: float32 [N] labels.
-    """
-    names = list(feature_names) if feature_names is not None else [
-        name for name in table.column_names if name not in NON_FEATURE_COLUMNS
-    ]
-    missing = [name for name in [*names, LABEL] if name not in table.column_names]
+    missing = [g for g in groups if g not in meta.history_groups]
     if missing:
-        raise KeyError(f"table has no columns {missing}; it has {table.column_names}")
-    x = {name: _column_to_numpy(name, table.column(name)) for name in names}
-    y = table.column(LABEL).to_numpy().astype(np.float32)  # [N]
-    return x, y
-
-
-def _column_to_numpy(name: str, column: pa.ChunkedArray) -> np.ndarray:
-    """One column as int64 [N], or [N, T] for a fixed-length list column."""
-    if not pa.types.is_list(column.type) and not pa.types.is_large_list(column.type):
-        return column.to_numpy().astype(np.int64)
-    parts: list[np.ndarray] = []
-    for chunk in column.chunks:
-        if len(chunk) == 0:
-            continue
-        lengths = pc.list_value_length(chunk).to_numpy(zero_copy_only=False)  # [n]
-        if (lengths != lengths[0]).any() or (parts and lengths[0] != parts[0].shape[1]):
-            raise ValueError(f"list column {name!r} has rows of different lengths")
-        # flatten() honours a sliced chunk's offset; .values would return the whole buffer.
-        values = chunk.flatten().to_numpy(zero_copy_only=False)
-        parts.append(values.astype(np.int64).reshape(len(chunk), int(lengths[0])))  # [n, T]
-    # An empty table carries no list length: [0, 0].
-    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.int64)  # [N, T]
+        raise ValueError(f"history group {missing[0]!r} is not in the dataset; it has "
+                         f"{sorted(meta.history_groups) or 'none'}")
+    if time_gap and not meta.history_time_gap:
+        raise ValueError("time_gap: the dataset has no *_hist_time_gap columns (build it "
+                         "with the history time gap)")
+    columns += group_feature_columns(groups, time_gap, meta.maxlen, sizes, embedding_dim)
+    return columns, [ITEM_ID, CATE_ID]

@@ -30,6 +30,7 @@ from dinrec.experiment.config import DataConfig
 
 ON_MISMATCH = ("warn", "error", "ignore")
 DATA_KEY = "data"  # the bundle manifest's extra[...] holding recorded_protocol()
+HISTORY_KEY = "history"  # recorded_protocol's history groups, when a dataset has any
 
 
 class DatasetMismatchWarning(UserWarning):
@@ -41,8 +42,22 @@ class DatasetMismatchError(ValueError):
 
 
 def recorded_protocol(meta: DatasetMeta) -> dict[str, Any]:
-    """How a dataset's samples were built: {"source", "protocol", "options"} (JSON-ready)."""
-    return {"source": meta.source, "protocol": meta.protocol, "options": dict(meta.options)}
+    """How a dataset's samples were built: {"source", "protocol", "options"} (JSON-ready),
+    plus "history" (groups, time gap, sample behaviors) when it was built with them."""
+    out = {"source": meta.source, "protocol": meta.protocol, "options": dict(meta.options)}
+    history = history_record(meta.history_groups, meta.history_time_gap, meta.sample_behaviors)
+    return {**out, HISTORY_KEY: history} if history is not None else out
+
+
+def history_record(
+    groups: Mapping[str, Any], time_gap: bool, sample_behaviors: Any
+) -> dict[str, Any] | None:
+    """The history-group settings a dataset was (or a config would be) built with; None
+    for none, so datasets and bundles without groups record what they always did."""
+    if not groups and not time_gap and sample_behaviors is None:
+        return None
+    return {"groups": {g: list(t) for g, t in groups.items()}, "time_gap": bool(time_gap),
+            "sample_behaviors": None if sample_behaviors is None else list(sample_behaviors)}
 
 
 def differences(
@@ -127,9 +142,20 @@ def config_expectation(data: DataConfig) -> dict[str, Any]:
         options["split"] = split.to_dict()
     if "seed" in params:
         options["seed"] = data.seed
-    return {"protocol": data.protocol, "options": options}
+    out = {"protocol": data.protocol, "options": options}
+    history = history_record(data.history_groups, data.history_time_gap, data.sample_behaviors)
+    return {**out, HISTORY_KEY: history} if history is not None else out
 
 
 def config_differences(data: DataConfig, meta: DatasetMeta) -> list[str]:
-    """How a dataset differs from what `data` (a raw-log [data] section) would build."""
-    return differences(config_expectation(data), recorded_protocol(meta), only_expected=True)
+    """How a dataset differs from what `data` (a raw-log [data] section) would build.
+
+    The history groups are compared whether or not either side has them: a dataset with
+    groups is not what a [data] without them builds (the model would attend to them).
+    """
+    expected, actual = config_expectation(data), recorded_protocol(meta)
+    if not expected:
+        return []
+    history = {HISTORY_KEY: expected.pop(HISTORY_KEY, "absent")}
+    return (differences(expected, actual, only_expected=True)
+            + differences(history, {HISTORY_KEY: actual.get(HISTORY_KEY, "absent")}))

@@ -45,6 +45,8 @@ def prepare_dataset(
             min_count=data.min_count, hash_buckets=data.hash_buckets or None, split=data.split,
             reader_options=data.reader_options, protocol_options=data.protocol_options,
             on_error=data.on_error, overwrite=target.exists(), progress=progress,
+            history_groups=data.history_groups or None, sample_behaviors=data.sample_behaviors,
+            history_time_gap=data.history_time_gap,
         )
     return load_dataset(target)
 

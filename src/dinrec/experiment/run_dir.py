@@ -19,7 +19,7 @@ from dinrec.data.dataset import Dataset, feature_columns
 from dinrec.data.protocols.samples import USER_KEY
 from dinrec.errors import OutputExistsError
 from dinrec.experiment.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from dinrec.experiment.config import ExperimentConfig, dump_config
+from dinrec.experiment.config import ConfigError, ExperimentConfig, dump_config
 from dinrec.experiment.data_match import DATA_KEY, recorded_protocol
 from dinrec.experiment.outputs import RUN_ENTRIES, remove_entries
 from dinrec.experiment.recorder import RunRecorder, read_records
@@ -91,10 +91,23 @@ def read_result(run_dir: str | os.PathLike[str]) -> RunResult:
 
 
 def build_experiment_model(config: ExperimentConfig, dataset: Dataset) -> Any:
-    """The configured DIN / EmbeddingMLP for a dataset's feature columns, compiled."""
-    columns, history = feature_columns(dataset, config.model.embedding_dim,
-                                       use_profile=config.model.use_profile)
-    model = build_model(FeatureSchema.resolve(columns, history), config.model.network)
+    """The configured DIN / EmbeddingMLP for a dataset's feature columns, compiled.
+
+    The history groups come from the dataset (dataset.json), model.history_groups picks
+    some of them; each is attended over the same features as DeepCTR's history list.
+    """
+    m, meta = config.model, dataset.meta
+    groups = list(meta.history_groups) if m.history_groups is None else list(m.history_groups)
+    unknown = [g for g in groups if g not in meta.history_groups]
+    if unknown:
+        raise ConfigError(f"model.history_groups: group {unknown[0]!r} is not in dataset "
+                          f"{dataset.path}; it has {sorted(meta.history_groups) or 'none'}")
+    columns, history = feature_columns(dataset, m.embedding_dim, use_profile=m.use_profile,
+                                       groups=groups,
+                                       time_gap=m.use_time_gap and meta.history_time_gap)
+    schema = FeatureSchema.resolve(columns, history,
+                                   history_groups={g: history for g in groups} or None)
+    model = build_model(schema, config.model.network)
     t = config.training
     if t.compile_dense:
         model.compile_dense()

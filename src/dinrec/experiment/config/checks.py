@@ -107,6 +107,7 @@ def check_data_config(data: DataConfig) -> None:
     from dinrec.data.build_options import (
         SOURCES,
         SYNTHETIC,
+        check_history_options,
         protocol_option_names,
         source_option_names,
     )
@@ -149,6 +150,12 @@ def check_data_config(data: DataConfig) -> None:
         raise ConfigError(f"data.behaviors_path: {data.behaviors_path} does not exist")
     if data.maxlen < 1:
         raise ConfigError(f"data.maxlen must be >= 1, got {data.maxlen}")
+    try:
+        check_history_options(data.source, data.history_groups, data.sample_behaviors)
+    except ValueError as err:
+        key = "data.sample_behaviors" if str(err).startswith("sample_behaviors") \
+            else "data.history_groups"
+        raise ConfigError(f"{key}: {err}") from None
 
 
 def _check_reading(data: DataConfig) -> None:

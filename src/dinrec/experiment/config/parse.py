@@ -29,10 +29,14 @@ else:  # Python 3.10: the same parser, as the tomli package (tomllib's origin)
     import tomli as tomllib
 
 
+# [model] keys of the ModelSection itself; the others are the network's ModelConfig.
+_MODEL_OWN = ("embedding_dim", "use_profile", "history_groups", "use_time_gap")
+
+
 def _model_section(raw: Mapping[str, Any]) -> ModelSection:
     if not isinstance(raw, Mapping):
         raise ConfigError("[model] must be a table")
-    own = {k: raw[k] for k in ("embedding_dim", "use_profile") if k in raw}
+    own = {k: raw[k] for k in _MODEL_OWN if k in raw}
     rest = {k: v for k, v in raw.items() if k not in own}
     for key in _MODEL_OWNED:
         if key in rest:

@@ -34,6 +34,10 @@ class DataConfig:
         streaming_threshold_mb: the automatic choice's limit, in MiB of decoded samples.
         shuffle_window: streaming: rows shuffled together (a window spanning row groups,
             whose order is also permuted every epoch); more rows mix better, cost more memory.
+        history_groups: {group: [behavior types]}, e.g. { buy = ["buy", "cart"] }: history
+            groups built from the log's behavior types (build_dataset's history_groups).
+        sample_behaviors: the behavior types the protocol's samples come from (e.g. ["pv"]).
+        history_time_gap: write each history's time gap (build_dataset's).
     """
 
     dataset: str | None = None
@@ -52,6 +56,9 @@ class DataConfig:
     streaming: bool | None = None
     streaming_threshold_mb: float = 2048.0
     shuffle_window: int = 262_144
+    history_groups: dict[str, Any] = field(default_factory=dict)
+    sample_behaviors: tuple[str, ...] | None = None
+    history_time_gap: bool = False
 
     def reading(self) -> DataConfig:
         """Only how the samples are read (streaming and its window), not how they are built."""
@@ -67,17 +74,25 @@ class ModelSection:
     Args:
         embedding_dim: width of every embedding table.
         use_profile: feed the dataset's profile columns (gender, age, ...) to the model.
+        history_groups: which of the dataset's history groups the model attends to (each
+            with its own unit); None: all of them, []: none (DeepCTR's one history).
+        use_time_gap: feed each attended history's time gap to its unit, when the dataset
+            has them (dataset.json history_time_gap).
         network: the DIN / EmbeddingMLP hyper-parameters.
     """
 
     embedding_dim: int = 16
     use_profile: bool = True
+    history_groups: tuple[str, ...] | None = None
+    use_time_gap: bool = True
     network: ModelConfig = field(default_factory=ModelConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The flat [model] table, as written back to TOML."""
         net = {k: v for k, v in self.network.to_dict().items() if k not in _MODEL_OWNED}
-        return {"embedding_dim": self.embedding_dim, "use_profile": self.use_profile, **net}
+        own = {"embedding_dim": self.embedding_dim, "use_profile": self.use_profile,
+               "history_groups": self.history_groups, "use_time_gap": self.use_time_gap}
+        return {**own, **net}
 
 
 @dataclass(frozen=True)
