@@ -84,6 +84,7 @@ def save_model(
     *,
     vocab: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    history_behaviors: dict[str, list[str]] | None = None,
 ) -> Path:
     """Write `model` as a bundle directory at `path`, replacing it atomically.
 
@@ -92,26 +93,31 @@ def save_model(
         path: target directory.
         vocab: optional vocabulary JSON (feature -> {raw id: encoded id}).
         extra: optional JSON-able metadata stored in the manifest under "extra".
+        history_behaviors: which behavior types feed each history ("" for
+            history_feature_list's, else the history group's name), e.g. {"": ["pv"],
+            "buy": ["buy", "cart"]}: recorded in the manifest's "history_groups", which
+            serving reads to route typed events (dinrec.serving.behavior_feeds).
     """
+    from dinrec.history_groups import MANIFEST_KEY, history_manifest
     from dinrec.models.network import InterestNetwork
 
     if not isinstance(model, InterestNetwork):
         raise ValueError(f"save_model needs a dinrec model, got {type(model).__name__}")
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_class": type(model).__name__,
+        "dinrec_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "extra": extra or {},
+    }
+    if history_behaviors is not None or model.schema.history_groups:
+        manifest[MANIFEST_KEY] = history_manifest(model.schema.groups, history_behaviors)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        _write_json(
-            tmp / "manifest.json",
-            {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "model_class": type(model).__name__,
-                "dinrec_version": __version__,
-                "torch_version": torch.__version__.split("+")[0],
-                "extra": extra or {},
-            },
-        )
+        _write_json(tmp / "manifest.json", manifest)
         _write_json(tmp / "schema.json", model.schema.to_dict())
         _write_json(tmp / "model_config.json", model.config.to_dict())
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

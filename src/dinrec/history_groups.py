@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from dinrec.feature_column import (
     FeatureColumn,
@@ -26,6 +27,8 @@ from dinrec.feature_column import (
 )
 
 HISTORY_PREFIX = "hist_"
+# The bundle manifest's record of each history's features and the behavior types feeding it.
+MANIFEST_KEY = "history_groups"
 # A group name becomes part of input names and of module keys: letters, digits, underscores.
 GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -157,3 +160,34 @@ def _check_shapes(group: HistoryGroup) -> None:
     if len({c.length_name for c in group.columns}) > 1:
         detail = ", ".join(f"{c.name}={c.length_name!r}" for c in group.columns)
         raise ValueError(f"{head} must share one length_name, got {detail}")
+
+
+def behavior_types(value: Any, where: str) -> list[str]:
+    """A non-empty list of behavior type names (duplicates dropped); errors name `where`."""
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value or not all(
+            isinstance(t, str) and t for t in value):
+        raise ValueError(f"{where}: give a non-empty list of behavior type names, got {value!r}")
+    return list(dict.fromkeys(value))
+
+
+def history_manifest(
+    groups: Sequence[HistoryGroup], behaviors: Mapping[str, Sequence[str]] | None
+) -> dict[str, Any]:
+    """The manifest's history_groups: each history's features and, where given, the
+    behavior types that feed it ("" is history_feature_list's history), e.g.
+    {"": {"features": ["item_id"], "behaviors": ["pv"]}, "buy": {"features": ["item_id"]}}.
+    Errors name the history or type at fault."""
+    given = dict(behaviors or {})
+    names = [g.name for g in groups]
+    unknown = [name for name in given if name not in names]
+    if unknown:
+        raise ValueError(f"history_behaviors: {unknown[0]!r} is not a history of the model; "
+                         f"they are {names} ('' is history_feature_list's)")
+    out: dict[str, Any] = {}
+    for group in groups:
+        entry: dict[str, Any] = {"features": list(group.features)}
+        if group.name in given:
+            entry["behaviors"] = behavior_types(given[group.name],
+                                                f"history_behaviors[{group.name!r}]")
+        out[group.name] = entry
+    return out

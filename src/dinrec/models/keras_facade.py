@@ -165,8 +165,13 @@ class KerasFacade(InterestNetwork):
 
         self.load_state_dict(load_file(str(path)), strict=True)
 
-    def save(self, path: str | os.PathLike[str], vocab: dict[str, Any] | None = None) -> Path:
-        """Write a bundle directory (JSON + safetensors); dinrec.load_model reads it back."""
+    def save(
+        self, path: str | os.PathLike[str], vocab: dict[str, Any] | None = None,
+        history_behaviors: dict[str, list[str]] | None = None,
+    ) -> Path:
+        """Write a bundle directory (JSON + safetensors); dinrec.load_model reads it back.
+        history_behaviors: the behavior types feeding each history, for serving (see
+        dinrec.bundle.save_model)."""
         from dinrec.bundle import save_model
 
-        return save_model(self, path, vocab=vocab)
+        return save_model(self, path, vocab=vocab, history_behaviors=history_behaviors)

@@ -298,13 +298,14 @@ class InterestNetwork(nn.Module):
         Args:
             user: every input, [U] / [U, T] / [U, D] rows (with `candidates` None: every
                 input of the batch, query features included, and R = U rows out).
-            candidates: the query features (schema.queries) [C], or None: taken from `user`.
+            candidates: the query features of every history [C], or None: taken from `user`.
             to_rows: maps a user-side part [U, ...] to the output's R rows [R, ...] (serving
                 broadcasts U = 1 over C candidates); None: the identity.
         """
         schema = self.schema
         rows = to_rows if to_rows is not None else _same_rows
-        per_candidate = {c.name for c in schema.queries} if candidates is not None else set()
+        # Every feature given per candidate (the query features of each attended history).
+        per_candidate = set(candidates) if candidates is not None else set()
         sparse: dict[str, torch.Tensor] = {}
         for col in schema.sparse:
             if candidates is not None and col.name in per_candidate:

@@ -34,15 +34,19 @@ from torch import nn
 
 from dinrec.layers.attention import ActivationUnit, mask_scores
 from dinrec.models.network import InterestNetwork
-from dinrec.schema import FeatureSchema
+from dinrec.schema import FeatureSchema, HistoryGroup
 from dinrec.serving.unit_kernel import unit_scores
 
 Batch = dict[str, torch.Tensor]
 
 
 def candidate_inputs(schema: FeatureSchema) -> tuple[str, ...]:
-    """Inputs that vary per candidate: the query features (item_id, cate_id, ...)."""
-    return tuple(c.name for c in schema.queries)
+    """Inputs that vary per candidate: the query features (item_id, cate_id, ...) of every
+    attended history, history_feature_list's first, each once."""
+    names: dict[str, None] = {c.name: None for c in schema.queries}
+    for group in schema.groups:
+        names.update((c.name, None) for c in group.queries)
+    return tuple(names)
 
 
 def user_inputs(schema: FeatureSchema) -> tuple[str, ...]:
@@ -76,12 +80,12 @@ class BroadcastForward(nn.Module):
     def __init__(self, model: InterestNetwork) -> None:
         super().__init__()
         self.model = model
+        self.groups = model.schema.groups  # resolved once (the property resolves each time)
 
     def forward(
         self, user: Batch, candidates: Batch, row_user: torch.Tensor | None = None
     ) -> torch.Tensor:
         model = self.model
-        schema = model.schema
         n = next(iter(candidates.values())).shape[0]  # C
 
         def to_rows(t: torch.Tensor) -> torch.Tensor:
@@ -90,60 +94,89 @@ class BroadcastForward(nn.Module):
         # The model's own assembly: user-side parts embedded once per user row, then
         # broadcast (U = 1) or gathered (row_user) to the C candidates.
         embedded = model.embed_features(user, candidates, to_rows)
-        interest = (self._interest(user, candidates, embedded.query(), row_user)
-                    if schema.history else None)
-        return model.out(model.mlp(embedded.mlp_input(interest))).squeeze(-1)  # [C]
+        # Each attended history (history_feature_list's, then each named group) on its own
+        # mask, keys and unit, in the order the MLP's first layer was built for.
+        interests = [
+            self._interest(user, candidates, embedded.query(group.features), row_user, group)
+            for group in self.groups
+        ]
+        return model.out(model.mlp(embedded.mlp_input(interests))).squeeze(-1)  # [C]
 
     def _interest(
-        self, user: Batch, candidates: Batch, query: torch.Tensor, row_user: torch.Tensor | None
+        self, user: Batch, candidates: Batch, query: torch.Tensor, row_user: torch.Tensor | None,
+        group: HistoryGroup,
     ) -> torch.Tensor:
-        """Interest vectors [C, Eq] of each candidate's user; query [C, Eq]."""
+        """Interest vectors [C, Eq + S] of one history for each candidate's user; query
+        [C, Eq]; S the width of the history's per-behavior values (0 without)."""
         n = query.shape[0]
         model = self.model
-        mask = model.history_mask(user)  # [U, T]
-        keys = model.keys(user)  # [U, T, Eq]
-        attention = model.attention
-        if attention is None:  # Base Model: sum/mean pooling, all user side
-            return _rows(model.interest(user)[0], n, row_user)
-        unit = attention.unit
+        pooling = model.pooling_of(group)
+        if pooling is None:  # Base Model: sum/mean pooling, all user side
+            return _rows(model.interest(user, group=group)[0], n, row_user)
+        mask = model.history_mask(user, group)  # [U, T]
+        keys = model.keys(user, group)  # [U, T, Eq]
+        side = _side(user, group, keys.dtype)  # [U, T, S] or None
+        unit = pooling.unit
         mask_c = _rows(mask, n, row_user)  # [C, T]
         if model.config.history_search is not None:
             # The same first stage as in training, per (candidate, behavior): the ids it
             # may match, broadcast to the candidates' rows (views when U == 1).
-            ids = {c.name: _rows(user[c.name], n, row_user) for c in model.schema.history}
-            ids.update({c.name: candidates[c.name] for c in model.schema.queries})
-            mask_c = model.select_behaviors(ids, mask_c, query, _rows(keys, n, row_user))
-        # One user (a rank call): the fused kernel, when it can run (unit_kernel.py).
-        fused = unit_scores(unit, keys[0], query) if row_user is None and keys.shape[0] == 1 \
-            else None
-        scores = self._scores(unit, keys, query, mask_c, row_user) if fused is None else fused
-        weights = mask_scores(scores, mask_c, attention.weight_normalization)
-        if row_user is None and keys.shape[0] == 1:
-            return torch.matmul(weights, keys[0])  # [C, T] @ [T, Eq] -> [C, Eq]
-        return torch.bmm(weights.unsqueeze(1), _rows(keys, n, row_user)).squeeze(1)  # [C, Eq]
+            ids = {c.name: _rows(user[c.name], n, row_user) for c in group.columns}
+            ids.update({c.name: candidates[c.name] for c in group.queries})
+            mask_c = model.select_behaviors(ids, mask_c, query, _rows(keys, n, row_user),
+                                            group=group)
+        one_user = row_user is None and keys.shape[0] == 1
+        # One user (a rank call): the fused kernel, when it can run (unit_kernel.py); it
+        # takes no per-behavior values.
+        fused = unit_scores(unit, keys[0], query) if one_user and side is None else None
+        scores = (self._scores(unit, keys, query, mask_c, row_user, side) if fused is None
+                  else fused)
+        weights = mask_scores(scores, mask_c, pooling.weight_normalization)  # [C, T]
+        values = keys if side is None else torch.cat([keys, side], dim=-1)  # [U, T, Eq + S]
+        if one_user:
+            # [C, T] @ [T, Eq + S]: the keys and, with the same weights, the behaviors' own
+            # values (as InterestNetwork pools them).
+            return torch.matmul(weights, values[0])
+        return torch.bmm(weights.unsqueeze(1), _rows(values, n, row_user)).squeeze(1)
 
     @staticmethod
     def _scores(
         unit: ActivationUnit, keys: torch.Tensor, query: torch.Tensor, mask_c: torch.Tensor,
-        row_user: torch.Tensor | None,
+        row_user: torch.Tensor | None, side: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Raw scores [C, T] in torch ops: keys [U, T, Eq], query [C, Eq], mask_c [C, T]."""
+        """Raw scores [C, T] in torch ops: keys [U, T, Eq], query [C, Eq], mask_c [C, T],
+        side [U, T, S] (the behaviors' own values) or None."""
         n = query.shape[0]
-        w_key, _ = unit.split_first()  # [H, 2E] acting on [k, k*q]
-        w_k, w_p = w_key[:, : unit.dim].t(), w_key[:, unit.dim :].t()  # each [E, H]
+        e = unit.dim
+        w_key, _ = unit.split_first()  # [H, 2E + S] acting on [k, k*q, s]
+        w_k, w_p = w_key[:, :e].t(), w_key[:, e : 2 * e].t()  # each [E, H]
         # Per candidate c, Wk' k + Wp (k * q_c) = k @ A_c with A_c = Wk'^T + diag(q_c) Wp^T:
         # one [T, E] @ [E, H] product per candidate, exactly the FLOPs of the Wp (k * q) term
         # alone, so the user share Wk' k rides along for free instead of costing an extra
         # [C, T, H] add (measured 4-6x faster than materialising k * q and adding the parts).
         a = torch.addcmul(w_k, query.unsqueeze(2), w_p)  # [C, E, H]
         keys_c = _rows(keys, n, row_user)  # [C, T, E]: a stride-0 view when U == 1
-        # The query's share (bias included) initialises the batched product's output.
-        first = torch.baddbmm(unit.query_part(query).unsqueeze(1), keys_c, a)  # [C, T, H]
+        # The query's share (bias included) initialises the batched product's output; the
+        # behaviors' own values add a user-side share Ws s [U, T, H], the same for every
+        # candidate.
+        init = unit.query_part(query).unsqueeze(1)  # [C, 1, H]
+        if side is not None:
+            init = init + _rows(torch.matmul(side, w_key[:, 2 * e :].t()), n, row_user)
+        first = torch.baddbmm(init, keys_c, a)  # [C, T, H]
         # The rest of the MLP on [C*T, H] rows: 2-D, each Linear exports as one Gemm with its
         # bias fused instead of a batched MatMul plus an Add pass over [C, T, H].
         t = first.shape[1]
         flat = unit.scores_from_parts(first.reshape(n * t, -1), mask_c.reshape(n * t))
         return flat.reshape(n, t)  # [C, T]
+
+
+def _side(user: Batch, group: HistoryGroup, dtype: torch.dtype) -> torch.Tensor | None:
+    """A history's per-behavior values [U, T, S] (VarLenDenseFeat [U, T] / [U, T, D] each,
+    in schema order, as InterestNetwork.packed_side joins them), or None."""
+    if not group.side:
+        return None
+    parts = [user[c.name].reshape(*user[c.name].shape[:2], c.dimension) for c in group.side]
+    return torch.cat(parts, dim=-1).to(dtype)
 
 
 def _rows(t: torch.Tensor, n: int, row_user: torch.Tensor | None) -> torch.Tensor:

@@ -13,125 +13,58 @@ history costs proportionally less.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dinrec.data.vocabulary import OOV_ID, PAD_ID, Vocabularies, Vocabulary
+from dinrec.data.protocols.behavior_groups import SECONDS_PER_UNIT
+from dinrec.data.vocabulary import OOV_ID, PAD_ID, Vocabularies
 from dinrec.feature_column import SparseFeat, VarLenSparseFeat
-from dinrec.schema import HISTORY_PREFIX, FeatureSchema
+from dinrec.history_groups import history_prefix
+from dinrec.schema import FeatureSchema, HistoryGroup
 from dinrec.serving.broadcast import candidate_inputs
+from dinrec.serving.id_codec import IdCodec, RequestError, vocab_for
+
+__all__ = ["Arrays", "FeatureEncoder", "IdCodec", "RequestError", "UserFeatures"]
 
 Arrays = dict[str, np.ndarray]
-_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
 # Dense inputs are float32: a larger magnitude would become inf inside the model.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+# The per-behavior value serving computes, as the data pipeline names it: <prefix>time_gap.
+TIME_GAP = "time_gap"
 # (row, input name) -> the request field to name in an error, e.g. "rows[2].gender".
 Where = Callable[[int, str], str]
 
 
-class RequestError(ValueError):
-    """A request value the model cannot take; `field` names it, e.g. "candidates[3]"."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}")
-
-
 def refuse_beyond_deepctr(schema: FeatureSchema, where: str) -> None:
     """Raise, naming them, for the schema parts `where` does not support yet: named
-    history groups and per-behavior values (VarLenDenseFeat) are trained and evaluated,
-    but requests, stores and exports carry one history of ids; never serve them wrong."""
+    history groups and per-behavior values (VarLenDenseFeat) are trained, evaluated and
+    served by the Scorer, but the ONNX export carries one history of ids; never serve them
+    wrong."""
     unsupported = schema.beyond_deepctr
     if unsupported:
-        raise ValueError(f"{where} does not support {', '.join(unsupported)} yet; this "
-                         "bundle can be evaluated in Python (load_model, predict) only")
+        raise ValueError(f"{where} does not support {', '.join(unsupported)} yet; serve "
+                         "this bundle with the torch backend")
 
 
-class IdCodec:
-    """One feature's raw ids -> int64 ids.
-
-    Args:
-        column: the feature's column.
-        vocab: its vocabulary from the bundle, or None to take encoded ints.
-        schema: the bundle's schema: the rows of the column's table bound encoded ids, and
-            use_hash columns hash raw ids into them exactly as in training.
-    """
-
-    def __init__(
-        self, column: SparseFeat | VarLenSparseFeat, vocab: Vocabulary | None,
-        schema: FeatureSchema,
-    ) -> None:
-        self.name = column.name
-        self.column = column
-        self.schema = schema
-        self.size = schema.rows(column)
-        self.use_hash = column.use_hash
-        self.vocab = vocab
-
-    @property
-    def missing_id(self) -> int:
-        """The id of an absent value: unknown (1) through a vocabulary, else padding (0)."""
-        return OOV_ID if self.vocab is not None else PAD_ID
-
-    def encode(self, values: Sequence[Any], field: str, *, indexed: bool = True) -> np.ndarray:
-        """[N] raw ids -> [N] int64; errors name `field[i]` (or `field` when not indexed)."""
-        if self.vocab is not None:
-            raw = [v if isinstance(v, str) else str(v) for v in values]
-            return self.vocab.encode(np.array(raw, dtype=str)) if raw else _empty()
-        if self.use_hash:
-            return self.schema.hash_ids(self.column, np.array([str(v) for v in values], dtype=str))
-        out = np.empty(len(values), dtype=np.int64)
-        for i, value in enumerate(values):
-            out[i] = self._encoded_int(value, f"{field}[{i}]" if indexed else field)
-        return out
-
-    @property
-    def takes_any_id(self) -> bool:
-        """Every raw id encodes (through the vocabulary, or hashed): none is ever refused."""
-        return self.vocab is not None or self.use_hash
-
-    def accepts(self, value: Any) -> bool:
-        """`value` (not None) encodes without a RequestError."""
-        if self.takes_any_id:
-            return True
-        try:
-            self._encoded_int(value, "")
-        except RequestError:
-            return False
-        return True
-
-    def _encoded_int(self, value: Any, field: str) -> int:
-        # ASCII digits only: str.isdigit() also accepts "²" and lstrip("-") "--5", which
-        # int() then refuses.
-        if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RequestError(
-                field, f"{self.name} has no vocabulary in this model, so ids must be encoded "
-                f"integers; got {value!r}"
-            )
-        if not 0 <= value < self.size:
-            raise RequestError(field, f"id {value} is outside {self.name}'s table [0, {self.size})")
-        return value
-
-
-def _empty() -> np.ndarray:
-    return np.zeros(0, dtype=np.int64)
-
-
-def _vocab_for(column: SparseFeat | VarLenSparseFeat, vocabs: Vocabularies | None) -> Any:
-    """The vocabulary of a column: by its name, its table, or its name without hist_."""
-    if vocabs is None:
-        return None
-    for key in (column.name, column.table, column.name.removeprefix(HISTORY_PREFIX)):
-        if key in vocabs:
-            return vocabs[key]
-    return None
+def time_gap_inputs(schema: FeatureSchema) -> dict[str, str]:
+    """{history name: its time-gap input}: the per-behavior values serving computes, each
+    `<prefix>time_gap` of width 1 (log1p hours since the behavior, as the data pipeline's
+    behavior_groups protocol). Any other VarLenDenseFeat cannot be computed from the store:
+    a ValueError names it."""
+    out = {}
+    for group in schema.groups:
+        for col in group.side:
+            if col.name != history_prefix(group.name) + TIME_GAP or col.dimension != 1:
+                raise ValueError(
+                    f"serving computes one per-behavior value, {history_prefix(group.name)}"
+                    f"{TIME_GAP} (width 1: log1p hours since the behavior, from the stored "
+                    f"timestamps); VarLenDenseFeat {col.name!r} (width {col.dimension}) "
+                    "cannot be served")
+            out[group.name] = col.name
+    return out
 
 
 @dataclass(frozen=True)
@@ -145,6 +78,21 @@ class UserFeatures:
 
     arrays: Arrays
     defaulted: tuple[str, ...]
+    # (time-gap input, the behaviors' timestamps [1, T] float64, NaN at padding): the gaps
+    # are measured at request time (at()), so cached features never hold stale ones.
+    times: tuple[tuple[str, np.ndarray], ...] = ()
+
+    def at(self, now: float) -> Arrays:
+        """The input arrays with each time gap measured to `now` (seconds), exactly as the
+        data pipeline measures it to a sample's time: log1p(max(now - t, 0) / 3600), 0 at
+        padding."""
+        if not self.times:
+            return self.arrays
+        out = dict(self.arrays)
+        for name, when in self.times:
+            hours = np.maximum(now - when, 0.0) / SECONDS_PER_UNIT
+            out[name] = np.where(np.isnan(when), 0.0, np.log1p(hours)).astype(np.float32)
+        return out
 
 
 class FeatureEncoder:
@@ -160,12 +108,12 @@ class FeatureEncoder:
     def __init__(
         self, schema: FeatureSchema, vocabs: Vocabularies | None, user_feature: str | None = None
     ) -> None:
-        refuse_beyond_deepctr(schema, "serving (dinrec serve, the Scorer)")
         self.schema = schema
+        self.time_gaps = time_gap_inputs(schema)
         self.codecs: dict[str, IdCodec] = {}
         for col in schema.columns:
             if isinstance(col, (SparseFeat, VarLenSparseFeat)):
-                self.codecs[col.name] = IdCodec(col, _vocab_for(col, vocabs), schema)
+                self.codecs[col.name] = IdCodec(col, vocab_for(col, vocabs), schema)
         sparse_names = [c.name for c in schema.sparse]
         if user_feature is None and "user_id" in sparse_names:
             user_feature = "user_id"
@@ -178,8 +126,13 @@ class FeatureEncoder:
                 "ranking takes an item and its category; this model's history features are "
                 f"{list(self.candidates)}"
             )
+        self.groups = schema.groups
+        # Per history, which stored value feeds each of its columns: 0 the item, 1 its
+        # category (the candidate input its feature is).
+        self.slots = {g.name: tuple(self.candidates.index(f) for f in g.features)
+                      for g in self.groups}
         self.history = tuple(c.name for c in schema.history)
-        self.maxlen = schema.max_len
+        self.maxlen = max((g.maxlen for g in self.groups), default=0)
         taken = {*self.candidates, *(() if user_feature is None else (user_feature,))}
         self.profile_sparse = tuple(c.name for c in schema.sparse if c.name not in taken)
         weights = [p.weight_name for p in schema.pooled if p.weight_name is not None]
@@ -189,17 +142,26 @@ class FeatureEncoder:
         )
         # A score row names every input but the derived lengths; weights are optional.
         self.row_features = (
-            *(c.name for c in schema.sparse), *self.history, *(p.name for p in schema.pooled),
-            *(d.name for d in schema.dense),
+            *(c.name for c in schema.sparse),
+            *(name for g in self.groups for name in _sequence_names(g)),
+            *(p.name for p in schema.pooled), *(d.name for d in schema.dense),
         )
         self.optional_row_features = frozenset(weights)
 
     # ----- rank requests -----------------------------------------------------------------
     def user(
-        self, user_id: str | int, profile: Mapping[str, Any], history: Sequence[tuple[Any, Any]]
+        self, user_id: str | int, profile: Mapping[str, Any],
+        history: Sequence[tuple[Any, ...]] = (),
+        groups: Mapping[str, Sequence[tuple[Any, ...]]] | None = None,
     ) -> UserFeatures:
-        """One user's inputs [1, ...] from profile values and (item, category) behaviors,
-        oldest first (the most recent maxlen are used)."""
+        """One user's inputs [1, ...] from profile values and behaviors (item, category) or
+        (item, category, timestamp), oldest first (each history's latest maxlen are used).
+
+        Args:
+            history: history_feature_list's behaviors.
+            groups: each named history group's behaviors (absent: none). A history with a
+                time gap needs the timestamps.
+        """
         unknown = sorted(set(profile) - set(self.profile_features))
         if unknown:
             raise RequestError(
@@ -212,11 +174,22 @@ class FeatureEncoder:
             codec = self.codecs[self.user_feature]
             arrays[self.user_feature] = codec.encode([user_id], "user_id", indexed=False)
         self._profile([profile], arrays, lambda _, name: f"profile.{name}", defaulted)
-        if self.history:
-            recent = list(history)[-self.maxlen :]
-            lists = [[b[0] for b in recent], [b[1] for b in recent]]
-            self._histories([lists[: len(self.history)]], arrays, lambda _, __: "history")
-        return UserFeatures(arrays, tuple(defaulted))
+        times = []
+        for group in self.groups:
+            where = f"history.{group.name}" if group.name else "history"
+            given = (groups or {}).get(group.name, ()) if group.name else history
+            recent = list(given)[-group.maxlen :]
+            lists = [[b[slot] for b in recent] for slot in self.slots[group.name]]
+            self._histories([lists], arrays, lambda _, __, w=where: w, group)  # type: ignore[misc]
+            gap = self.time_gaps.get(group.name)
+            if gap is not None:
+                if any(len(b) < 3 for b in recent):
+                    raise RequestError(where, f"this model reads the time since each behavior "
+                                       f"({gap}): give (item, category, timestamp)")
+                when = np.full((1, max(1, len(recent))), np.nan)
+                when[0, : len(recent)] = [float(b[2]) for b in recent]
+                times.append((gap, when))
+        return UserFeatures(arrays, tuple(defaulted), tuple(times))
 
     def items(self, candidates: Sequence[Any], categories: Sequence[Any]) -> Arrays:
         """Candidate inputs [C] from raw item ids and their raw categories (None: unknown)."""
@@ -257,17 +230,27 @@ class FeatureEncoder:
                 raise RequestError(f"{err.field}.{col.name}", err.message) from None
             (cand if col.name in self.candidates else user)[col.name] = ids
         self._profile(rows, user, lambda i, name: f"rows[{i}].{name}", [])
-        if self.history:
+        for group in self.groups:
+            names = _sequence_names(group)
             lists = []
             for i, row in enumerate(rows):
-                per_row = [_as_list(row[name], f"rows[{i}].{name}") for name in self.history]
+                per_row = [_as_list(row[name], f"rows[{i}].{name}") for name in names]
                 if len({len(v) for v in per_row}) > 1:
                     raise RequestError(
-                        f"rows[{i}].{self.history[-1]}",
-                        f"history lists {list(self.history)} must have the same length",
+                        f"rows[{i}].{names[-1]}",
+                        f"history lists {names} must have the same length",
                     )
-                lists.append([v[-self.maxlen :] for v in per_row])
-            self._histories(lists, user, lambda i, name: f"rows[{i}].{name}")
+                lists.append([v[-group.maxlen :] for v in per_row])
+            n_ids = len(group.columns)
+            self._histories([r[:n_ids] for r in lists], user, lambda i, name: f"rows[{i}].{name}",
+                            group)
+            width = user[group.columns[0].name].shape[1]
+            for k, side in enumerate(group.side):
+                numbers = np.zeros((len(rows), width), dtype=np.float32)
+                for r, per_row in enumerate(lists):
+                    found = per_row[n_ids + k]
+                    numbers[r, : len(found)] = _floats(found, len(found), f"rows[{r}].{side.name}")
+                user[side.name] = numbers
         return user, cand
 
     # ----- shared pieces -----------------------------------------------------------------
@@ -290,16 +273,19 @@ class FeatureEncoder:
         return out
 
     def _histories(
-        self, rows: Sequence[Sequence[Sequence[Any]]], arrays: Arrays, where: Where
+        self, rows: Sequence[Sequence[Sequence[Any]]], arrays: Arrays, where: Where,
+        group: HistoryGroup,
     ) -> None:
-        """History inputs [R, T'] from per row, per history feature raw lists.
+        """One history's inputs [R, T'] from per row, per column raw lists.
 
         T' is the longest history (at least 1), post-padded with 0; the length input, if
-        the model has one, holds each row's count.
+        the history has one, holds each row's count.
         """
-        lengths = np.array([len(per_row[0]) for per_row in rows], dtype=np.int64)
+        lengths = np.array([len(per_row[0]) if per_row else 0 for per_row in rows],
+                           dtype=np.int64)
         width = max(1, int(lengths.max(initial=0)))
-        for n, name in enumerate(self.history):
+        for n, col in enumerate(group.columns):
+            name = col.name
             out = np.zeros((len(rows), width), dtype=np.int64)
             for r, per_row in enumerate(rows):
                 values = per_row[n] if n < len(per_row) else [None] * int(lengths[r])
@@ -311,9 +297,8 @@ class FeatureEncoder:
                     encoded[encoded == PAD_ID] = OOV_ID
                 out[r, : len(values)] = encoded
             arrays[name] = out
-        length_name = self.schema.history_length_name
-        if length_name is not None:
-            arrays[length_name] = lengths
+        if group.length_name is not None:
+            arrays[group.length_name] = lengths
 
     def _profile(
         self, sources: Sequence[Mapping[str, Any]], arrays: Arrays, where: Where,
@@ -360,6 +345,11 @@ class FeatureEncoder:
                 else:
                     defaulted.append(dense.name)
             arrays[dense.name] = numbers[:, 0] if dense.dimension == 1 else numbers
+
+
+def _sequence_names(group: HistoryGroup) -> list[str]:
+    """A history's list inputs in a score row: its id sequences, then its values."""
+    return [c.name for c in group.columns] + [c.name for c in group.side]
 
 
 def _as_list(value: Any, field: str) -> list[Any]:

@@ -47,11 +47,13 @@ class CachedUser:
         known: the store had a profile or a behavior of the user.
         history_length: behaviors the model reads.
         features: the user-side input arrays (history and stored profile, encoded).
+        history_lengths: behaviors read per history, for a model with history groups.
     """
 
     known: bool
     history_length: int
     features: UserFeatures
+    history_lengths: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)

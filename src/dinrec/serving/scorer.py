@@ -29,8 +29,9 @@ from dinrec.data.vocabulary import META_KEY, OOV_ID, PAD_ID, Vocabularies, Vocab
 from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
 from dinrec.models import load_model
 from dinrec.models.network import InterestNetwork
+from dinrec.serving.behavior_feeds import BehaviorFeeds
 from dinrec.serving.broadcast import BroadcastForward
-from dinrec.serving.encoding import Arrays, FeatureEncoder, UserFeatures
+from dinrec.serving.encoding import Arrays, FeatureEncoder, UserFeatures, refuse_beyond_deepctr
 
 BACKENDS = ("torch", "onnx")
 # Files whose bytes make a model version: same files, same version.
@@ -133,6 +134,8 @@ class Scorer:
         self.vocabs = vocabs
         self.info = info
         self.encoder = FeatureEncoder(model.schema, vocabs, user_feature)
+        # Which stored behavior types feed each history (the manifest's mapping, if any).
+        self.feeds = BehaviorFeeds.of(model.schema, info.manifest)
         self.backend = backend if backend is not None else TorchBackend(model)
 
     @classmethod
@@ -149,6 +152,7 @@ class Scorer:
         if backend == "onnx":
             from dinrec.serving.onnx_export import OnnxBackend
 
+            refuse_beyond_deepctr(model.schema, "the ONNX backend")
             runner = OnnxBackend(root, info.version)
         else:
             runner = TorchBackend(model)
@@ -170,8 +174,10 @@ class Scorer:
         user_id: str | int,
         candidates: Sequence[Any],
         categories: Sequence[Any],
-        history: Sequence[tuple[Any, Any]] = (),
+        history: Sequence[tuple[Any, ...]] = (),
         profile: Mapping[str, Any] | None = None,
+        groups: Mapping[str, Sequence[tuple[Any, ...]]] | None = None,
+        now: float | None = None,
     ) -> RankScores:
         """Click probabilities of `candidates` for one user, in candidate order.
 
@@ -179,15 +185,22 @@ class Scorer:
             user_id: the raw user id.
             candidates: [C] raw item ids.
             categories: [C] raw category per candidate (None: unknown).
-            history: (item, category) behaviors, oldest first; the last maxlen are used.
+            history: (item, category) or (item, category, timestamp) behaviors of
+                history_feature_list's history, oldest first; the last maxlen are used.
             profile: raw profile values by input name; absent ones are defaulted.
+            groups: the same per named history group (absent: none).
+            now: the request's time in seconds, which time gaps are measured to (default:
+                the clock).
         """
-        user = self.encoder.user(user_id, profile or {}, history)
-        return self.rank_encoded(user, self.encoder.items(candidates, categories))
+        user = self.encoder.user(user_id, profile or {}, history, groups)
+        return self.rank_encoded(user, self.encoder.items(candidates, categories), now)
 
-    def rank_encoded(self, user: UserFeatures, items: Arrays) -> RankScores:
+    def rank_encoded(
+        self, user: UserFeatures, items: Arrays, now: float | None = None
+    ) -> RankScores:
         """rank() from inputs encoded already (FeatureEncoder.user / .items)."""
-        return RankScores(sigmoid(self.backend.logits(user.arrays, items)), user.defaulted)
+        arrays = user.at(time.time() if now is None else now)
+        return RankScores(sigmoid(self.backend.logits(arrays, items)), user.defaulted)
 
     def score(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Click probabilities [N] of rows that give every feature (history included)."""
@@ -204,11 +217,12 @@ class Scorer:
         """
         # Id 0 is valid with or without a vocabulary (a raw "0" is simply unknown); one
         # behavior, so the attention unit runs too; candidates padding and unknown.
-        history = [(0, 0)] if self.encoder.history else []
-        user = self.encoder.user(0, {}, history)
+        probe = [(0, 0, 0.0)]
+        groups = {g.name: probe for g in self.encoder.groups if g.name}
+        user = self.encoder.user(0, {}, probe if self.encoder.history else [], groups)
         items = {name: np.array([PAD_ID, OOV_ID], dtype=np.int64)
                  for name in self.encoder.candidates}
-        logits = self.backend.logits(user.arrays, items)
+        logits = self.backend.logits(user.at(0.0), items)
         if not np.isfinite(logits).all():
             raise NonFiniteModelError(
                 f"model {self.version} gives non-finite scores ({logits.tolist()}) on a probe "
@@ -244,6 +258,12 @@ class Scorer:
             "roles": {
                 "user": enc.user_feature, "candidate": enc.candidates[:1],
                 "candidate_attributes": enc.candidates[1:], "history": list(enc.history),
+                # Each history's sequences and the stored behavior types feeding it.
+                "histories": {
+                    f.group.name: {"inputs": [c.name for c in f.group.columns]
+                                   + [c.name for c in f.group.side],
+                                   "maxlen": f.group.maxlen, "behaviors": list(f.types)}
+                    for f in self.feeds.feeds},
                 "profile": list(enc.profile_features),
             },
             "features": features,

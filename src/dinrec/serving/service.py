@@ -38,18 +38,16 @@ from dinrec.serving.rank_cache import (
 from dinrec.serving.scorer import BACKENDS, Scorer
 from dinrec.serving.stores import Behavior, BehaviorStore, Versions, open_store, redact
 from dinrec.serving.stores.values import (
+    backfilled_history,
     check_events,
     usable_categories,
-    usable_history,
+    usable_groups,
     usable_profile,
 )
 
 log = logging.getLogger("dinrec.serving")
 
 DEFAULT_STORE = "sqlite:///dinrec-store.db"
-# A rank call reads at most this many times maxlen stored behaviors to fill the places of
-# skipped ones: a user whose store holds mostly values the model cannot take costs a bound.
-BACKFILL_WINDOW = 8
 
 
 @dataclass(frozen=True)
@@ -186,7 +184,7 @@ class RankingService:
         scorer = current.scorer
         self._check_count("candidates", len(request.candidates), self.config.max_candidates)
         user, items = self._inputs(scorer, current.cache, request)
-        probabilities = scorer.rank_encoded(user.features, items).probabilities
+        probabilities = scorer.rank_encoded(user.features, items, request.timestamp).probabilities
         if not np.isfinite(probabilities).all():
             # A fault (500), as json.dumps made it; orjson would quietly write null.
             raise ValueError(f"model {scorer.version} gave non-finite scores")
@@ -195,7 +193,7 @@ class RankingService:
         if not user.known:
             self.metrics.count(self.metrics.cold_starts)
         candidates = request.candidates
-        return {
+        out: dict[str, Any] = {
             "user_id": request.user_id,
             "model_version": scorer.version,
             "cold_start": not user.known,
@@ -206,6 +204,9 @@ class RankingService:
             ],
             "defaulted": list(user.features.defaulted),
         }
+        if user.history_lengths is not None:
+            out["history_lengths"] = user.history_lengths
+        return out
 
     def _inputs(
         self, scorer: Scorer, cache: RankCache, request: RankRequest
@@ -222,10 +223,14 @@ class RankingService:
         entries = cache.items(versions, candidates)
         missing = [i for i, e in enumerate(entries) if e is None]
         if user is None or missing:
-            record, found = self.store.lookup(
-                user_id, scorer.maxlen if user is None else 0,
-                [str(candidates[i]) for i in missing],
-            )
+            feeds = scorer.feeds
+            # A model with history groups reads each from its own types; the plain model
+            # (one history, no mapping) its latest maxlen of every type.
+            reads = feeds.reads() if user is None and not feeds.every_type else ()
+            limit = scorer.maxlen if user is None and feeds.every_type else 0
+            cats = [str(candidates[i]) for i in missing]
+            record, found = (self.store.lookup(user_id, limit, cats, reads) if reads
+                             else self.store.lookup(user_id, limit, cats))
             if user is None:
                 # The store may hold profile values of features this model does not read.
                 allowed = set(encoder.profile_features)
@@ -235,14 +240,24 @@ class RankingService:
                 if skipped:
                     self.metrics.count(self.metrics.skipped, float(skipped), "profile")
                 profile.update(request.profile)
-                history, skipped = self._usable_history(
-                    encoder, user_id, record.history, scorer.maxlen
-                )
+                if reads:
+                    groups, skipped = usable_groups(
+                        self.store, encoder, scorer.feeds, user_id, record)
+                    history = groups.pop("", [])
+                    lengths = {"": len(history), **{k: len(v) for k, v in groups.items()}}
+                else:
+                    groups, lengths = {}, None
+                    history, skipped = backfilled_history(
+                        self.store, encoder, user_id, record.history, scorer.maxlen
+                    )
                 if skipped:
                     self.metrics.count(self.metrics.skipped, float(skipped), "behavior")
                 user = CachedUser(
-                    record.known, min(len(history), scorer.maxlen),
-                    encoder.user(request.user_id, profile, history),
+                    record.known,
+                    sum(lengths.values()) if lengths else min(len(history), scorer.maxlen),
+                    encoder.user(request.user_id, profile, history, groups),
+                    lengths if lengths is None or "" in encoder.slots
+                    else {k: v for k, v in lengths.items() if k},
                 )
                 if not request.profile:
                     cache.put_user(versions, user_id, user)
@@ -255,22 +270,6 @@ class RankingService:
                 for i, entry in zip(missing, fresh, strict=True):
                     entries[i] = entry
         return user, item_arrays(encoder.candidates, [e for e in entries if e is not None])
-
-    def _usable_history(
-        self, encoder: FeatureEncoder, user_id: str, history: list[tuple[str, str | None]],
-        maxlen: int,
-    ) -> tuple[list[tuple[str, str | None]], int]:
-        """(the latest `maxlen` stored behaviors the model can take, oldest first; how many
-        were skipped): a skipped one's place is filled from older stored behaviors, read
-        in windows of 2x, 4x, ... maxlen up to BACKFILL_WINDOW x maxlen, when the store
-        keeps more than maxlen (by default `append` keeps history_keep = maxlen)."""
-        limit = maxlen
-        while True:
-            usable, skipped = usable_history(encoder, history, maxlen)
-            if len(usable) >= maxlen or len(history) < limit or limit >= BACKFILL_WINDOW * maxlen:
-                return usable, skipped
-            limit *= 2
-            history = self.store.lookup(user_id, limit, [])[0].history
 
     @staticmethod
     def _encode_items(
@@ -319,10 +318,13 @@ class RankingService:
         self._check_count("events", len(request.events), self.config.max_events)
         # Ids this model cannot take would otherwise sit in the store and fail rank calls.
         check_events(self.scorer.encoder, request.events)
+        feeds = self.scorer.feeds
+        for i, e in enumerate(request.events):
+            feeds.check(e.behavior, f"events[{i}].behavior")  # read by no history: a 422
         events = [
             Behavior(
                 str(e.user_id), str(e.item_id), None if e.category is None else str(e.category),
-                _timestamp(e.timestamp, f"events[{i}].timestamp"),
+                _timestamp(e.timestamp, f"events[{i}].timestamp"), e.behavior,
             )
             for i, e in enumerate(request.events)
         ]

@@ -1,4 +1,4 @@
-"""Bundles with history groups or per-behavior values are refused by serving and export."""
+"""Bundles with history groups: served by the torch Scorer, refused by ONNX by name."""
 
 from __future__ import annotations
 
@@ -26,14 +26,25 @@ def _bundle(tmp_path: Path, groups: bool) -> Path:
     return tmp_path / "bundle"
 
 
-@pytest.mark.parametrize(("groups", "named"), [(True, "history group 'buy'"),
-                                               (False, "VarLenDenseFeat 'hist_gap'")])
-def test_the_scorer_refuses_naming_what_it_cannot_serve(tmp_path, groups, named):
-    with pytest.raises(ValueError, match=rf"serving \(dinrec serve, the Scorer\) does not "
-                                         rf"support {named} yet"):
-        Scorer.load(_bundle(tmp_path, groups))
+def test_the_scorer_refuses_a_per_behavior_value_it_cannot_compute_naming_it(tmp_path):
+    with pytest.raises(ValueError, match=r"VarLenDenseFeat 'hist_gap' \(width 1\) cannot be "
+                                         r"served"):
+        Scorer.load(_bundle(tmp_path, False))
 
 
+def test_a_grouped_bundle_loads_and_ranks_with_each_history_from_its_own_events(tmp_path):
+    scorer = Scorer.load(_bundle(tmp_path, True))
+    assert scorer.feeds.describe() == {"": [None], "buy": ["buy"]}
+    base = scorer.rank("u", [1, 2, 3], [None] * 3, history=[(4, None)]).probabilities
+    bought = scorer.rank("u", [1, 2, 3], [None] * 3, history=[(4, None)],
+                         groups={"buy": [(5, None)]}).probabilities
+    assert float(abs(base - bought).max()) > 0.0
+
+
+def test_the_onnx_backend_refuses_a_grouped_bundle_by_name(tmp_path):
+    with pytest.raises(ValueError, match=r"the ONNX backend does not support history group "
+                                         r"'buy'"):
+        Scorer.load(_bundle(tmp_path, True), backend="onnx")
 def test_onnx_export_refuses_a_grouped_bundle(tmp_path):
     with pytest.raises(ValueError, match=r"ONNX export does not support history group 'buy'"):
         export_onnx(_bundle(tmp_path, True))

@@ -35,6 +35,10 @@ class RankRequest(Strict):
     top_k: StrictInt | None = Field(
         default=None, ge=1, description="Return only the best top_k candidates."
     )
+    timestamp: Number | None = Field(
+        default=None, description="The request's time in seconds, which a model's time "
+        "since each behavior (<prefix>time_gap) is measured to; default: the server's clock.",
+    )
 
 
 class RankedItem(BaseModel):
@@ -46,7 +50,11 @@ class RankResponse(BaseModel):
     user_id: RawId
     model_version: str
     cold_start: bool = Field(description="The store knew nothing of this user.")
-    history_length: int = Field(description="Behaviors the model used.")
+    history_length: int = Field(description="Behaviors the model used (all histories).")
+    history_lengths: dict[str, int] | None = Field(
+        default=None, description="Behaviors used per history, for a model with history "
+        "groups ('' is history_feature_list's)."
+    )
     items: list[RankedItem] = Field(description="Candidates, best first.")
     defaulted: list[str] = Field(
         description="Profile features absent from both the request and the store."
@@ -76,6 +84,11 @@ class Event(Strict):
         default=None, description="The item's raw category; also updates the item's entry."
     )
     timestamp: Number
+    behavior: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="The behavior's type (e.g. pv, cart, buy): which history "
+        "group of the model it feeds (GET /v1/model lists them); absent: untyped, "
+        "history_feature_list's history.",
+    )
 
 
 class EventsRequest(Strict):

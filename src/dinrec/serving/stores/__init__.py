@@ -3,8 +3,8 @@
 A store holds, keyed by RAW ids (never vocabulary-encoded ones, so a store outlives model
 versions and vocabularies):
 
-- each user's most recent behaviors (item, category, timestamp), trimmed to what the model
-  reads; ordered by timestamp, ties by arrival;
+- each user's most recent behaviors (item, category, timestamp, behavior type), trimmed to
+  what the model reads per type; ordered by timestamp, ties by arrival;
 - each user's profile (a JSON object of raw values, e.g. {"gender": "f"});
 - each item's category, so a rank request need only name candidate item ids.
 
@@ -20,10 +20,12 @@ from dinrec.serving.stores.base import (
     SQLITE_SCHEME,
     Behavior,
     BehaviorStore,
+    GroupRead,
+    StoredBehavior,
     UserRecord,
     Versions,
 )
 from dinrec.serving.stores.urls import open_store, redact
 
-__all__ = ["REDIS_SCHEMES", "SQLITE_SCHEME", "Behavior", "BehaviorStore", "UserRecord",
-           "Versions", "open_store", "redact"]
+__all__ = ["REDIS_SCHEMES", "SQLITE_SCHEME", "Behavior", "BehaviorStore", "GroupRead",
+           "StoredBehavior", "UserRecord", "Versions", "open_store", "redact"]

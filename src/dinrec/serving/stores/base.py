@@ -22,12 +22,37 @@ class Behavior:
         item_id: raw item id.
         category: raw category id of the item, or None when unknown.
         timestamp: seconds (int or float); orders a user's history.
+        behavior: the behavior's type (e.g. "pv", "buy"), or None: untyped. A model with
+            history groups reads each group from the types that feed it.
     """
 
     user_id: str
     item_id: str
     category: str | None
     timestamp: float
+    behavior: str | None = None
+
+
+# A stored behavior as a history group reads it: (item, category, timestamp).
+StoredBehavior = tuple[str, str | None, float]
+
+
+def typed(event: tuple[Any, ...]) -> str | None:
+    """The behavior type of a replace_users event: its 4th element, None if absent."""
+    kind = event[3] if len(event) > 3 else None
+    return None if kind is None else str(kind)
+
+
+class GroupRead(NamedTuple):
+    """One history group's read: the latest `limit` behaviors of these types.
+
+    Args:
+        types: behavior types feeding the group; None among them: untyped events.
+        limit: most behaviors returned (the group's maxlen, or more to backfill).
+    """
+
+    types: tuple[str | None, ...]
+    limit: int
 
 
 @dataclass(frozen=True)
@@ -37,12 +62,16 @@ class UserRecord:
     Args:
         known: the store has a profile or at least one behavior for the user.
         profile: raw profile values by feature name.
-        history: (item, category) behaviors, oldest first, at most the limit asked for.
+        history: (item, category) behaviors of every type, oldest first, at most the limit
+            asked for.
+        groups: per GroupRead asked for, its behaviors (item, category, timestamp), oldest
+            first.
     """
 
     known: bool
     profile: dict[str, Any] = field(default_factory=dict)
     history: list[tuple[str, str | None]] = field(default_factory=list)
+    groups: tuple[list[StoredBehavior], ...] = ()
 
 
 class Versions(NamedTuple):
@@ -72,25 +101,28 @@ class BehaviorStore(Protocol):
     url: str
 
     def lookup(
-        self, user_id: str, limit: int, items: Sequence[str]
+        self, user_id: str, limit: int, items: Sequence[str], groups: Sequence[GroupRead] = ()
     ) -> tuple[UserRecord, list[str | None]]:
-        """(the user's record with its `limit` latest behaviors, each item's category)."""
+        """(the user's record with its `limit` latest behaviors of any type and, per
+        GroupRead, the latest of its types; each item's category), from one snapshot."""
         ...
 
     def append(self, events: Sequence[Behavior], keep: int) -> int | None:
-        """Add events atomically; then keep only each touched user's `keep` latest ones.
-        Events with a category also set their item's category. Returns how many of these
-        events that trim removed at once (older than the user's `keep` latest), or None
-        when the store cannot tell."""
+        """Add events atomically; then keep only each touched user's `keep` latest ones of
+        each behavior type (untyped ones count as one type), so frequent clicks never push
+        a user's rare purchases out. Events with a category also set their item's
+        category. Returns how many of these events that trim removed at once (older than
+        the user's `keep` latest of their type), or None when the store cannot tell."""
         ...
 
     def replace_users(
         self,
-        histories: Mapping[str, Sequence[tuple[str, str | None, float]]],
+        histories: Mapping[str, Sequence[tuple[Any, ...]]],
         profiles: Mapping[str, Mapping[str, Any]],
     ) -> None:
-        """Set these users' whole histories ((item, category, timestamp), oldest first)
-        and profiles, replacing what was stored for them."""
+        """Set these users' whole histories ((item, category, timestamp) or (item,
+        category, timestamp, behavior type), oldest first) and profiles, replacing what was
+        stored for them."""
         ...
 
     def put_items(self, categories: Mapping[str, str]) -> None:

@@ -3,8 +3,9 @@
 Keys (PREFIX defaults to "dinrec:"):
 
     PREFIX h:USER   sorted set: one member per behavior, score = timestamp; the member is
-                    "SEQ|[item, category]" with SEQ a zero-padded arrival number, so equal
-                    timestamps keep arrival order and identical events stay distinct
+                    "SEQ|[item, category]" (untyped) or "SEQ|[item, category, type]" with SEQ
+                    a zero-padded arrival number, so equal timestamps keep arrival order and
+                    identical events stay distinct
     PREFIX p:USER   string: the profile as JSON
     PREFIX items    hash: item -> category
     PREFIX seq      counter handing out SEQ
@@ -17,7 +18,9 @@ Keys (PREFIX defaults to "dinrec:"):
 versions() is one MGET of epoch, igen and v:USER. Every write bumps what it changes in the
 same MULTI/EXEC as its data, so data read after a version is never older than it.
 
-A rank lookup is one round trip (a pipeline of ZRANGE, GET, HMGET); an append is one
+A rank lookup is one round trip (a pipeline of ZRANGE, GET, HMGET; a model with history
+groups reads the user's whole set, which the trim bounds, and splits it by type); an append
+is one
 MULTI/EXEC transaction, so a reader sees all of it or none of it; replace_users writes each
 user in one MULTI/EXEC too (in chunks of users).
 """
@@ -30,7 +33,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from dinrec.serving.stores.base import Behavior, UserRecord, Versions
+from dinrec.serving.stores.base import (
+    Behavior,
+    GroupRead,
+    StoredBehavior,
+    UserRecord,
+    Versions,
+    typed,
+)
 
 DEFAULT_PREFIX = "dinrec:"
 SEQ_WIDTH = 16  # hex digits of the arrival number in a member
@@ -47,6 +57,27 @@ for i = 1, #ARGV, 2 do
 end
 if changed > 0 then redis.call('INCR', KEYS[2]) end
 return changed
+"""
+
+# KEYS: a user's history; ARGV: keep. Keeps the `keep` latest members of each behavior type
+# (untyped ones count as one type), in the append's MULTI/EXEC; a set within `keep` costs
+# one ZCARD.
+TRIM_PER_TYPE = """
+local keep = tonumber(ARGV[1])
+if redis.call('ZCARD', KEYS[1]) <= keep then return 0 end
+local counts = {}
+local removed = 0
+for _, m in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
+  local fields = cjson.decode(string.sub(m, string.find(m, '|', 1, true) + 1))
+  local kind = fields[3]
+  if kind == nil or kind == cjson.null then kind = 'u' else kind = 't' .. kind end
+  counts[kind] = (counts[kind] or 0) + 1
+  if counts[kind] > keep then
+    redis.call('ZREM', KEYS[1], m)
+    removed = removed + 1
+  end
+end
+return removed
 """
 
 
@@ -108,32 +139,53 @@ class RedisStore:
             flat = [v for pair in categories.items() for v in pair]
             pipe.eval(SET_CATEGORIES, 2, self._items_key, self._item_generation_key, *flat)
 
-    def _member(self, seq: int, item: str, category: str | None) -> str:
-        return f"{seq:0{SEQ_WIDTH}x}|" + json.dumps([item, category], ensure_ascii=False)
+    def _member(self, seq: int, item: str, category: str | None, kind: str | None = None) -> str:
+        fields = [item, category] if kind is None else [item, category, kind]
+        return f"{seq:0{SEQ_WIDTH}x}|" + json.dumps(fields, ensure_ascii=False)
 
     @staticmethod
-    def _behavior(member: str) -> tuple[str, str | None]:
-        item, category = json.loads(member.split("|", 1)[1])
-        return str(item), None if category is None else str(category)
+    def _fields(member: str) -> tuple[str, str | None, str | None]:
+        """(item, category, behavior type) of a member; members written before types were
+        stored hold two fields (untyped)."""
+        fields = json.loads(member.split("|", 1)[1])
+        category, kind = fields[1], fields[2] if len(fields) > 2 else None
+        return (str(fields[0]), None if category is None else str(category),
+                None if kind is None else str(kind))
 
     def lookup(
-        self, user_id: str, limit: int, items: Sequence[str]
+        self, user_id: str, limit: int, items: Sequence[str], groups: Sequence[GroupRead] = ()
     ) -> tuple[UserRecord, list[str | None]]:
         pipe = self.client.pipeline(transaction=False)
+        key = self._history_key(user_id)
         if limit > 0:
-            pipe.zrange(self._history_key(user_id), -limit, -1)
+            pipe.zrange(key, -limit, -1)
         else:
-            pipe.exists(self._history_key(user_id))
+            pipe.exists(key)
         pipe.get(self._profile_key(user_id))
         if items:
             pipe.hmget(self._items_key, list(items))
+        if groups:
+            pipe.zrange(key, 0, -1, withscores=True)
         results = pipe.execute()
         members, profile_json = results[0], results[1]
         categories: list[str | None] = list(results[2]) if items else []
-        history = [self._behavior(m) for m in members] if limit > 0 else []
-        known = bool(members) or profile_json is not None
+        history = [self._fields(m)[:2] for m in members] if limit > 0 else []
+        per_group = self._split(results[-1], groups) if groups else ()
+        known = bool(members) or any(per_group) or profile_json is not None
         profile = json.loads(profile_json) if profile_json is not None else {}
-        return UserRecord(known, profile, history), categories
+        return UserRecord(known, profile, history, per_group), categories
+
+    def _split(
+        self, scored: list[tuple[str, float]], groups: Sequence[GroupRead]
+    ) -> tuple[list[StoredBehavior], ...]:
+        """Each group's latest behaviors of its types, oldest first, from the whole set."""
+        decoded = [(self._fields(m), float(ts)) for m, ts in scored]  # oldest first
+        out = []
+        for read in groups:
+            wanted = set(read.types)
+            mine = [(item, cat, ts) for (item, cat, kind), ts in decoded if kind in wanted]
+            out.append(mine[max(len(mine) - read.limit, 0):] if read.limit > 0 else [])
+        return tuple(out)
 
     def _next_seqs(self, n: int) -> int:
         """The first of n fresh arrival numbers."""
@@ -148,12 +200,12 @@ class RedisStore:
         self._begin_write(pipe)
         members = []
         for i, event in enumerate(events):
-            member = self._member(seq + i, event.item_id, event.category)
+            member = self._member(seq + i, event.item_id, event.category, event.behavior)
             members.append((self._history_key(event.user_id), member))
             pipe.zadd(self._history_key(event.user_id), {member: float(event.timestamp)})
         for user in sorted({e.user_id for e in events}):
-            # Keep the `keep` highest-ranked (latest) members.
-            pipe.zremrangebyrank(self._history_key(user), 0, -(max(keep, 1) + 1))
+            # Keep the `keep` latest members of each type.
+            pipe.eval(TRIM_PER_TYPE, 1, self._history_key(user), max(keep, 1))
             pipe.incr(self._version_key(user))  # in the same transaction as the data
         self._set_categories(
             pipe, {e.item_id: e.category for e in events if e.category is not None}
@@ -165,7 +217,7 @@ class RedisStore:
 
     def replace_users(
         self,
-        histories: Mapping[str, Sequence[tuple[str, str | None, float]]],
+        histories: Mapping[str, Sequence[tuple[Any, ...]]],
         profiles: Mapping[str, Mapping[str, Any]],
     ) -> None:
         total = sum(len(h) for h in histories.values())
@@ -181,8 +233,8 @@ class RedisStore:
                 key = self._history_key(user)
                 pipe.delete(key)
                 members = {}
-                for item, category, ts in histories[user]:
-                    members[self._member(seq, item, category)] = float(ts)
+                for event in histories[user]:
+                    members[self._member(seq, event[0], event[1], typed(event))] = float(event[2])
                     seq += 1
                 if members:
                     pipe.zadd(key, members)

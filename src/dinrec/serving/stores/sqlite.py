@@ -10,7 +10,8 @@ it affects in the same transaction as its data: the user's row in user_versions 
 of their history or profile, `items` in meta only when an item's category is added or
 changed (so a steady stream of events does not empty every cached item). Files written
 before these tables existed are migrated on open: the tables are created, and a user without
-a row is version 0 until their first write makes it 1.
+a row is version 0 until their first write makes it 1. Files from before behavior types get
+the `behavior` column on open, NULL (untyped) for the rows already there.
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dinrec.serving.stores.base import SQLITE_SCHEME, Behavior, UserRecord, Versions
+from dinrec.serving.stores.base import (
+    SQLITE_SCHEME,
+    Behavior,
+    GroupRead,
+    StoredBehavior,
+    UserRecord,
+    Versions,
+    typed,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS behaviors (
@@ -33,7 +42,8 @@ CREATE TABLE IF NOT EXISTS behaviors (
     user_id TEXT NOT NULL,
     ts REAL NOT NULL,
     item_id TEXT NOT NULL,
-    category TEXT
+    category TEXT,
+    behavior TEXT              -- the behavior's type; NULL: untyped
 );
 CREATE INDEX IF NOT EXISTS behaviors_by_user ON behaviors (user_id, ts, seq);
 CREATE TABLE IF NOT EXISTS profiles (user_id TEXT PRIMARY KEY, profile TEXT NOT NULL)
@@ -45,6 +55,12 @@ CREATE TABLE IF NOT EXISTS user_versions (user_id TEXT PRIMARY KEY, version INTE
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta (key, value) VALUES ('items', 0);
 """
+# Files from before behavior types gain the column (old rows untyped: NULL); the index serves
+# a history group's read of its types (after the column exists, so not in SCHEMA).
+BEHAVIOR_COLUMN_SQL = "ALTER TABLE behaviors ADD COLUMN behavior TEXT DEFAULT NULL"
+BEHAVIOR_INDEX_SQL = (
+    "CREATE INDEX IF NOT EXISTS behaviors_by_user_type ON behaviors (user_id, behavior, ts, seq)"
+)
 # The epoch is set once, by whoever creates the file (or migrates an old one).
 EPOCH_SQL = "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)"
 VERSIONS_SQL = (
@@ -55,6 +71,18 @@ VERSIONS_SQL = (
 # SQLite's default limit on bound parameters is 32766 since 3.32, 999 before; stay under both.
 CHUNK = 900
 BUSY_TIMEOUT_S = 10.0
+
+
+def _add_behavior_column(conn: sqlite3.Connection) -> None:
+    """Give a file from before behavior types its `behavior` column (and index)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(behaviors)")}
+    if "behavior" not in columns:
+        try:
+            conn.execute(BEHAVIOR_COLUMN_SQL)
+        except sqlite3.OperationalError as err:  # another process migrated it meanwhile
+            if "duplicate column" not in str(err):
+                raise
+    conn.execute(BEHAVIOR_INDEX_SQL)
 
 
 class StoreFileGone(OSError):
@@ -80,6 +108,7 @@ class SQLiteStore:
         # (or one of a file from before user_versions existed) harmless.
         conn = self._conn()
         conn.executescript(SCHEMA)
+        _add_behavior_column(conn)
         conn.execute(EPOCH_SQL, (secrets.token_hex(8),))
         # The file opened: connections keep writing to it after it is deleted or replaced,
         # into data lost at the next open, so ping() and every write check it is still there.
@@ -130,10 +159,10 @@ class SQLiteStore:
         conn.execute("COMMIT")
 
     def lookup(
-        self, user_id: str, limit: int, items: Sequence[str]
+        self, user_id: str, limit: int, items: Sequence[str], groups: Sequence[GroupRead] = ()
     ) -> tuple[UserRecord, list[str | None]]:
         conn = self._conn()
-        # One read transaction: profile, history and categories from the same snapshot.
+        # One read transaction: profile, histories and categories from the same snapshot.
         conn.execute("BEGIN")
         try:
             rows = conn.execute(
@@ -141,10 +170,11 @@ class SQLiteStore:
                 "ORDER BY ts DESC, seq DESC LIMIT ?",
                 (user_id, max(limit, 0)),
             ).fetchall()
+            per_group = [self._group_rows(conn, user_id, read) for read in groups]
             found = conn.execute(
                 "SELECT profile FROM profiles WHERE user_id = ?", (user_id,)
             ).fetchone()
-            has_any = bool(rows) or found is not None or (
+            has_any = bool(rows) or any(per_group) or found is not None or (
                 limit <= 0 and conn.execute(
                     "SELECT 1 FROM behaviors WHERE user_id = ? LIMIT 1", (user_id,)
                 ).fetchone() is not None
@@ -154,7 +184,27 @@ class SQLiteStore:
             conn.execute("COMMIT")
         profile = json.loads(found[0]) if found is not None else {}
         history = [(str(item), cat) for item, cat in reversed(rows)]
-        return UserRecord(has_any, profile, history), categories
+        return UserRecord(has_any, profile, history, tuple(per_group)), categories
+
+    @staticmethod
+    def _group_rows(
+        conn: sqlite3.Connection, user_id: str, read: GroupRead
+    ) -> list[StoredBehavior]:
+        """The latest read.limit behaviors of read.types, oldest first."""
+        named = [t for t in read.types if t is not None]
+        where = []
+        if named:
+            where.append(f"behavior IN ({','.join('?' * len(named))})")
+        if None in read.types:
+            where.append("behavior IS NULL")
+        if not where or read.limit <= 0:
+            return []
+        rows = conn.execute(
+            f"SELECT item_id, category, ts FROM behaviors WHERE user_id = ? AND "
+            f"({' OR '.join(where)}) ORDER BY ts DESC, seq DESC LIMIT ?",
+            (user_id, *named, read.limit),
+        ).fetchall()
+        return [(str(item), cat, float(ts)) for item, cat, ts in reversed(rows)]
 
     @staticmethod
     def _categories(conn: sqlite3.Connection, items: Sequence[str]) -> list[str | None]:
@@ -175,11 +225,13 @@ class SQLiteStore:
             # The write lock is held: the rows inserted now are exactly those after `last`.
             [(last,)] = db.execute("SELECT COALESCE(MAX(seq), 0) FROM behaviors").fetchall()
             db.executemany(
-                "INSERT INTO behaviors (user_id, ts, item_id, category) VALUES (?, ?, ?, ?)",
-                [(e.user_id, float(e.timestamp), e.item_id, e.category) for e in events],
+                "INSERT INTO behaviors (user_id, ts, item_id, category, behavior) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(e.user_id, float(e.timestamp), e.item_id, e.category, e.behavior)
+                 for e in events],
             )
             users = {e.user_id for e in events}
-            self._trim(db, users, keep)
+            self._trim(db, {(e.user_id, e.behavior) for e in events}, keep)
             self._bump_users(db, users)
             cats = {e.item_id: e.category for e in events if e.category is not None}
             self._upsert_items(db, cats)
@@ -189,11 +241,13 @@ class SQLiteStore:
         return len(events) - int(kept)
 
     @staticmethod
-    def _trim(db: sqlite3.Connection, users: set[str], keep: int) -> None:
+    def _trim(db: sqlite3.Connection, kinds: set[tuple[str, str | None]], keep: int) -> None:
+        """Keep the `keep` latest behaviors of each (user, type); `IS` matches NULL too."""
         db.executemany(
             "DELETE FROM behaviors WHERE seq IN (SELECT seq FROM behaviors WHERE user_id = ? "
-            "ORDER BY ts DESC, seq DESC LIMIT -1 OFFSET ?)",
-            [(user, max(keep, 1)) for user in sorted(users)],
+            "AND behavior IS ? ORDER BY ts DESC, seq DESC LIMIT -1 OFFSET ?)",
+            [(user, kind, max(keep, 1))
+             for user, kind in sorted(kinds, key=lambda k: (k[0], k[1] or ""))],
         )
 
     @staticmethod
@@ -222,15 +276,16 @@ class SQLiteStore:
 
     def replace_users(
         self,
-        histories: Mapping[str, Sequence[tuple[str, str | None, float]]],
+        histories: Mapping[str, Sequence[tuple[Any, ...]]],
         profiles: Mapping[str, Mapping[str, Any]],
     ) -> None:
         with self._write() as db:
             db.executemany("DELETE FROM behaviors WHERE user_id = ?", [(u,) for u in histories])
             db.executemany(
-                "INSERT INTO behaviors (user_id, ts, item_id, category) VALUES (?, ?, ?, ?)",
-                [(user, float(ts), item, cat)
-                 for user, events in histories.items() for item, cat, ts in events],
+                "INSERT INTO behaviors (user_id, ts, item_id, category, behavior) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(user, float(event[2]), event[0], event[1], typed(event))
+                 for user, events in histories.items() for event in events],
             )
             db.executemany(
                 "INSERT INTO profiles (user_id, profile) VALUES (?, ?) "

@@ -19,15 +19,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dinrec.serving.behavior_feeds import BehaviorFeeds
 from dinrec.serving.encoding import FeatureEncoder, IdCodec, RequestError
 from dinrec.serving.http.schemas import Event
+from dinrec.serving.stores.base import BehaviorStore, GroupRead, UserRecord
+
+# A rank call reads at most this many times maxlen stored behaviors to fill the places of
+# skipped ones: a user whose store holds mostly values the model cannot take costs a bound.
+BACKFILL_WINDOW = 8
 
 
 def _codecs(encoder: FeatureEncoder, position: int) -> list[IdCodec]:
     """The codecs a stored value at `position` (0: item, 1: category) is fed to: as a
-    behavior (history input) and as a candidate's (candidate input)."""
-    names = [names[position] for names in (encoder.history, encoder.candidates)
-             if len(names) > position]
+    behavior (each history's input it feeds) and as a candidate's (candidate input)."""
+    names = [col.name for group in encoder.groups
+             for col, slot in zip(group.columns, encoder.slots[group.name], strict=True)
+             if slot == position]
+    if len(encoder.candidates) > position:
+        names.append(encoder.candidates[position])
     return [encoder.codecs[name] for name in dict.fromkeys(names)]
 
 
@@ -44,19 +53,23 @@ def check_events(encoder: FeatureEncoder, events: Sequence[Event]) -> None:
 
 
 def usable_history(
-    encoder: FeatureEncoder, history: Sequence[tuple[Any, Any]], limit: int | None = None
-) -> tuple[list[tuple[Any, Any]], int]:
+    encoder: FeatureEncoder, history: Sequence[tuple[Any, ...]], limit: int | None = None,
+    group: str = "",
+) -> tuple[list[tuple[Any, ...]], int]:
     """(the latest `limit` (default: all) stored behaviors the model can take, oldest first;
-    how many it could not take among those newer than the oldest one kept, i.e. skipped)."""
+    how many it could not take among those newer than the oldest one kept, i.e. skipped),
+    for one history (`group`, "" for history_feature_list's)."""
+    found = [g for g in encoder.groups if g.name == group]
+    columns = found[0].columns if found else ()
     checks = [
         (position, codec.accepts)
-        for position, name in enumerate(encoder.history[:2])
-        if not (codec := encoder.codecs[name]).takes_any_id
+        for col, position in zip(columns, encoder.slots.get(group, ()), strict=True)
+        if not (codec := encoder.codecs[col.name]).takes_any_id
     ]
     if not checks:
         every = list(history)
         return (every if limit is None else every[max(len(every) - limit, 0):]), 0
-    kept: list[tuple[Any, Any]] = []
+    kept: list[tuple[Any, ...]] = []
     skipped = 0
     for behavior in reversed(history):  # newest first
         if limit is not None and len(kept) >= limit:
@@ -97,3 +110,46 @@ def usable_profile(
                 continue
         kept[name] = value
     return kept, len(profile) - len(kept)
+
+
+def backfilled_history(
+    store: BehaviorStore, encoder: FeatureEncoder, user_id: str,
+    history: list[tuple[str, str | None]], maxlen: int,
+) -> tuple[list[tuple[Any, ...]], int]:
+    """(the latest `maxlen` stored behaviors the model can take, oldest first; how many
+    were skipped): a skipped one's place is filled from older stored behaviors, read in
+    windows of 2x, 4x, ... maxlen up to BACKFILL_WINDOW x maxlen, when the store keeps more
+    than maxlen (by default `append` keeps history_keep = maxlen)."""
+    limit = maxlen
+    while True:
+        usable, skipped = usable_history(encoder, history, maxlen)
+        if len(usable) >= maxlen or len(history) < limit or limit >= BACKFILL_WINDOW * maxlen:
+            return usable, skipped
+        limit *= 2
+        history = store.lookup(user_id, limit, [])[0].history
+
+
+def usable_groups(
+    store: BehaviorStore, encoder: FeatureEncoder, feeds: BehaviorFeeds, user_id: str,
+    record: UserRecord,
+) -> tuple[dict[str, list[tuple[Any, ...]]], int]:
+    """({history name: its latest maxlen stored behaviors the model can take, oldest first},
+    how many were skipped) for a model with history groups, from record.groups (read with
+    feeds.reads()): as backfilled_history, per history, each read again with a longer window
+    only when skipped ones left it short."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    total = 0
+    for feed, behaviors in zip(feeds.feeds, record.groups, strict=True):
+        name, maxlen = feed.group.name, feed.group.maxlen
+        factor = 1
+        while True:
+            usable, skipped = usable_history(encoder, behaviors, maxlen, name)
+            if (len(usable) >= maxlen or len(behaviors) < factor * maxlen
+                    or factor >= BACKFILL_WINDOW):
+                break
+            factor *= 2
+            read = GroupRead(feed.types, factor * maxlen)
+            behaviors = store.lookup(user_id, 0, [], (read,))[0].groups[0]
+        out[name] = usable
+        total += skipped
+    return out, total
