@@ -25,6 +25,12 @@ def test_taobao_groups_config_trains_and_evaluates_a_grouped_bundle(
     assert meta["history_groups"] == {"buy": ["buy", "cart"]}
     schema = (run / "model" / "schema.json").read_text()
     assert "buy_hist_item_id" in schema and "buy_hist_cate_id" in schema
+    # Serving routes typed events by the manifest: pv to hist_*, buy and cart to buy_hist_*.
+    manifest = json.loads((run / "model" / "manifest.json").read_text())
+    assert manifest["history_groups"] == {
+        "": {"features": ["item_id", "cate_id"], "behaviors": ["pv"]},
+        "buy": {"features": ["item_id", "cate_id"], "behaviors": ["buy", "cart"]},
+    }
     capsys.readouterr()
     assert main(["evaluate", str(run / "model"), "--data", str(run / "data"), "--strict"]) == 0
     out = capsys.readouterr().out

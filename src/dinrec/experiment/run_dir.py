@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from dinrec.data.dataset import Dataset, feature_columns
+from dinrec.data.dataset import Dataset, DatasetMeta, feature_columns
 from dinrec.data.protocols.samples import USER_KEY
 from dinrec.errors import OutputExistsError
 from dinrec.experiment.checkpoint import CHECKPOINT_FILE, load_checkpoint
@@ -136,6 +136,17 @@ def bundle_extra(
     and how its samples were built (so evaluating on other data can say what differs)."""
     return {"run": config.output.name, "epoch": epoch + 1, "dataset": str(dataset.path),
             "config": config.to_dict(), DATA_KEY: recorded_protocol(dataset.meta), **more}
+
+
+def history_behaviors(schema: FeatureSchema, meta: DatasetMeta) -> dict[str, list[str]] | None:
+    """The behavior types feeding each of the model's histories, for serving to route typed
+    events ('' is history_feature_list's: the types the samples were built from), or None
+    when the dataset was built from untyped events."""
+    names = {group.name for group in schema.groups}
+    found = {g: list(types) for g, types in meta.history_groups.items() if g in names}
+    if meta.sample_behaviors is not None:
+        found[""] = list(meta.sample_behaviors)
+    return found or None
 
 
 def _write_json(path: Path, data: Any) -> None:

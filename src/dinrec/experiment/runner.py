@@ -63,6 +63,7 @@ from dinrec.experiment.run_dir import (
     bundle_extra,
     describe_model,
     evaluate_source,
+    history_behaviors,
     prepare_run_dir,
     read_result,
     resolve_device,
@@ -215,7 +216,8 @@ def _run(
 
     def save_best(epoch: int) -> None:
         save_model(plain if plain is not None else model, root / BUNDLE_DIR, vocab=vocab,
-                   extra=bundle_extra(config, dataset, epoch, **more))
+                   extra=bundle_extra(config, dataset, epoch, **more),
+                   history_behaviors=history_behaviors(model.schema, dataset.meta))
 
     records = QuietRecorder if sharded else RunRecorder
     recorder = (records(root, t.monitor if validation else None, t.patience,
