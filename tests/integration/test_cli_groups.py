@@ -35,3 +35,27 @@ def test_taobao_groups_config_trains_and_evaluates_a_grouped_bundle(
     assert main(["evaluate", str(run / "model"), "--data", str(run / "data"), "--strict"]) == 0
     out = capsys.readouterr().out
     assert "test samples: 86" in out and "GAUC" in out
+    _serve_typed_events(run / "model", tmp_path)
+
+
+def _serve_typed_events(bundle: Path, folder: Path) -> None:
+    """`dinrec serve` of the bundle over real HTTP: each type reaches its history, a type
+    that feeds none is a 422 naming the event's field."""
+    httpx = pytest.importorskip("httpx", reason="serving needs the 'serve' extra")
+    pytest.importorskip("uvicorn", reason="serving needs the 'serve' extra")
+    from tests.integration.serve_process import serving
+
+    def event(behavior: str, ts: int) -> dict[str, object]:
+        return {"user_id": "1", "item_id": "2268318", "category": "2520377",
+                "timestamp": ts, "behavior": behavior}
+
+    with serving(bundle, folder) as server:
+        bad = httpx.post(f"{server.url}/v1/events", json={"events": [event("fav", 1)]})
+        assert bad.status_code == 422 and bad.json()["field"] == "events[0].behavior"
+        typed = [event("pv", 1511544070), event("buy", 1511544080), event("cart", 1511544090)]
+        assert httpx.post(f"{server.url}/v1/events",
+                          json={"events": typed}).json()["appended"] == 3
+        ranked = httpx.post(f"{server.url}/v1/rank",
+                            json={"user_id": "1", "candidates": ["2268318", "4354614"]}).json()
+        assert ranked["history_lengths"] == {"": 1, "buy": 2}
+        assert sorted(item["item_id"] for item in ranked["items"]) == ["2268318", "4354614"]
