@@ -29,7 +29,6 @@
    Built with -ffast-math at compile time only, like dice.c. Returns 0, or 1 when out of
    memory. */
 
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -114,12 +113,6 @@ struct unit {
     float *scores;
 };
 
-/* One thread's work: chunks of candidates from u->next until all are taken. */
-struct worker {
-    struct unit *u;
-    int status;
-};
-
 /* Candidate ci's scores for all T behaviors; its a_c (E x W_0 floats) stays in L1
    throughout. k_all: the keys with zero rows up to a whole block (their scores are never
    written); x, y: [ROWS, widest] activations; a, qb: a_c [E, W_0] and b_c [W_0]. */
@@ -153,16 +146,14 @@ static void run_candidate(const struct unit *u, int64_t ci, const float *k_all, 
     }
 }
 
-static void run_worker(struct worker *job) {
-    struct unit *u = job->u;
+/* One thread's work: chunks of candidates from u->next until all are taken. A thread
+   without scratch memory takes none, leaving them to the others. */
+static void run_worker(struct unit *u) {
     int64_t t = u->t, e = u->e, w0 = u->widths[0];
     int64_t widest = e, padded = (t + ROWS - 1) / ROWS * ROWS;
     for (int64_t l = 0; l < u->layers; l++) widest = u->widths[l] > widest ? u->widths[l] : widest;
     float *scratch = calloc(padded * e + 2 * ROWS * widest + (e + 1) * w0, sizeof(float));
-    if (!scratch) {
-        job->status = 1;
-        return;
-    }
+    if (!scratch) return;
     float *x = scratch + padded * e, *y = x + ROWS * widest, *a = y + ROWS * widest;
     memcpy(scratch, u->keys, t * e * sizeof(float));
     for (int64_t c0; (c0 = atomic_fetch_add(&u->next, u->chunk)) < u->c;) {
@@ -170,11 +161,10 @@ static void run_worker(struct worker *job) {
         for (int64_t ci = c0; ci < c1; ci++) run_candidate(u, ci, scratch, x, y, a, a + e * w0);
     }
     free(scratch);
-    job->status = 0;
 }
 
-static void *run_thread(void *job) {
-    run_worker(job);
+static void *run_thread(void *u) {
+    run_worker(u);
     return NULL;
 }
 
@@ -195,20 +185,15 @@ int dinrec_unit_scores(int64_t c, int64_t t, int64_t e, const float *restrict ke
     int64_t chunk = c / (threads * 8) > 1 ? c / (threads * 8) : 1;
     struct unit u = {c, t, e, layers, chunk, 0, keys, queries, w_k, w_p, w_q, b_first, w_out,
                      widths, acts, weights, biases, params, b_out, scores};
-    struct worker jobs[MAX_THREADS];
     pthread_t ids[MAX_THREADS];
     int started[MAX_THREADS] = {0};
-    for (int64_t i = 0; i < threads; i++) jobs[i] = (struct worker){&u, 0};
     /* A thread that cannot be started is simply missing: the others take its chunks. */
     for (int64_t i = 1; i < threads; i++)
-        started[i] = pthread_create(&ids[i], NULL, run_thread, &jobs[i]) == 0;
-    run_worker(&jobs[0]);
-    int status = jobs[0].status;
+        started[i] = pthread_create(&ids[i], NULL, run_thread, &u) == 0;
+    run_worker(&u);
     for (int64_t i = 1; i < threads; i++) {
-        if (started[i]) {
-            pthread_join(ids[i], NULL);
-            status |= jobs[i].status;
-        }
+        if (started[i]) pthread_join(ids[i], NULL);
     }
-    return status;
+    /* Every chunk was taken unless no thread got scratch memory. */
+    return atomic_load(&u.next) < c ? 1 : 0;
 }
