@@ -59,3 +59,21 @@ def _serve_typed_events(bundle: Path, folder: Path) -> None:
                             json={"user_id": "1", "candidates": ["2268318", "4354614"]}).json()
         assert ranked["history_lengths"] == {"": 1, "buy": 2}
         assert sorted(item["item_id"] for item in ranked["items"]) == ["2268318", "4354614"]
+
+
+@pytest.mark.parametrize(("override", "said"), [
+    ('data.history_groups={buy="buy"}',
+     "data.history_groups: history group 'buy': give a list of behavior types, got 'buy'"),
+    ('data.history_groups={buy=["click"]}',
+     "data.history_groups: history group 'buy': unknown behavior type 'click'"),
+    ('data.sample_behaviors=["zz"]', "data.sample_behaviors: sample_behaviors: unknown "
+     "behavior type 'zz'"),
+])
+def test_a_bad_group_setting_is_refused_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, said: str
+) -> None:
+    config = REPO_ROOT / "configs" / "taobao-groups.toml"
+    code = main(["train", str(config), "--set", override, "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "run" / "model").exists()
