@@ -17,7 +17,10 @@ GLIBC = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is
 # activation whose N (valid behaviors in the batch) changes every step; that is what makes
 # glibc's starting thresholds trim and re-map the heap. The first 64 rounds visit every size
 # once (7919 is odd, so i * 7919 % 64 covers 0..63): the heap grows to its working size;
-# the printed number is the minor page faults of the same 64 rounds again.
+# the printed number is the fewest minor page faults of the same 64 rounds, run again three
+# times: a fault outside the rounds' blocks (the interpreter, torch's pools, another process
+# pressing on memory) lands in one repeat, while a heap that gives pages back faults them in
+# again in every repeat.
 PROGRAM = """
 import resource, sys
 import torch
@@ -40,7 +43,7 @@ if setting != "none":
     assert getattr(allocator, setting)() is True
     assert getattr(allocator, setting)() is True  # once per process (cached)
 rounds(64)
-print(rounds(64))
+print(min(rounds(64) for _ in range(3)))
 """
 
 
@@ -63,9 +66,10 @@ def test_adaptive_thresholds_reuse_pages_without_mallopt() -> None:
 
 @GLIBC
 def test_retained_heap_reuses_pages() -> None:
-    # 0 measured on a quiet machine, 1,234 once beside a benchmark (faults outside the
-    # rounds' blocks); the behavior under test is that no round faults its ~2,600 pages in
-    # again, so the bound is one round's pages over all 64, as for the adaptive thresholds.
+    # 0 measured on a quiet machine; one repeat of 64 rounds saw 1,234 beside a benchmark and
+    # 3,352 in a CI run (faults outside the rounds' blocks), hence the fewest of three repeats.
+    # The behavior under test is that no round faults its ~2,600 pages in again, so the bound
+    # is one round's pages over all 64, as for the adaptive thresholds.
     assert _faults_after("retain_freed_memory") < 2_600
 
 
