@@ -216,6 +216,18 @@ def test_bad_config_value_is_named(
     assert all(n in line for n in needles), line
 
 
+def test_resume_takes_only_distributed_settings(
+    finished_run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(finished_run.parent)
+    line = main_error(capsys, "train", "--resume", str(finished_run), "--set",
+                      "training.epochs=3")
+    assert "--set training.epochs" in line and "distributed.*" in line, line
+    line = main_error(capsys, "train", "--resume", str(finished_run), "--set",
+                      "distributed.embeddings=tables")
+    assert "distributed.embeddings" in line and "tables" in line, line
+
+
 def test_missing_data_path_is_named(
     work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

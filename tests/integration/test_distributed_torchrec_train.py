@@ -83,3 +83,20 @@ def test_one_process_checkpoint_resumes_on_two_sharded_ranks(work: Path) -> None
     assert resumed_step(run) == 16
     assert "from a plain checkpoint" in (run / "train.log").read_text()
     assert [r["step"] for r in epoch_records(run)] == [13, 26]
+
+
+def test_a_sharded_run_resumes_with_ddp_tables_when_resume_sets_it(work: Path) -> None:
+    killed = torchrun("train", "sharded.toml", "--out", "switch", "--quiet", cwd=work,
+                      kill=f"1:{KILL_AT}")
+    assert killed.returncode != 0
+    done = torchrun("train", "--resume", "switch", "--set", "distributed.embeddings=ddp",
+                    "--set", "distributed.sharding=auto", "--quiet", cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = work / "switch"
+    log = (run / "train.log").read_text()
+    assert resumed_step(run) == 16 and "from a sharded checkpoint" in log
+    assert "distributed.embeddings: 'torchrec' -> 'ddp'" in log
+    assert "TorchRec sharding plan" not in log.split("resumed from step")[1]  # DDP tables now
+    assert 'embeddings = "ddp"' in (run / "config.toml").read_text()  # kept for a next resume
+    assert [r["step"] for r in epoch_records(run)] == [13, 26]
+    assert (run / "results.json").is_file()

@@ -16,6 +16,10 @@ from typing import Any
 
 from dinrec.cli.main import UsageError
 
+# The one section --set may change on --resume: how the ranks share the work (TorchRec or
+# DDP tables, Dice statistics, buckets), not what is trained; checkpoints load across it.
+RESUMABLE = "distributed."
+
 
 def register(subparsers: Any) -> None:
     """Add the `train` sub-command."""
@@ -61,15 +65,21 @@ def run(args: argparse.Namespace) -> int:
     # state; the library does only when asked (dinrec.training.allocator).
     retain_freed_memory()
     if args.resume:
-        if args.overrides or args.out or args.variant or args.overwrite or args.data:
-            raise UsageError("--resume continues a run with its saved config; --set, --variant, "
+        if args.out or args.variant or args.overwrite or args.data:
+            raise UsageError("--resume continues a run with its saved config; --variant, "
                              "--data, --out and --overwrite do not apply")
+        for text in args.overrides:
+            key = text.split("=", 1)[0].strip()
+            if not key.startswith(RESUMABLE):
+                raise UsageError(
+                    f"--resume: --set {key} would change what the run trains; only "
+                    f"{RESUMABLE}* settings (how the ranks share the work) may change on resume")
         run_dir = Path(args.resume)
         if not (run_dir / CONFIG_FILE).is_file():
             raise UsageError(f"--resume {run_dir}: not a run directory ({CONFIG_FILE} missing)")
-        config = load_config(run_dir / CONFIG_FILE)
+        config = load_config(run_dir / CONFIG_FILE, args.overrides)
         if args.config:
-            given = load_config(args.config).to_dict()
+            given = load_config(args.config, args.overrides).to_dict()
             saved = config.to_dict()
             given["output"].pop("dir", None)
             saved["output"].pop("dir", None)

@@ -19,7 +19,7 @@ from dinrec.data.dataset import Dataset, DatasetMeta, feature_columns
 from dinrec.data.protocols.samples import USER_KEY
 from dinrec.errors import OutputExistsError
 from dinrec.experiment.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from dinrec.experiment.config import ConfigError, ExperimentConfig, dump_config
+from dinrec.experiment.config import ConfigError, ExperimentConfig, dump_config, load_config
 from dinrec.experiment.data_match import DATA_KEY, recorded_protocol
 from dinrec.experiment.outputs import RUN_ENTRIES, remove_entries
 from dinrec.experiment.recorder import RunRecorder, read_records
@@ -150,22 +150,33 @@ def history_behaviors(schema: FeatureSchema, meta: DatasetMeta) -> dict[str, lis
 
 
 def _write_json(path: Path, data: Any) -> None:
+    _write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Atomically: a rank reading the file meanwhile sees the old text or the new."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 
 def prepare_run_dir(
     config: ExperimentConfig, run_dir: Path, resume: bool, overwrite: bool = False
-) -> None:
+) -> list[str]:
     """Create or check the run directory; a fresh run replaces another run only with
-    overwrite=True (and then only the files a run writes)."""
+    overwrite=True (and then only the files a run writes).
+
+    Returns the settings a resumed run changes (changed_settings; config.toml is rewritten
+    with them), [] for a fresh run."""
     if resume:
         if not (run_dir / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{run_dir} is not a run directory ({CONFIG_FILE} missing)")
         for stale in run_dir.glob(f".{CHECKPOINT_FILE}.*.tmp"):
             stale.unlink()  # a checkpoint write the kill interrupted; the last one is intact
-        return
+        changed = changed_settings(run_dir, config)
+        if changed:  # e.g. `--resume --set distributed.embeddings=...`: the next resume keeps it
+            _write_text(run_dir / CONFIG_FILE, dump_config(config))
+        return changed
     if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / RESULTS_FILE).exists():
         if not overwrite:
             raise OutputExistsError(
@@ -177,6 +188,21 @@ def prepare_run_dir(
         remove_entries(run_dir, RUN_ENTRIES)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(dump_config(config), encoding="utf-8")
+    return []
+
+
+def changed_settings(run_dir: Path, config: ExperimentConfig) -> list[str]:
+    """'section.key: saved -> now' for each setting `config` changes in the run's saved
+    config (output.dir aside: a moved run directory is the same run)."""
+    saved = load_config(run_dir / CONFIG_FILE).to_dict()
+    now = config.to_dict()
+    out = []
+    for section in sorted(set(saved) | set(now)):
+        old, new = saved.get(section, {}), now.get(section, {})
+        for key in sorted(set(old) | set(new)):
+            if (section, key) != ("output", "dir") and old.get(key) != new.get(key):
+                out.append(f"{section}.{key}: {old.get(key)!r} -> {new.get(key)!r}")
+    return out
 
 
 def resume_or_start(

@@ -178,9 +178,11 @@ def _run(
         raise ConfigError(f"training.batch_size={t.batch_size} is the global batch and must be "
                           f"a multiple of the {world} ranks")
 
+    changed: list[str] = []
+
     def setup() -> Dataset:
         if main:
-            prepare_run_dir(config, root, resume, overwrite)
+            changed.extend(prepare_run_dir(config, root, resume, overwrite))
         return prepare_dataset(config.data, root, progress=verbose > 0 and main)
 
     dataset = run_main_first(setup)
@@ -189,6 +191,9 @@ def _run(
     log(f"{'resuming' if resume else 'starting'} run {config.output.name!r} in {root}{ranks}; "
         f"dataset {dataset.path} ({dataset.meta.protocol}, "
         f"{dataset.meta.counts['train']['samples']} train samples)")
+    if changed:
+        log(f"resumed with settings changed from the run's config ({CONFIG_FILE} updated): "
+            + "; ".join(changed))
     model = build_experiment_model(config, dataset)
     model.to(env.device)  # in place: the optimizer keeps the same parameters
     streaming, why = use_streaming(config.data, model.schema, dataset)
