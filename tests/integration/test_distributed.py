@@ -137,16 +137,19 @@ def assert_close_states(single: dict[str, torch.Tensor], ddp: dict[str, torch.Te
         torch.testing.assert_close(ddp[name], value, atol=ATOL, rtol=0, msg=name)
 
 
-@pytest.mark.parametrize("mba_ids", ["bucket", "gather"])
+@pytest.mark.parametrize(("mba_ids", "local_reduce"),
+                         [("bucket", None), ("gather", None), ("bucket", False)])
 def test_ddp_over_two_ranks_equals_one_process_with_the_global_batch(
-    tmp_path: Path, mba_ids: str
+    tmp_path: Path, mba_ids: str, local_reduce: bool | None
 ) -> None:
     single = single_process()
-    ranks = run_ranks(tmp_path, mba_ids=mba_ids)
-    # per step: Dice's forward and backward all-reduce per layer, and the one gradient
-    # bucket with MBA's ids riding in it; or the ids' two all-gathers, and the bucket
-    # all-reduced by DDP's C++ default hook (not counted here)
-    expected = 2 * DICE_LAYERS + (1 if mba_ids == "bucket" else 2)
+    ranks = run_ranks(tmp_path, mba_ids=mba_ids, local_reduce=local_reduce)
+    # per step: the one gradient bucket with MBA's ids riding in it, or the ids' two
+    # all-gathers and the bucket all-reduced by DDP's C++ default hook (not counted here);
+    # Dice's forward and backward sums per layer go through shared memory (both ranks on
+    # this machine: None picks it), or are gloo all-reduces too
+    expected = (1 if mba_ids == "bucket" else 2) + (2 * DICE_LAYERS if local_reduce is False
+                                                    else 0)
     assert ranks[0]["collectives"] == [expected] * ranks[0]["steps"]
     # parameters identical on both ranks (assert_same_parameters checked it bitwise too)
     for name, value in ranks[0]["state"].items():
@@ -156,6 +159,47 @@ def test_ddp_over_two_ranks_equals_one_process_with_the_global_batch(
     # evaluation gathered from both ranks, the padded duplicate dropped: one process's metrics
     for rank in ranks:
         assert rank["test"] == pytest.approx(single["test"], abs=1e-6)
+
+
+def test_dice_sums_through_shared_memory_equal_gloo_bit_for_bit(tmp_path: Path) -> None:
+    (tmp_path / "shm").mkdir()
+    (tmp_path / "gloo").mkdir()
+    shm = run_ranks(tmp_path / "shm", local_reduce=True)
+    gloo = run_ranks(tmp_path / "gloo", local_reduce=False)
+    for name, value in gloo[0]["state"].items():
+        assert torch.equal(shm[0]["state"][name], value), name
+    assert shm[0]["test"] == gloo[0]["test"]
+
+
+def _reducer_worker(rank: int, port: int, out: str) -> None:
+    import time
+
+    from dinrec.training.distributed.local_reduce import LocalReducer
+
+    with rank_process(rank, port, 3):
+        reducer = LocalReducer(rank, 3)
+        left = [p for p in reducer.paths if p.exists()]
+        sums = []
+        for op in range(40):
+            if rank == 2 and op % 3 == 0:
+                time.sleep(0.01)  # one rank late: the others' early bytes count as credits
+            t = torch.tensor([float(rank + 1) * (op + 1), 10.0 ** rank], dtype=torch.float64)
+            sums.append(reducer.all_reduce_(t).tolist())
+        big = torch.arange(10_000, dtype=torch.float64) * (rank + 1)  # over a slot: gloo
+        reducer.all_reduce_(big)
+        reducer.close()
+        torch.save({"left": left, "sums": sums, "big": big}, Path(out) / f"rank{rank}.pt")
+
+
+def test_shared_memory_sums_are_exact_with_a_late_rank_and_leave_no_files(
+    tmp_path: Path
+) -> None:
+    mp.spawn(_reducer_worker, args=(free_port(), str(tmp_path)), nprocs=3)
+    for rank in range(3):
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
+        assert got["left"] == []  # the block and FIFOs are unlinked once every rank opened
+        assert got["sums"] == [[6.0 * (op + 1), 111.0] for op in range(40)]
+        assert torch.equal(got["big"], torch.arange(10_000, dtype=torch.float64) * 6)
 
 
 def test_per_rank_dice_statistics_take_one_collective_per_step(tmp_path: Path) -> None:
@@ -264,8 +308,9 @@ def test_lazily_averaged_tables_catch_up_every_ranks_rows(
     single = single_process()
     mp.spawn(_lazy_average_worker, args=(free_port(), str(tmp_path), mba_ids), nprocs=WORLD)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
-    # MBA and the catch-up share one exchange of the ids a step (as without averaging)
-    expected = 2 * DICE_LAYERS + (1 if mba_ids == "bucket" else 2)
+    # MBA and the catch-up share one exchange of the ids a step (as without averaging);
+    # Dice's sums cross through shared memory (both ranks on this machine)
+    expected = 1 if mba_ids == "bucket" else 2
     assert set(ranks[0]["collectives"]) == {expected}
     for name, value in ranks[0]["state"].items():
         assert torch.equal(value, ranks[1]["state"][name]), name
@@ -330,3 +375,58 @@ def test_synchronised_dice_is_one_dice_over_the_concatenated_ranks(tmp_path: Pat
         for g in got:  # the same moving statistics on every rank, one process's
             torch.testing.assert_close(g["running"][0], dice.running_mean, atol=1e-5, rtol=0)
             torch.testing.assert_close(g["running"][1], dice.running_var, atol=1e-4, rtol=1e-4)
+
+
+def _dice_rows_worker(rank: int, port: int, out: str) -> None:
+    from dinrec.layers.activation import Dice
+    from dinrec.training.distributed.sync import sync_dice
+
+    with rank_process(rank, port, WORLD):
+        x, upstream, _ = dice_rows(rank)
+        bias, rows = x[1].clone().requires_grad_(True), x[2]
+        dice = Dice(3)
+        with torch.no_grad():
+            dice.alpha.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        sync_dice(dice)
+        xr = x[0].clone().requires_grad_(True)
+        y = dice.forward_rows(xr, bias, rows)
+        (y * upstream).sum().backward()
+        torch.save({"y": y.detach(), "x_grad": xr.grad, "bias_grad": bias.grad,
+                    "running": (dice.running_mean, dice.running_var)},
+                   Path(out) / f"rank{rank}.pt")
+
+
+def dice_rows(rank: int) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                                  torch.Tensor, None]:
+    x, _, upstream = dice_inputs(rank)
+    g = torch.Generator().manual_seed(10 + rank)
+    bias = torch.randn(2, 3, generator=g)
+    rows = torch.arange(x.shape[0]) % 2
+    return (x, bias, rows), upstream, None
+
+
+def test_synchronised_dice_with_a_row_bias_is_one_dice_over_the_ranks(tmp_path: Path) -> None:
+    from dinrec.layers.activation import Dice
+
+    mp.spawn(_dice_rows_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD)
+    got = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    parts = [dice_rows(r) for r in range(WORLD)]
+    x = torch.cat([p[0][0] for p in parts]).requires_grad_(True)
+    bias = torch.cat([p[0][1] for p in parts]).requires_grad_(True)  # [4, 3]
+    rows = torch.cat([p[0][2] + 2 * r for r, p in enumerate(parts)])  # each rank's samples
+    upstream = torch.cat([p[1] for p in parts])
+    dice = Dice(3)
+    with torch.no_grad():
+        dice.alpha.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    y = dice.forward_rows(x, bias, rows)
+    (y * upstream).sum().backward()
+    assert x.grad is not None and bias.grad is not None
+    torch.testing.assert_close(torch.cat([g["y"] for g in got]), y.detach(), atol=1e-5,
+                               rtol=1e-5)
+    torch.testing.assert_close(torch.cat([g["x_grad"] for g in got]), x.grad, atol=1e-4,
+                               rtol=1e-4)
+    torch.testing.assert_close(torch.cat([g["bias_grad"] for g in got]), bias.grad, atol=1e-4,
+                               rtol=1e-4)
+    for g in got:
+        torch.testing.assert_close(g["running"][0], dice.running_mean, atol=1e-5, rtol=0)
+        torch.testing.assert_close(g["running"][1], dice.running_var, atol=1e-4, rtol=1e-4)

@@ -39,19 +39,12 @@ static inline float value(const float *x, const float *bias, const int64_t *rows
     return x[i * h + j] + (bias ? bias[rows[i] * h + j] : 0.0f);
 }
 
-int dinrec_dice_forward(int64_t n, int64_t h, const float *restrict x,
+/* Column sums of (v - shift) and of its square over the n rows into sums / squares [h]
+   (double, zeroed by the caller). */
+static void moment_sums(int64_t n, int64_t h, const float *restrict x,
                         const float *restrict bias, const int64_t *restrict rows,
-                        const float *restrict alpha, float eps, float *restrict out,
-                        float *restrict p, float *restrict mean, float *restrict invstd) {
-    /* Sums of (v - shift) and its square, shift = the first row: the variance is then
-       computed from values centred near the data, not from E[v^2] - E[v]^2 of raw ones. */
-    double *sums = calloc(2 * h, sizeof(double));
-    float *shift = malloc(2 * h * sizeof(float));
-    if (!sums || !shift) { free(sums); free(shift); return 1; }
-    double *squares = sums + h;
-    float *scale = shift + h; /* 1 - alpha */
-    for (int64_t j = 0; j < h; j++) shift[j] = value(x, bias, rows, h, 0, j);
-
+                        const float *restrict shift, double *restrict sums,
+                        double *restrict squares) {
     for (int64_t r0 = 0; r0 < n; r0 += ROW_BLOCK) {
         int64_t r1 = r0 + ROW_BLOCK < n ? r0 + ROW_BLOCK : n;
         int64_t j0 = 0;
@@ -73,13 +66,14 @@ int dinrec_dice_forward(int64_t n, int64_t h, const float *restrict x,
             }
         }
     }
-    for (int64_t j = 0; j < h; j++) {
-        double m = sums[j] / n, var = squares[j] / n - m * m;
-        mean[j] = (float)(m + shift[j]);
-        invstd[j] = (float)(1.0 / sqrt((var > 0 ? var : 0) + eps));
-        scale[j] = 1.0f - alpha[j];
-    }
+}
 
+/* out = v * (alpha + (1 - alpha) p) and p = sigmoid((v - mean) * invstd), row by row. */
+static void dice_apply(int64_t n, int64_t h, const float *restrict x,
+                       const float *restrict bias, const int64_t *restrict rows,
+                       const float *restrict alpha, const float *restrict scale,
+                       const float *restrict mean, const float *restrict invstd,
+                       float *restrict out, float *restrict p) {
     for (int64_t i = 0; i < n; i++) {
         const float *xr = x + i * h, *br = bias ? bias + rows[i] * h : NULL;
         float *o = out + i * h, *pr = p + i * h;
@@ -97,8 +91,54 @@ int dinrec_dice_forward(int64_t n, int64_t h, const float *restrict x,
             }
         }
     }
+}
+
+int dinrec_dice_forward(int64_t n, int64_t h, const float *restrict x,
+                        const float *restrict bias, const int64_t *restrict rows,
+                        const float *restrict alpha, float eps, float *restrict out,
+                        float *restrict p, float *restrict mean, float *restrict invstd) {
+    /* Sums of (v - shift) and its square, shift = the first row: the variance is then
+       computed from values centred near the data, not from E[v^2] - E[v]^2 of raw ones. */
+    double *sums = calloc(2 * h, sizeof(double));
+    float *shift = malloc(2 * h * sizeof(float));
+    if (!sums || !shift) { free(sums); free(shift); return 1; }
+    double *squares = sums + h;
+    float *scale = shift + h; /* 1 - alpha */
+    for (int64_t j = 0; j < h; j++) shift[j] = value(x, bias, rows, h, 0, j);
+    moment_sums(n, h, x, bias, rows, shift, sums, squares);
+    for (int64_t j = 0; j < h; j++) {
+        double m = sums[j] / n, var = squares[j] / n - m * m;
+        mean[j] = (float)(m + shift[j]);
+        invstd[j] = (float)(1.0 / sqrt((var > 0 ? var : 0) + eps));
+        scale[j] = 1.0f - alpha[j];
+    }
+    dice_apply(n, h, x, bias, rows, alpha, scale, mean, invstd, out, p);
     free(sums);
     free(shift);
+    return 0;
+}
+
+/* The forward's two passes apart, for statistics combined across processes in between
+   (synchronised Dice, dinrec.training.distributed.sync): shift [h] = row 0 of v, and the
+   sums of (v - shift) and its square into sums / squares [h] (zeroed by the caller). */
+int dinrec_dice_moments(int64_t n, int64_t h, const float *restrict x,
+                        const float *restrict bias, const int64_t *restrict rows,
+                        float *restrict shift, double *restrict sums,
+                        double *restrict squares) {
+    for (int64_t j = 0; j < h; j++) shift[j] = value(x, bias, rows, h, 0, j);
+    moment_sums(n, h, x, bias, rows, shift, sums, squares);
+    return 0;
+}
+
+int dinrec_dice_apply(int64_t n, int64_t h, const float *restrict x,
+                      const float *restrict bias, const int64_t *restrict rows,
+                      const float *restrict alpha, const float *restrict mean,
+                      const float *restrict invstd, float *restrict out, float *restrict p) {
+    float *scale = malloc(h * sizeof(float));
+    if (!scale) return 1;
+    for (int64_t j = 0; j < h; j++) scale[j] = 1.0f - alpha[j];
+    dice_apply(n, h, x, bias, rows, alpha, scale, mean, invstd, out, p);
+    free(scale);
     return 0;
 }
 
@@ -109,19 +149,14 @@ int dinrec_dice_forward(int64_t n, int64_t h, const float *restrict x,
            + invstd * (gu - mean_i(gu) - u * mean_i(gu * u))      (batch-norm backward)
    with mean_i(gu * u) = invstd * mean_i(gu * (v - mean)). grad_bias (may be NULL) gets
    the sum of dL/dv over each bias row's rows; it must hold zeros on entry. */
-int dinrec_dice_backward(int64_t n, int64_t h, const float *restrict g,
-                         const float *restrict x, const float *restrict bias,
-                         const int64_t *restrict rows, const float *restrict p,
-                         const float *restrict alpha, const float *restrict mean,
-                         const float *restrict invstd, float *restrict grad_x,
-                         float *restrict grad_alpha, float *restrict grad_bias) {
-    double *acc = calloc(3 * h, sizeof(double));
-    float *coef = malloc(3 * h * sizeof(float));
-    if (!acc || !coef) { free(acc); free(coef); return 1; }
-    double *sum_gu = acc, *sum_guc = acc + h, *sum_ga = acc + 2 * h;
-    float *scale = coef, *mean_gu = coef + h, *slope = coef + 2 * h;
-    for (int64_t j = 0; j < h; j++) scale[j] = 1.0f - alpha[j];
 
+/* The reduction pass: sum_i gu, sum_i gu * (v - mean), sum_i g v (1 - p) into acc [3h]
+   (double, zeroed by the caller). */
+static void grad_sums(int64_t n, int64_t h, const float *restrict g, const float *restrict x,
+                      const float *restrict bias, const int64_t *restrict rows,
+                      const float *restrict p, const float *restrict scale,
+                      const float *restrict mean, double *restrict acc) {
+    double *sum_gu = acc, *sum_guc = acc + h, *sum_ga = acc + 2 * h;
     for (int64_t r0 = 0; r0 < n; r0 += ROW_BLOCK) {
         int64_t r1 = r0 + ROW_BLOCK < n ? r0 + ROW_BLOCK : n;
         int64_t j0 = 0;
@@ -152,12 +187,17 @@ int dinrec_dice_backward(int64_t n, int64_t h, const float *restrict g,
             }
         }
     }
-    for (int64_t j = 0; j < h; j++) {
-        mean_gu[j] = (float)(sum_gu[j] / n);
-        slope[j] = (float)(sum_guc[j] / n) * invstd[j] * invstd[j];
-        grad_alpha[j] = (float)sum_ga[j];
-    }
+}
 
+/* The gradient pass, given mean_gu [h] = mean_i(gu) and slope [h] = mean_i(gu (v - mean))
+   * invstd^2 over the whole batch. */
+static void grad_apply(int64_t n, int64_t h, const float *restrict g, const float *restrict x,
+                       const float *restrict bias, const int64_t *restrict rows,
+                       const float *restrict p, const float *restrict alpha,
+                       const float *restrict scale, const float *restrict mean,
+                       const float *restrict invstd, const float *restrict mean_gu,
+                       const float *restrict slope, float *restrict grad_x,
+                       float *restrict grad_bias) {
     for (int64_t i = 0; i < n; i++) {
         const float *gr = g + i * h, *xr = x + i * h, *pr = p + i * h;
         const float *br = bias ? bias + rows[i] * h : NULL;
@@ -173,7 +213,60 @@ int dinrec_dice_backward(int64_t n, int64_t h, const float *restrict g,
             for (int64_t j = 0; j < h; j++) gb[j] += o[j];
         }
     }
+}
+
+int dinrec_dice_backward(int64_t n, int64_t h, const float *restrict g,
+                         const float *restrict x, const float *restrict bias,
+                         const int64_t *restrict rows, const float *restrict p,
+                         const float *restrict alpha, const float *restrict mean,
+                         const float *restrict invstd, float *restrict grad_x,
+                         float *restrict grad_alpha, float *restrict grad_bias) {
+    double *acc = calloc(3 * h, sizeof(double));
+    float *coef = malloc(3 * h * sizeof(float));
+    if (!acc || !coef) { free(acc); free(coef); return 1; }
+    double *sum_gu = acc, *sum_guc = acc + h, *sum_ga = acc + 2 * h;
+    float *scale = coef, *mean_gu = coef + h, *slope = coef + 2 * h;
+    for (int64_t j = 0; j < h; j++) scale[j] = 1.0f - alpha[j];
+    grad_sums(n, h, g, x, bias, rows, p, scale, mean, acc);
+    for (int64_t j = 0; j < h; j++) {
+        mean_gu[j] = (float)(sum_gu[j] / n);
+        slope[j] = (float)(sum_guc[j] / n) * invstd[j] * invstd[j];
+        grad_alpha[j] = (float)sum_ga[j];
+    }
+    grad_apply(n, h, g, x, bias, rows, p, alpha, scale, mean, invstd, mean_gu, slope, grad_x,
+               grad_bias);
     free(acc);
     free(coef);
+    return 0;
+}
+
+/* The backward's two passes apart (synchronised Dice): acc [3h] as grad_sums (zeroed by
+   the caller), then the gradient pass with the whole batch's mean_gu and slope. */
+int dinrec_dice_grad_sums(int64_t n, int64_t h, const float *restrict g,
+                          const float *restrict x, const float *restrict bias,
+                          const int64_t *restrict rows, const float *restrict p,
+                          const float *restrict alpha, const float *restrict mean,
+                          double *restrict acc) {
+    float *scale = malloc(h * sizeof(float));
+    if (!scale) return 1;
+    for (int64_t j = 0; j < h; j++) scale[j] = 1.0f - alpha[j];
+    grad_sums(n, h, g, x, bias, rows, p, scale, mean, acc);
+    free(scale);
+    return 0;
+}
+
+int dinrec_dice_grad_apply(int64_t n, int64_t h, const float *restrict g,
+                           const float *restrict x, const float *restrict bias,
+                           const int64_t *restrict rows, const float *restrict p,
+                           const float *restrict alpha, const float *restrict mean,
+                           const float *restrict invstd, const float *restrict mean_gu,
+                           const float *restrict slope, float *restrict grad_x,
+                           float *restrict grad_bias) {
+    float *scale = malloc(h * sizeof(float));
+    if (!scale) return 1;
+    for (int64_t j = 0; j < h; j++) scale[j] = 1.0f - alpha[j];
+    grad_apply(n, h, g, x, bias, rows, p, alpha, scale, mean, invstd, mean_gu, slope, grad_x,
+               grad_bias);
+    free(scale);
     return 0;
 }

@@ -24,6 +24,11 @@ _SIGNATURES: Signatures = (
      ctypes.c_int),
     ("dinrec_dice_backward", (_I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P),
      ctypes.c_int),
+    ("dinrec_dice_moments", (_I, _I, _P, _P, _P, _P, _P, _P), ctypes.c_int),
+    ("dinrec_dice_apply", (_I, _I, _P, _P, _P, _P, _P, _P, _P, _P), ctypes.c_int),
+    ("dinrec_dice_grad_sums", (_I, _I, _P, _P, _P, _P, _P, _P, _P, _P), ctypes.c_int),
+    ("dinrec_dice_grad_apply", (_I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P),
+     ctypes.c_int),
 )
 _library = functools.partial(load, "dice", _SIGNATURES)
 
@@ -128,3 +133,55 @@ def dice_train(
     out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = _NativeDice.apply(
         x.contiguous(), alpha.contiguous(), float(eps), bias, rows)
     return out
+
+
+# ----- the passes apart (synchronised Dice combines statistics across ranks between them) --
+# The callers (dinrec.training.distributed.sync) pass what dice_train checked: contiguous
+# float32 x [N >= 1, H], alpha / mean / invstd [H], bias [B, H] with rows [N] or None.
+def moments(x: torch.Tensor, bias: torch.Tensor | None, rows: torch.Tensor | None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(shift [H] float32 = row 0 of v, sum (v - shift) [H], sum (v - shift)^2 [H] float64)."""
+    n, h = x.shape
+    shift = x.new_empty(h)
+    sums = torch.zeros(2, h, dtype=torch.float64)
+    _check(_loaded().dinrec_dice_moments(n, h, _ptr(x), _ptr(bias), _ptr(rows), _ptr(shift),
+                                         _ptr(sums[0]), _ptr(sums[1])), "moments")
+    return shift, sums[0], sums[1]
+
+
+def apply(x: torch.Tensor, bias: torch.Tensor | None, rows: torch.Tensor | None,
+          alpha: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(v) [N, H], p [N, H]) with the given statistics."""
+    n, h = x.shape
+    out, p = torch.empty_like(x), torch.empty_like(x)
+    _check(_loaded().dinrec_dice_apply(n, h, _ptr(x), _ptr(bias), _ptr(rows), _ptr(alpha),
+                                       _ptr(mean), _ptr(invstd), _ptr(out), _ptr(p)), "apply")
+    return out, p
+
+
+def grad_sums(grad: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None,
+              rows: torch.Tensor | None, p: torch.Tensor, alpha: torch.Tensor,
+              mean: torch.Tensor) -> torch.Tensor:
+    """[3, H] float64: sum gu, sum gu (v - mean), sum g v (1 - p) over this process's rows."""
+    n, h = x.shape
+    acc = torch.zeros(3, h, dtype=torch.float64)
+    _check(_loaded().dinrec_dice_grad_sums(n, h, _ptr(grad), _ptr(x), _ptr(bias), _ptr(rows),
+                                           _ptr(p), _ptr(alpha), _ptr(mean), _ptr(acc)),
+           "gradient sums")
+    return acc
+
+
+def grad_apply(grad: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None,
+               rows: torch.Tensor | None, p: torch.Tensor, alpha: torch.Tensor,
+               mean: torch.Tensor, invstd: torch.Tensor, mean_gu: torch.Tensor,
+               slope: torch.Tensor, bias_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(dL/dx [N, H], dL/dbias [B, H] or None) given the whole batch's mean_gu and slope."""
+    n, h = x.shape
+    grad_x = torch.empty_like(x)
+    grad_bias = torch.zeros_like(bias) if bias is not None and bias_grad else None
+    _check(_loaded().dinrec_dice_grad_apply(
+        n, h, _ptr(grad), _ptr(x), _ptr(bias), _ptr(rows), _ptr(p), _ptr(alpha), _ptr(mean),
+        _ptr(invstd), _ptr(mean_gu), _ptr(slope), _ptr(grad_x), _ptr(grad_bias)),
+        "gradient")
+    return grad_x, grad_bias

@@ -50,7 +50,7 @@ class Dice(nn.Module):
         self.register_buffer("running_var", torch.ones(num_features))
         # Set by dinrec.training.distributed.sync.sync_dice under DDP: the training forward
         # with statistics over every rank's batch (as SyncBatchNorm); None: this batch's.
-        self.sync: Callable[[Dice, torch.Tensor, torch.Tensor | None], torch.Tensor] | None
+        self.sync: Callable[..., torch.Tensor] | None
         self.sync = None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -102,6 +102,8 @@ class Dice(nn.Module):
             out, mean, invstd = native_dice.dice_train(x, self.alpha, self.eps, bias, rows)
             self._update_moving(mean, invstd)
             return out
+        if self.training and self.sync is not None:  # statistics over every rank's rows
+            return self.sync(self, x, None, bias, rows)
         return self.forward(x + bias.index_select(0, rows))
 
     def _update_moving(self, mean: torch.Tensor, invstd: torch.Tensor) -> None:

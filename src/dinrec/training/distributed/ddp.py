@@ -41,6 +41,7 @@ from dinrec.training.distributed.bucket_riders import (
     riding_hook,
 )
 from dinrec.training.distributed.launch import current
+from dinrec.training.distributed.local_reduce import LocalReducer, same_machine
 from dinrec.training.distributed.sync import (
     GlobalTableIds,
     gather_scores,
@@ -68,6 +69,7 @@ def wrap_trainer(
     find_unused_parameters: bool = False,
     mba_ids: str = "auto",
     bucket_cap_mb: float | None = None,
+    local_reduce: bool | None = None,
 ) -> Trainer:
     """Make `trainer` train its model data-parallel over the process group (no-op alone).
 
@@ -92,6 +94,9 @@ def wrap_trainer(
         bucket_cap_mb: DDP's gradient bucket size; None: one bucket for every dense gradient
             on gloo (CPU: one wait per step instead of one per bucket; overlap buys nothing
             when each rank has one core), DDP's default (25 MB) on nccl.
+        local_reduce: synchronised Dice statistics cross through shared memory
+            (local_reduce.py) instead of gloo; None: when every rank runs on this machine
+            (torchrun's LOCAL_WORLD_SIZE == WORLD_SIZE) on gloo. Same sums, bit for bit.
 
     Returns:
         The same trainer, with forward_module, regularizer_ids and gather_scores set.
@@ -129,8 +134,8 @@ def wrap_trainer(
     # own group, so they never interleave with DDP's asynchronous gradient buckets.
     needs_side = (sync_dice_stats and dice > 0) or gather_ids or gather_sparse
     side = dist.new_group(backend=env.backend) if needs_side else None
-    if sync_dice_stats:
-        sync_dice(model, side)
+    if sync_dice_stats and dice > 0:
+        sync_dice(model, dice_reducer(env, side, local_reduce))
     # BatchNorm (without SyncBatchNorm: CPU has none) keeps per-rank running statistics:
     # DDP then broadcasts rank 0's at each step so ranks agree. Per-rank Dice statistics
     # are averaged in the bucket instead, or broadcast where no hook can carry them.
@@ -173,6 +178,18 @@ def wrap_trainer(
         trainer.regularizer.ids_hook = ids_hook
     trainer.gather_scores = gather_scores
     return trainer
+
+
+def dice_reducer(env: Any, group: Any, local_reduce: bool | None) -> Any:
+    """What sums the synchronised Dice statistics: a LocalReducer over shared memory when
+    asked (None: when gloo's ranks all run on this machine), else `group`."""
+    if local_reduce is None:
+        local_reduce = env.backend == "gloo" and same_machine()
+    if not local_reduce:
+        return group
+    if env.device != "cpu":
+        raise ValueError("local_reduce sums CPU tensors; the model is on " + env.device)
+    return LocalReducer(env.rank, env.world_size, group)
 
 
 def is_wrapped(trainer: Any) -> bool:

@@ -18,8 +18,18 @@ import torch
 import torch.distributed as dist
 from torch.autograd.function import once_differentiable
 
+from dinrec.kernels import dice as native_dice
 from dinrec.layers.activation import Dice
 from dinrec.training.distributed.launch import all_gather_rows, get_world_size, is_distributed
+from dinrec.training.distributed.local_reduce import LocalReducer
+
+
+def _sum_over_ranks(tensor: torch.Tensor, group: Any) -> None:
+    """In place: through shared memory for a LocalReducer, else the process group."""
+    if isinstance(group, LocalReducer):
+        group.all_reduce_(tensor)
+    else:
+        dist.all_reduce(tensor, group=group)
 
 
 # ----- Dice --------------------------------------------------------------------------------
@@ -34,14 +44,35 @@ class DiceSync:
     gradient average gives the gradient of the global batch's mean loss, as in one process.
 
     Args:
-        group: the process group (a side group keeps these out of DDP's gradient buckets).
+        group: the process group (a side group keeps these out of DDP's gradient buckets),
+            or a LocalReducer when every rank is on this machine (~40 us a sum instead of
+            gloo's ~1 ms: local_reduce.py).
     """
 
     def __init__(self, group: Any = None) -> None:
         self.group = group
 
-    def __call__(self, dice: Dice, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def __call__(self, dice: Dice, x: torch.Tensor, mask: torch.Tensor | None,
+                 bias: torch.Tensor | None = None, rows: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        """Dice of x [..., H] (plus bias [B, H] at rows [N], for x [N, H]: forward_rows)."""
         flat = x.reshape(-1, x.shape[-1])  # [N, H]
+        if mask is None and native_dice.supports(flat):
+            # dice.c's passes with the sums crossing ranks between them: the same
+            # two collectives as below, so ranks may take different paths.
+            if bias is not None and rows is not None:
+                bias, rows = bias.contiguous(), rows.contiguous()
+            out, mean, var = _SyncNativeDice.apply(flat.contiguous(), dice.alpha.contiguous(),
+                                                   dice.eps, self.group, bias, rows)
+            if mean is None:
+                return dice._moving(x if bias is None or rows is None
+                                    else x + bias.index_select(0, rows))
+            with torch.no_grad():
+                dice.running_mean.lerp_(mean, dice.momentum)
+                dice.running_var.lerp_(var, dice.momentum)
+            return out.reshape(x.shape)
+        if bias is not None and rows is not None:
+            flat = x = x + bias.index_select(0, rows)
         weights = None if mask is None else mask.reshape(-1).to(flat.dtype)  # [N], 1 = valid
         out, mean, var = _SyncDice.apply(flat, dice.alpha, weights, dice.eps, self.group)
         if mean is None:  # no valid position on any rank: the moving statistics
@@ -79,7 +110,7 @@ class _SyncDice(torch.autograd.Function):
         mean64 = mean.double()
         local = torch.cat([mean64 * n.double(), m2.double() + n.double() * mean64.square(),
                            n.double().reshape(1)])  # [2H + 1]
-        dist.all_reduce(local, group=group)
+        _sum_over_ranks(local, group)
         h = x.shape[1]
         count = local[2 * h]
         ctx.group, ctx.eps = group, eps
@@ -109,7 +140,7 @@ class _SyncDice(torch.autograd.Function):
         grad_u = torch.ops.aten.sigmoid_backward(gx, p).mul_(1.0 - alpha)  # [N, H]
         # The statistics see every row of every rank: sum grad_u and grad_u * u over all.
         sums = torch.cat([grad_u.sum(0), (grad_u * u).sum(0)]).double()  # [2H]
-        dist.all_reduce(sums, group=ctx.group)
+        _sum_over_ranks(sums, ctx.group)
         h = x.shape[1]
         s1 = (sums[:h] / count).to(x.dtype)
         s2 = (sums[h:] / count).to(x.dtype)
@@ -120,6 +151,66 @@ class _SyncDice(torch.autograd.Function):
         grad_x = (grad_u - correction).mul_(rstd)
         grad_x.addcmul_(grad, torch.addcmul(alpha, p, 1.0 - alpha))
         return grad_x, grad_alpha, None, None, None
+
+
+def _global_statistics(local: torch.Tensor, h: int, eps: float, group: Any
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Sum [sum n_r m_r, sum (M2_r + n_r m_r^2), n] [2H + 1] float64 over ranks (Chan);
+    (count, mean [H] float64, biased var [H] float64), None when no rank has a row."""
+    _sum_over_ranks(local, group)
+    count = local[2 * h]
+    if not bool(count > 0):
+        return None
+    mean = local[:h] / count
+    return count, mean, (local[h: 2 * h] / count - mean.square()).clamp_min(0.0)
+
+
+class _SyncNativeDice(torch.autograd.Function):
+    """_SyncDice through dice.c, unmasked, with the activation unit's optional row bias:
+    x [N, H] float32 (+ bias [B, H] at rows [N]) -> (out [N, H], mean [H], biased var [H])."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, alpha: torch.Tensor, eps: float, group: Any,
+                bias: torch.Tensor | None, rows: torch.Tensor | None) -> tuple[Any, Any, Any]:
+        n, h = x.shape
+        shift, sums, squares = native_dice.moments(x, bias, rows)
+        # This rank's mean m and centred sum of squares M2, from the shifted sums.
+        mean_r = shift.double() + sums / n
+        m2 = squares - sums.square() / n
+        local = torch.cat([mean_r * n, m2 + n * mean_r.square(),
+                           torch.tensor([float(n)], dtype=torch.float64)])
+        stats = _global_statistics(local, h, eps, group)
+        ctx.group = group
+        ctx.empty = stats is None
+        if stats is None:
+            return x.new_zeros(()), None, None
+        count, gmean64, gvar64 = stats
+        mean = gmean64.float()
+        invstd = torch.rsqrt(gvar64 + eps).float()
+        out, p = native_dice.apply(x, bias, rows, alpha, mean, invstd)
+        ctx.save_for_backward(x, alpha, bias, rows, p, mean, invstd, count)
+        ctx.mark_non_differentiable(mean)
+        return out, mean, gvar64.float()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor, *_: Any) -> tuple[Any, ...]:
+        if ctx.empty:
+            return None, None, None, None, None, None
+        x, alpha, bias, rows, p, mean, invstd, count = ctx.saved_tensors
+        grad = grad.contiguous()
+        acc = native_dice.grad_sums(grad, x, bias, rows, p, alpha, mean)  # [3, H]
+        # sum gu and sum gu (v - mean) see every rank's rows; alpha's sum stays this rank's
+        # share (DDP's average of the ranks' gradients makes it the whole batch's).
+        sums = acc[:2].reshape(-1).contiguous()  # [2H]
+        _sum_over_ranks(sums, ctx.group)
+        h = x.shape[1]
+        mean_gu = (sums[:h] / count).float()
+        slope = (sums[h:] / count).float() * invstd * invstd
+        grad_x, grad_bias = native_dice.grad_apply(
+            grad, x, bias, rows, p, alpha, mean, invstd, mean_gu, slope,
+            bias_grad=ctx.needs_input_grad[4])
+        return grad_x, acc[2].float(), None, None, grad_bias, None
 
 
 def sync_dice(model: torch.nn.Module, group: Any = None) -> int:

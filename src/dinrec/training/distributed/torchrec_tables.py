@@ -285,7 +285,9 @@ def wrap_trainer_torchrec(
     assert isinstance(bank, TorchRecEmbeddingBank)
     bank.plain_parameter_names = names
     if sync_dice_stats:
-        sync_dice(model, None)
+        from dinrec.training.distributed.ddp import dice_reducer
+
+        sync_dice(model, dice_reducer(current(), None, None))
     else:  # DMP's DDP does not broadcast buffers: average Dice's moving statistics instead
         from torch.nn.parallel import DistributedDataParallel
 
