@@ -16,17 +16,19 @@ N_ITEMS, N_CATEGORIES = 40, 6
 FEEDS = {"": ["pv"], "buy": ["buy", "cart"]}
 
 
-def grouped_model(seed: int = 5) -> DIN:
-    """DIN attending to clicks (maxlen 5) and buys (maxlen 3), with each one's time gap."""
+def grouped_model(seed: int = 5, buy_value: str = "time_gap") -> DIN:
+    """DIN attending to clicks (maxlen 5) and buys (maxlen 3), with each one's time gap (the
+    buys' per-behavior value named `buy_value`: one serving cannot compute if not time_gap)."""
     cols: list[Any] = [SparseFeat("user_id", 10, embedding_dim=4),
                        SparseFeat("item_id", N_ITEMS, embedding_dim=8),
                        SparseFeat("cate_id", N_CATEGORIES, embedding_dim=4)]
-    for prefix, maxlen in (("hist_", CLICK_LEN), ("buy_hist_", BUY_LEN)):
+    for prefix, maxlen, value in (("hist_", CLICK_LEN, "time_gap"),
+                                  ("buy_hist_", BUY_LEN, buy_value)):
         for feature, size, dim in (("item_id", N_ITEMS, 8), ("cate_id", N_CATEGORIES, 4)):
             cols.append(VarLenSparseFeat(
                 SparseFeat(prefix + feature, size, embedding_dim=dim, embedding_name=feature),
                 maxlen, length_name=prefix + "len"))
-        cols.append(VarLenDenseFeat(prefix + "time_gap", maxlen))
+        cols.append(VarLenDenseFeat(prefix + value, maxlen))
     model = DIN(cols, ["item_id", "cate_id"],
                 history_groups={"buy": ["item_id", "cate_id"]}, att_hidden_size=(8,),
                 dnn_hidden_units=(8,))
@@ -34,9 +36,11 @@ def grouped_model(seed: int = 5) -> DIN:
     return model.eval()
 
 
-def save_grouped(path: Path, feeds: dict[str, list[str]] | None = None, seed: int = 5) -> Path:
+def save_grouped(path: Path, feeds: dict[str, list[str]] | None = None, seed: int = 5,
+                 buy_value: str = "time_gap") -> Path:
     """The grouped model saved at `path` with the mapping `feeds` (default FEEDS)."""
-    grouped_model(seed).save(path, history_behaviors=FEEDS if feeds is None else feeds)
+    grouped_model(seed, buy_value).save(path, history_behaviors=FEEDS if feeds is None
+                                        else feeds)
     return path
 
 
