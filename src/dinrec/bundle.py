@@ -28,7 +28,9 @@ from dinrec.version import __version__
 FORMAT = "dinrec-bundle"
 FORMAT_VERSION = 1
 REQUIRED_FILES = ("manifest.json", "schema.json", "model_config.json", "weights.safetensors")
-# What a model version digests: everything that changes a score (not the manifest).
+# What a model version digests: everything that changes a score. Of the manifest only the
+# field that does (its history_groups: which stored behavior types feed each history); its
+# label, dinrec / torch versions and extras do not.
 VERSIONED_FILES = ("schema.json", "model_config.json", "weights.safetensors", "vocab.json")
 
 # The classes a manifest's model_class may name, by class name. The model classes register
@@ -181,13 +183,18 @@ def load_vocab(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def bundle_version(path: str | os.PathLike[str]) -> str:
-    """The model version: a digest of the bundle's schema, config, weights and vocabulary
-    (12 hex digits), always.
+    """The model version: a digest of the bundle's schema, config, weights and vocabulary,
+    and of the manifest's history_groups (12 hex digits), always.
 
     A manifest's own extra "version" is only a label (serving's bundle_label): were it the
     version, weights replaced under an unchanged label would keep the version an ONNX export
-    was checked against, and the stale export would serve the old weights.
+    was checked against, and the stale export would serve the old weights. The routing
+    fields (which behavior types feed each history) change what a rank call reads, so a
+    bundle whose mapping changed is a new version too; a manifest without them digests as
+    before they existed (an older bundle keeps its version and its export).
     """
+    from dinrec.history_groups import MANIFEST_KEY
+
     root = Path(path)
     digest = hashlib.sha256()
     for name in VERSIONED_FILES:
@@ -197,4 +204,12 @@ def bundle_version(path: str | os.PathLike[str]) -> str:
             with file.open("rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     digest.update(block)
+    manifest_file = root / "manifest.json"
+    if manifest_file.is_file():
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        routing = manifest.get(MANIFEST_KEY)
+        if routing is not None:
+            # Canonical JSON: key order or spacing in the file is not a new version.
+            digest.update(b"manifest.json")
+            digest.update(json.dumps(routing, sort_keys=True, separators=(",", ":")).encode())
     return digest.hexdigest()[:12]

@@ -38,17 +38,6 @@ TIME_GAP = "time_gap"
 Where = Callable[[int, str], str]
 
 
-def refuse_beyond_deepctr(schema: FeatureSchema, where: str) -> None:
-    """Raise, naming them, for the schema parts `where` does not support yet: named
-    history groups and per-behavior values (VarLenDenseFeat) are trained, evaluated and
-    served by the Scorer, but the ONNX export carries one history of ids; never serve them
-    wrong."""
-    unsupported = schema.beyond_deepctr
-    if unsupported:
-        raise ValueError(f"{where} does not support {', '.join(unsupported)} yet; serve "
-                         "this bundle with the torch backend")
-
-
 def time_gap_inputs(schema: FeatureSchema) -> dict[str, str]:
     """{history name: its time-gap input}: the per-behavior values serving computes, each
     `<prefix>time_gap` of width 1 (log1p hours since the behavior, as the data pipeline's

@@ -7,9 +7,11 @@
     onnx/export.json       the inputs, opset and the bundle version it was exported from
 
 The graph takes the user-side inputs with a batch of U rows, the candidate inputs with C
-rows, and `row_user` [C] (the user row of each candidate); the history length is dynamic,
-so a short history is not padded to maxlen. OnnxBackend refuses an export whose recorded
-bundle version differs from the bundle's weights (a stale export).
+rows, and `row_user` [C] (the user row of each candidate). Each attended history (DeepCTR's
+and every history group, with its per-behavior values such as `<prefix>time_gap`) has a
+dynamic length of its own, so a short history is not padded to maxlen. OnnxBackend refuses
+an export whose recorded bundle version differs from the bundle's (a stale export: other
+weights, or another routing of behavior types to histories).
 
 Loading runs no code from the bundle: ONNX Runtime reads the protobuf graph and raw weights.
 """
@@ -31,11 +33,11 @@ import numpy as np
 import torch
 
 from dinrec.bundle import bundle_version, swap_directory
-from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
+from dinrec.feature_column import DenseFeat, SparseFeat, VarLenDenseFeat, VarLenSparseFeat
 from dinrec.models import load_model
 from dinrec.schema import FeatureSchema
 from dinrec.serving.broadcast import PositionalForward, candidate_inputs, user_inputs
-from dinrec.serving.encoding import Arrays, refuse_beyond_deepctr
+from dinrec.serving.encoding import Arrays
 
 ONNX_DIR = "onnx"
 MODEL_FILE = "model.onnx"
@@ -60,14 +62,14 @@ def export_onnx(bundle: str | os.PathLike[str], *, check: bool = True) -> Path:
     version = bundle_version(root)
     model = load_model(root)
     schema = model.schema
-    refuse_beyond_deepctr(schema, "ONNX export")
     users, cands = user_inputs(schema), candidate_inputs(schema)
     module = PositionalForward(model, users, cands).eval()
     example, dynamic = _example_inputs(schema, users, cands)
     tmp = Path(tempfile.mkdtemp(prefix=".onnx-", dir=root))
     try:
-        with warnings.catch_warnings(), _quiet_logger("torch.onnx"):
-            # The exporter's notes (deprecations, torchvision ops it skips) are not ours.
+        with warnings.catch_warnings(), _quiet_logger("torch.onnx"), _quiet_logger("onnxscript"):
+            # The exporter's notes (deprecations, torchvision ops it skips, the optimizer's
+            # "Skipping constant folding for op Split") are not ours.
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 module, tuple(example), str(tmp / MODEL_FILE),
@@ -108,15 +110,25 @@ def _quiet_logger(name: str) -> Iterator[None]:
 def _example_inputs(
     schema: FeatureSchema, users: tuple[str, ...], cands: tuple[str, ...]
 ) -> tuple[list[torch.Tensor], list[dict[int, Any]]]:
-    """Example tensors (U=2 users, C=3 candidates, T=2) and their dynamic axes."""
+    """Example tensors (U=2 users, C=3 candidates, T=2 per history) and their dynamic axes.
+
+    Each attended history (history_feature_list's and every history group) has a length
+    axis of its own, shared by its id sequences, their weights and its per-behavior values:
+    the groups of one user are as long as the store had behaviors of their types.
+    """
     from torch.export import Dim
 
     n_users, n_cands = 2, 3
     u_dim, c_dim = Dim("users", min=1), Dim("candidates", min=1)
-    hist_names = {c.name for c in schema.history}
-    t = min(2, schema.max_len) if schema.history else 0
-    t_dim = Dim("history", min=1, max=schema.max_len) if t > 1 else None
     gen = torch.Generator().manual_seed(0)
+    # {input of a history: (its example length T, its dynamic axis or None when maxlen 1)}
+    steps: dict[str, tuple[int, Any]] = {}
+    for i, group in enumerate(schema.groups):
+        t = min(2, group.maxlen)
+        axis = Dim(f"history{i}", min=1, max=group.maxlen) if t > 1 else None
+        for name in (*(c.name for c in group.columns), *(c.name for c in group.side),
+                     *(c.weight_name for c in group.columns if c.weight_name is not None)):
+            steps[name] = (t, axis)
     tensors: list[torch.Tensor] = []
     dynamic: list[dict[int, Any]] = []
     columns = {c.name: c for c in schema.columns}
@@ -130,30 +142,29 @@ def _example_inputs(
     }
     for name in users:
         col = columns.get(name)
+        width, axis = steps.get(name, (0, None))
+        axes: dict[int, Any] = {0: u_dim} if axis is None else {0: u_dim, 1: axis}
         if name in lengths:
-            width = t if lengths[name].name in hist_names else lengths[name].maxlen
-            tensors.append(torch.full((n_users,), width, dtype=torch.int64))
-            dynamic.append({0: u_dim})
+            seq = lengths[name]
+            tensors.append(torch.full((n_users,), steps.get(seq.name, (seq.maxlen,))[0],
+                                      dtype=torch.int64))
+            axes = {0: u_dim}
         elif name in weights:
-            tensors.append(torch.rand(n_users, weights[name].maxlen, generator=gen))
-            dynamic.append({0: u_dim})
-        elif isinstance(col, DenseFeat):
-            shape = (n_users,) if col.dimension == 1 else (n_users, col.dimension)
-            tensors.append(torch.rand(shape, generator=gen))
-            dynamic.append({0: u_dim})
+            tensors.append(torch.rand(n_users, width or weights[name].maxlen, generator=gen))
+        elif isinstance(col, (VarLenDenseFeat, DenseFeat)):
+            # [U, T] / [U, T, D] per-behavior values, [U] / [U, D] dense ones
+            shape = (n_users, width) if isinstance(col, VarLenDenseFeat) else (n_users,)
+            tensors.append(torch.rand(
+                (*shape, col.dimension) if col.dimension > 1 else shape, generator=gen))
         elif isinstance(col, VarLenSparseFeat):
-            width = t if name in hist_names else col.maxlen
             size = col.vocabulary_size
-            tensors.append(torch.randint(1, max(size, 2), (n_users, width), generator=gen))
-            axes: dict[int, Any] = {0: u_dim}
-            if name in hist_names and t_dim is not None:
-                axes[1] = t_dim
-            dynamic.append(axes)
+            tensors.append(torch.randint(1, max(size, 2), (n_users, width or col.maxlen),
+                                         generator=gen))
         else:
-            assert isinstance(col, SparseFeat)  # export_onnx refused VarLenDenseFeat
+            assert isinstance(col, SparseFeat)
             size = col.vocabulary_size
             tensors.append(torch.randint(0, size, (n_users,), generator=gen))
-            dynamic.append({0: u_dim})
+        dynamic.append(axes)
     for name in cands:
         size = columns[name].vocabulary_size  # type: ignore[union-attr]
         tensors.append(torch.randint(0, size, (n_cands,), generator=gen))

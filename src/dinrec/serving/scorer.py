@@ -31,7 +31,7 @@ from dinrec.models import load_model
 from dinrec.models.network import InterestNetwork
 from dinrec.serving.behavior_feeds import BehaviorFeeds
 from dinrec.serving.broadcast import BroadcastForward
-from dinrec.serving.encoding import Arrays, FeatureEncoder, UserFeatures, refuse_beyond_deepctr
+from dinrec.serving.encoding import Arrays, FeatureEncoder, UserFeatures
 
 BACKENDS = ("torch", "onnx")
 # Files whose bytes make a model version: same files, same version.
@@ -152,7 +152,6 @@ class Scorer:
         if backend == "onnx":
             from dinrec.serving.onnx_export import OnnxBackend
 
-            refuse_beyond_deepctr(model.schema, "the ONNX backend")
             runner = OnnxBackend(root, info.version)
         else:
             runner = TorchBackend(model)

@@ -1,4 +1,5 @@
-"""Bundles with history groups: served by the torch Scorer, refused by ONNX by name."""
+"""Bundles beyond DeepCTR: history groups served by the Scorer, a per-behavior value it
+cannot compute refused by name (ONNX: test_onnx_groups.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pytest
 
 from dinrec.feature_column import SparseFeat, VarLenDenseFeat, VarLenSparseFeat
 from dinrec.models import DIN
-from dinrec.serving.onnx_export import export_onnx
 from dinrec.serving.scorer import Scorer
 
 
@@ -39,12 +39,3 @@ def test_a_grouped_bundle_loads_and_ranks_with_each_history_from_its_own_events(
     bought = scorer.rank("u", [1, 2, 3], [None] * 3, history=[(4, None)],
                          groups={"buy": [(5, None)]}).probabilities
     assert float(abs(base - bought).max()) > 0.0
-
-
-def test_the_onnx_backend_refuses_a_grouped_bundle_by_name(tmp_path):
-    with pytest.raises(ValueError, match=r"the ONNX backend does not support history group "
-                                         r"'buy'"):
-        Scorer.load(_bundle(tmp_path, True), backend="onnx")
-def test_onnx_export_refuses_a_grouped_bundle(tmp_path):
-    with pytest.raises(ValueError, match=r"ONNX export does not support history group 'buy'"):
-        export_onnx(_bundle(tmp_path, True))
