@@ -134,6 +134,10 @@ def _example_inputs(
             width = t if lengths[name].name in hist_names else lengths[name].maxlen
             tensors.append(torch.full((n_users,), width, dtype=torch.int64))
             dynamic.append({0: u_dim})
+        elif name in weights and weights[name].name in hist_names:
+            # A history's behavior weights [U, T] share its (dynamic) width.
+            tensors.append(torch.rand(n_users, t, generator=gen))
+            dynamic.append({0: u_dim} if t_dim is None else {0: u_dim, 1: t_dim})
         elif name in weights:
             tensors.append(torch.rand(n_users, weights[name].maxlen, generator=gen))
             dynamic.append({0: u_dim})
