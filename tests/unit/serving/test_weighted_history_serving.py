@@ -154,3 +154,32 @@ def test_store_fed_behaviors_each_weigh_one_and_the_log_says_so_once(caplog):
     user = encoder.user(3, {}, [(5, 1, 10.0), (6, 2, 11.0), (7, 3, 12.0)])
     assert user.arrays["hist_w"].tolist() == [[1.0, 1.0, 1.0]]
     assert encoder.user(3, {}, []).arrays["hist_w"].tolist() == [[1.0]]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_a_weighted_bundle_scores_rows_and_ranks_as_the_model(tmp_path: Path, backend: str):
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime", reason="the ONNX backend needs the 'serve' extra")
+        pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
+    from dinrec.serving.scorer import Scorer
+
+    model = _model()
+    model.save(tmp_path / "bundle")
+    if backend == "onnx":
+        from dinrec.serving.onnx_export import export_onnx
+
+        export_onnx(tmp_path / "bundle")
+    scorer = Scorer.load(tmp_path / "bundle", backend=backend)
+    row = {"user_id": 3, "item_id": 4, "cate_id": 1, "hist_item_id": [5, 6, 7],
+           "hist_cate_id": [1, 2, 3]}
+    x = {"user_id": np.array([3, 3]), "item_id": np.array([4, 4]), "cate_id": np.array([1, 1]),
+         "hist_item_id": np.array([[5, 6, 7, 0, 0, 0]] * 2),
+         "hist_cate_id": np.array([[1, 2, 3, 0, 0, 0]] * 2),
+         "hist_w": np.array([[0.5, 2, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=np.float32)}
+    want = model.predict(x)[:, 0]
+    assert abs(want[0] - want[1]) > 1e-4  # the weights change the score
+    got = scorer.score([{**row, "hist_w": [0.5, 2, 1]}, row])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # A rank call's behaviors (from the store) weigh 1.0 each.
+    ranked = scorer.rank(3, [4], [1], history=[(5, 1), (6, 2), (7, 3)])
+    np.testing.assert_allclose(ranked.probabilities, want[1:], atol=1e-5)
