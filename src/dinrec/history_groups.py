@@ -69,6 +69,14 @@ class HistoryGroup:
         return self.columns[0].length_name
 
     @property
+    def weighted(self) -> VarLenSparseFeat | None:
+        """The sequence whose weight_name weights each behavior [B, T] (its weight_norm
+        too), or None. A behavior is one event: a weight named by any of the history's
+        sequences weights the whole behavior (its item and category alike); sequences that
+        name one name the same (checked when the group is resolved)."""
+        return next((c for c in self.columns if c.weight_name is not None), None)
+
+    @property
     def side_dim(self) -> int:
         """S, the per-behavior values' total width."""
         return sum(c.dimension for c in self.side)
@@ -160,6 +168,17 @@ def _check_shapes(group: HistoryGroup) -> None:
     if len({c.length_name for c in group.columns}) > 1:
         detail = ", ".join(f"{c.name}={c.length_name!r}" for c in group.columns)
         raise ValueError(f"{head} must share one length_name, got {detail}")
+    named = [c for c in group.columns if c.weight_name is not None]
+    for col in named[1:]:
+        # Two weight columns would weight one behavior twice over (its item by one, its
+        # category by the other): no single sum_t a_t w_t k_t; refused rather than guessed.
+        first = named[0]
+        if col.weight_name != first.weight_name or col.weight_norm != first.weight_norm:
+            raise ValueError(
+                f"{head}: {first.name!r} (weight_name={first.weight_name!r}, weight_norm="
+                f"{first.weight_norm}) and {col.name!r} (weight_name={col.weight_name!r}, "
+                f"weight_norm={col.weight_norm}) weight the same behaviors differently; "
+                "name one weight column (on one sequence or on all, with one weight_norm)")
 
 
 def behavior_types(value: Any, where: str) -> list[str]:

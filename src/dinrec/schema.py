@@ -271,14 +271,6 @@ class FeatureSchema:
     # ----- checks ------------------------------------------------------------------------
     def _check_history(self) -> None:
         for group in self.groups:  # resolving checks names, maxlen and length_name
-            for col in group.columns:
-                if col.weight_name is not None:
-                    warnings.warn(
-                        f"history sequence {col.name!r} has weight_name {col.weight_name!r}: "
-                        "DIN reads it but, as DeepCTR's DIN, does not use it; declare "
-                        f"VarLenDenseFeat({col.weight_name!r}, maxlen) named with the "
-                        "history's prefix to enter it into the activation unit",
-                        UserWarning, stacklevel=4)
             for f, query, key in zip(group.features, group.queries, group.columns, strict=True):
                 qdim, kdim = self.dim(query), self.dim(key)
                 if qdim != kdim:

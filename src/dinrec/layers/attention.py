@@ -194,11 +194,14 @@ def _low_mm(x: torch.Tensor, weight_t: torch.Tensor, low: torch.dtype) -> torch.
 
 def _packed_interest(
     unit: ActivationUnit, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor,
-    batch: int, side: torch.Tensor | None = None,
+    batch: int, side: torch.Tensor | None = None, behavior: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(interest [B, E], scores [N]) without weight normalization: one function to compile,
-    so the weighted sum and its backward fuse with the unit's last layer."""
+    """(interest [B, E], weights [N]) without weight normalization: one function to compile,
+    so the weighted sum and its backward fuse with the unit's last layer. behavior [N]: each
+    behavior's own weight (weight_name), multiplying its score."""
     scores = _packed_scores(unit, query, keys, rows, side)  # [N]
+    if behavior is not None:
+        scores = scores * behavior.to(scores.dtype)
     interest = weighted_row_sum(scores, keys, rows, batch, native=unit.training)  # [B, E]
     return interest, scores
 
@@ -223,10 +226,11 @@ def mask_scores(
 
 
 class AttentionPooling(nn.Module):
-    """Interest vector = sum over valid behaviors of activation-unit weight * key.
+    """Interest vector = sum over valid behaviors of activation-unit weight * key (times the
+    behavior's own weight w_t when the history has a weight_name).
 
     Shapes: query [B, E], keys [B, T, E], mask [B, T], side [B, T, S] (the behaviors' own
-    values, when side_dim > 0) -> (interest [B, E], weights [B, T]).
+    values, when side_dim > 0), behavior [B, T] (w_t) -> (interest [B, E], weights [B, T]).
     """
 
     def __init__(
@@ -243,28 +247,35 @@ class AttentionPooling(nn.Module):
 
     def forward(
         self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor,
-        side: torch.Tensor | None = None,
+        side: torch.Tensor | None = None, behavior: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         packed = pack(mask)
         side_rows = packed.gather(side) if side is not None else None  # [N, S]
-        interest, weights = self.pool_packed(query, packed.gather(keys), packed, side_rows)
+        rows = packed.gather(behavior.unsqueeze(-1)).squeeze(-1) if behavior is not None else None
+        interest, weights = self.pool_packed(query, packed.gather(keys), packed, side_rows, rows)
         return interest, packed.unpack(weights)
 
     def pool_packed(
         self, query: torch.Tensor, keys: torch.Tensor, packed: Packed,
-        side: torch.Tensor | None = None,
+        side: torch.Tensor | None = None, behavior: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention over packed behaviors: query [B, E], keys [N, E] (the valid positions of
-        `packed`), side [N, S] -> (interest [B, E], weights [N]).
+        `packed`), side [N, S], behavior [N] -> (interest [B, E], weights [N]).
 
-        Padded positions are never computed, so they get no weight and no gradient.
+        weights = a_t * w_t: the activation weight a_t (after the softmax under
+        weight_normalization) times the behavior's own weight w_t (1 without `behavior`),
+        so interest = sum_t weights_t * k_t. The unit's input is unchanged by w_t: a
+        behavior of weight w counts as w copies of it. Padded positions are never
+        computed, so they get no weight and no gradient.
         """
         if not self.weight_normalization:
             fn = _COMPILED_PACKED_INTEREST if self.unit.compiled else _packed_interest
-            return fn(self.unit, query, keys, packed.rows, packed.batch, side)
+            return fn(self.unit, query, keys, packed.rows, packed.batch, side, behavior)
         scores = self.unit.packed_scores(query, keys, packed.rows, side)  # [N]
         # Softmax per batch row over its valid positions only, in the padded layout.
         full = mask_scores(packed.unpack(scores), packed.mask, True)  # [B, T]
         scores = packed.gather(full.unsqueeze(-1)).squeeze(-1)  # [N]
+        if behavior is not None:
+            scores = scores * behavior.to(scores.dtype)
         interest = packed.sum_rows(scores.unsqueeze(-1) * keys)  # [B, E]
         return interest, scores

@@ -43,8 +43,11 @@ def sequence_groups(schema: FeatureSchema) -> tuple[SequenceGroup, ...]:
     with its weight list."""
     groups = []
     for history in schema.groups:
-        names = (*(c.name for c in history.columns), *(c.name for c in history.side))
-        groups.append(SequenceGroup(names, history.length_name))
+        weight = history.weighted
+        extra = (weight.weight_name,) if weight is not None else ()
+        names = (*(c.name for c in history.columns), *(c.name for c in history.side), *extra)
+        # dict.fromkeys: a weight column that is also a VarLenDenseFeat is cut once.
+        groups.append(SequenceGroup(tuple(dict.fromkeys(names)), history.length_name))
     for col in schema.pooled:
         extra = (col.weight_name,) if col.weight_name is not None else ()
         groups.append(SequenceGroup((col.name, *extra), col.length_name))

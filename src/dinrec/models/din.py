@@ -59,8 +59,14 @@ class DIN(KerasFacade):
     vector, concatenated after history_feature_list's in the MLP input; history_feature_list
     may then be empty. Per-behavior values: a VarLenDenseFeat named `hist_<x>` (or
     `<g>_hist_<x>`) enters its history's activation unit beside each behavior.
-    A weight_name on a history sequence is read but, as in DeepCTR's and DeepCTR-Torch's DIN,
-    does not change the output (a warning says so); declare a VarLenDenseFeat to use it.
+    A weight_name on a history sequence weights each behavior (DeepCTR's and DeepCTR-Torch's
+    DIN read it but ignore it): interest = sum_t a_t * w_t * k_t, a_t the activation weight
+    after masking (after the softmax under att_weight_normalization), w_t the weight input
+    [B, T] as DeepCTR's WeightedSequenceLayer gives it (softmax over the valid behaviors when
+    weight_norm, DeepCTR's default; as is otherwise), padding exactly 0 whatever its weight.
+    The unit's input is unchanged: weight 2 counts the behavior twice, 0 removes it. One
+    weight column per history (it weights the whole behavior; two are refused); a
+    VarLenDenseFeat of the same name also enters the unit as a per-behavior value.
 
     Example:
         >>> from dinrec.feature_column import SparseFeat, VarLenSparseFeat
@@ -112,7 +118,8 @@ class EmbeddingMLP(KerasFacade):
     """The paper's Base Model: Embedding & MLP with behaviors sum-pooled (or mean-pooled).
 
     Same inputs and arguments as DIN minus the attention ones; history_pooling picks
-    "sum" (the paper) or "mean".
+    "sum" (the paper) or "mean". A history's weight_name weights each behavior as DeepCTR's
+    WeightedSequenceLayer does: sum_t w_t k_t (over the valid count for mean).
     """
 
     def __init__(

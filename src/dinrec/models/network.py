@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dinrec.layers.attention import AttentionPooling
+from dinrec.layers.attention import AttentionPooling, mask_scores
 from dinrec.layers.embedding import EmbeddingBank
 from dinrec.layers.mlp import MLP
 from dinrec.layers.packing import Packed, pack
@@ -171,6 +171,24 @@ class InterestNetwork(nn.Module):
         lengths = inputs[g.length_name] if g.length_name is not None else None
         return sequence_mask(inputs[g.columns[0].name], lengths)
 
+    def behavior_weights(
+        self, inputs: Batch, mask: torch.Tensor, group: HistoryGroup | None = None
+    ) -> torch.Tensor | None:
+        """Each behavior's own weight w_t [B, T] in the embeddings' dtype (exactly 0 at
+        padding), or None for a history without weight_name.
+
+        As DeepCTR's WeightedSequenceLayer gives them: the weight_name input as is, or
+        softmax-normalised over the valid behaviors of `mask` (the history's, before any
+        history_search) when the sequence's weight_norm is True (DeepCTR's default).
+        """
+        col = self._group(group).weighted
+        if col is None:
+            return None
+        assert col.weight_name is not None
+        raw = inputs[col.weight_name]
+        raw = raw.reshape(mask.shape).to(self.out.weight.dtype)  # [B, T] ([B, T, 1] too)
+        return mask_scores(raw, mask, col.weight_norm)
+
     def query(self, inputs: Batch, group: HistoryGroup | None = None) -> torch.Tensor:
         """Concatenated candidate embeddings [B, Eq] (item_id then cate_id, ...)."""
         g = self._group(group)
@@ -249,10 +267,14 @@ class InterestNetwork(nn.Module):
         pooling = self.pooling_of(g)
         assert pooling is not None
         q = self.query(inputs, g) if query is None else query
-        packed = pack(self.select_behaviors(inputs, self.history_mask(inputs, g), q, group=g))
+        mask = self.history_mask(inputs, g)  # [B, T]
+        packed = pack(self.select_behaviors(inputs, mask, q, group=g))
         side = self.packed_side(inputs, packed, g)  # [N, S] or None
+        behavior = self.behavior_weights(inputs, mask, g)  # [B, T] or None
+        if behavior is not None:
+            behavior = packed.gather(behavior.unsqueeze(-1)).squeeze(-1)  # [N]
         interest, weights = pooling.pool_packed(
-            q, self.packed_keys(inputs, packed, g), packed, side)
+            q, self.packed_keys(inputs, packed, g), packed, side, behavior)
         if side is not None:
             # The attended behaviors' own values, pooled by the same weights [B, S]: under
             # softmax weights (which sum to 1) the MLP could not see from the keys alone how
@@ -268,7 +290,10 @@ class InterestNetwork(nn.Module):
         pooled behavior embeddings, then its per-behavior values (VarLenDenseFeat, S wide)
         pooled by the same weights.
 
-        For the Base Model the weights are the mask (1 per valid behavior; 1/len for mean).
+        The weights are each behavior's share of the interest: DIN's activation weight
+        times the behavior's own weight (weight_name; 1 without). For the Base Model they
+        are the behavior weights (1 per valid behavior without weight_name), over len for
+        mean pooling.
         """
         g = self._group(group)
         if self.pooling_of(g) is not None:
@@ -279,10 +304,14 @@ class InterestNetwork(nn.Module):
         if g.side:
             side = [inputs[c.name].reshape(*mask.shape, c.dimension) for c in g.side]
             keys = torch.cat([keys, *(v.to(keys.dtype) for v in side)], dim=-1)  # [B, T, Eq+S]
-        pooled = pool_sequence(keys, mask, self.config.history_pooling)
-        weights = mask.to(keys.dtype)
+        behavior = self.behavior_weights(inputs, mask, g)  # [B, T] or None
+        # As DeepCTR's WeightedSequenceLayer then SequencePoolingLayer: sum_t w_t k_t
+        # (over len for mean); behavior is already normalised, so weight_norm=False here.
+        pooled = pool_sequence(keys, mask, self.config.history_pooling, behavior, False)
+        weights = mask.to(keys.dtype) if behavior is None else behavior
         if self.config.history_pooling == "mean":
-            weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+            count = mask.sum(dim=1, keepdim=True).clamp_min(1)  # [B, 1] valid behaviors
+            weights = weights / count.to(weights.dtype)
         return pooled, weights
 
     def embed_features(

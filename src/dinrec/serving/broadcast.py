@@ -132,6 +132,10 @@ class BroadcastForward(nn.Module):
         scores = (self._scores(unit, keys, query, mask_c, row_user, side) if fused is None
                   else fused)
         weights = mask_scores(scores, mask_c, pooling.weight_normalization)  # [C, T]
+        behavior = model.behavior_weights(user, mask, group)  # [U, T] or None
+        if behavior is not None:
+            # a_t * w_t, as the training forward weighs them (AttentionPooling.pool_packed).
+            weights = weights * _rows(behavior, n, row_user)
         values = keys if side is None else torch.cat([keys, side], dim=-1)  # [U, T, Eq + S]
         if one_user:
             # [C, T] @ [T, Eq + S]: the keys and, with the same weights, the behaviors' own

@@ -12,6 +12,7 @@ history costs proportionally less.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 TIME_GAP = "time_gap"
 # (row, input name) -> the request field to name in an error, e.g. "rows[2].gender".
 Where = Callable[[int, str], str]
+log = logging.getLogger("dinrec.serving")
 
 
 def time_gap_inputs(schema: FeatureSchema) -> dict[str, str]:
@@ -135,7 +137,20 @@ class FeatureEncoder:
             *(name for g in self.groups for name in _sequence_names(g)),
             *(p.name for p in schema.pooled), *(d.name for d in schema.dense),
         )
-        self.optional_row_features = frozenset(weights)
+        # Each weighted history's weight input (weight_name) that is not also one of its
+        # per-behavior values (those a row gives anyway): optional in a row, 1.0 if absent.
+        self.history_weights = {
+            g.name: g.weighted.weight_name for g in self.groups
+            if g.weighted is not None and g.weighted.weight_name is not None
+        }
+        side_names = {c.name for g in self.groups for c in g.side}
+        self.optional_row_features = frozenset(
+            [*weights, *(w for w in self.history_weights.values() if w not in side_names)])
+        if self.history_weights:
+            # Stored events carry no weight (docs/serving.md): say so once per bundle.
+            log.info("histories weighted by %s: a rank request's stored behaviors each "
+                     "weigh 1.0 (events carry no weight); score rows may give the weights",
+                     sorted(self.history_weights.values()))
 
     # ----- rank requests -----------------------------------------------------------------
     def user(
@@ -170,6 +185,9 @@ class FeatureEncoder:
             recent = list(given)[-group.maxlen :]
             lists = [[b[slot] for b in recent] for slot in self.slots[group.name]]
             self._histories([lists], arrays, lambda _, __, w=where: w, group)  # type: ignore[misc]
+            weight = self.history_weights.get(group.name)
+            if weight is not None and weight not in arrays:
+                arrays[weight] = np.ones_like(arrays[group.columns[0].name], dtype=np.float32)
             gap = self.time_gaps.get(group.name)
             if gap is not None:
                 if any(len(b) < 3 for b in recent):
@@ -240,7 +258,27 @@ class FeatureEncoder:
                     found = per_row[n_ids + k]
                     numbers[r, : len(found)] = _floats(found, len(found), f"rows[{r}].{side.name}")
                 user[side.name] = numbers
+            weight = self.history_weights.get(group.name)
+            if weight is not None and weight not in user:
+                user[weight] = self._row_weights(rows, group, weight, width)
         return user, cand
+
+    @staticmethod
+    def _row_weights(
+        rows: Sequence[Mapping[str, Any]], group: HistoryGroup, name: str, width: int
+    ) -> np.ndarray:
+        """A history's behavior weights [R, width] from score rows: one finite number per
+        behavior of the row's history, the most recent maxlen kept with their behaviors;
+        1.0 each when the row gives none."""
+        out = np.ones((len(rows), width), dtype=np.float32)
+        for r, row in enumerate(rows):
+            if name not in row:
+                continue
+            field = f"rows[{r}].{name}"
+            behaviors = len(row[group.columns[0].name])  # checked to be a list already
+            kept = _floats(_as_list(row[name], field), behaviors, field)[-group.maxlen :]
+            out[r, : len(kept)] = kept
+        return out
 
     # ----- shared pieces -----------------------------------------------------------------
     def _ids(

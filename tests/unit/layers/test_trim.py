@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dinrec.feature_column import SparseFeat, VarLenSparseFeat
-from dinrec.layers.trim import SequenceGroup, batch_width, trim_padding
+from dinrec.layers.trim import SequenceGroup, batch_width, sequence_groups, trim_padding
 from dinrec.models import DIN
 
 
@@ -69,3 +69,14 @@ def test_dynamic_padding_gives_the_logits_of_full_padding(
     torch.testing.assert_close(trimmed, full, rtol=1e-6, atol=1e-7)
     assert trim_padding(inputs, model.sequence_groups)["hist_item_id"].shape == (4, 3)
     assert trim_padding(inputs, model.sequence_groups)["tag_w"].shape == (4, 2)
+
+
+def test_a_history_weight_is_cut_with_its_history() -> None:
+    cols = _columns(None)
+    cols[3] = VarLenSparseFeat(cols[3].sparsefeat, 8, weight_name="hist_w")
+    groups = sequence_groups(DIN(cols, ["item_id", "cate_id"]).schema)
+    assert groups[0].columns == ("hist_item_id", "hist_cate_id", "hist_w")
+    batch = {"hist_item_id": torch.tensor([[4, 5, 0, 0, 0, 0, 0, 0]]),
+             "hist_cate_id": torch.tensor([[1, 2, 0, 0, 0, 0, 0, 0]]),
+             "hist_w": torch.tensor([[0.5, 2.0, 5, 5, 5, 5, 5, 5]])}
+    assert trim_padding(batch, groups)["hist_w"].tolist() == [[0.5, 2.0]]

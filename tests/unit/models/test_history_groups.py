@@ -175,16 +175,3 @@ def test_a_groups_sequences_must_share_one_maxlen():
     cols = [*columns(), _seq("buy_hist_cate_id", "cate_id", 4, maxlen=4)]
     with pytest.raises(ValueError, match=r"history group 'buy' sequences must share one maxlen"):
         DIN(cols, ["item_id"], history_groups={"buy": ["item_id", "cate_id"]}, **SMALL)
-
-
-def test_a_weight_name_on_a_history_warns_that_din_does_not_use_it():
-    cols = columns(buy=False)
-    cols[2] = VarLenSparseFeat(cols[2].sparsefeat, maxlen=4, weight_name="hist_w")
-    with pytest.warns(UserWarning, match=r"'hist_item_id' has weight_name 'hist_w'.*as "
-                                         r"DeepCTR's DIN, does not use it"):
-        model = DIN(cols, ["item_id", "cate_id"], **SMALL)
-    x = inputs()
-    x["hist_w"] = np.ones((3, 4))
-    before = model.predict(x)
-    x["hist_w"] = np.full((3, 4), 7.0)
-    np.testing.assert_array_equal(before, model.predict(x))
