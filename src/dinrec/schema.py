@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,6 @@ from dinrec.feature_column import (
     DenseFeat,
     FeatureColumn,
     SparseFeat,
-    VarLenDenseFeat,
     VarLenSparseFeat,
     columns_from_dicts,
     columns_to_dicts,
@@ -152,16 +152,6 @@ class FeatureSchema:
         )
 
     @property
-    def beyond_deepctr(self) -> list[str]:
-        """What this schema uses beyond DeepCTR's DIN inputs (named history groups,
-        per-behavior values), in words; empty for a DeepCTR schema. Paths that do not
-        support them yet (serving, ONNX export) refuse such a schema by these names."""
-        out = [f"history group {name!r}" for name, _ in self.history_groups]
-        out += [f"VarLenDenseFeat {c.name!r}" for c in self.columns
-                if isinstance(c, VarLenDenseFeat)]
-        return out
-
-    @property
     def queries(self) -> tuple[SparseFeat, ...]:
         by_name = {c.name: c for c in self.sparse}
         return tuple(by_name[f] for f in self.history_feature_list)
@@ -247,26 +237,51 @@ class FeatureSchema:
         }
         if self.history_groups:  # absent for a DeepCTR schema: its JSON stays as it was
             out["history_groups"] = {name: list(f) for name, f in self.history_groups}
+        if self._weighted_histories():
+            out["history_weights"] = "used"  # see from_dict
         return out
+
+    def _weighted_histories(self) -> list[str]:
+        """The attended sequences that name a weight_name."""
+        return [c.name for g in self.groups for c in g.columns if c.weight_name is not None]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSchema:
         """Inverse of to_dict. A schema without "id_hash" / "shared_tables" was saved before
         they were recorded, and reads back with the rules of then (blake2b into each
         column's vocabulary_size; the first declared dim), so its weights still fit."""
-        known = {"columns", "history_feature_list", "id_hash", "shared_tables", "history_groups"}
+        known = {"columns", "history_feature_list", "id_hash", "shared_tables", "history_groups",
+                 "history_weights"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"schema has unknown keys {sorted(unknown)}")
-        with warnings.catch_warnings():
-            # A saved schema already warned when it was first resolved.
-            warnings.simplefilter("ignore", UserWarning)
-            return cls.resolve(
-                columns_from_dicts(data["columns"]), data["history_feature_list"],
-                id_hash=data.get("id_hash", LEGACY_HASH_SCHEME),
-                table_rule=data.get("shared_tables", LEGACY_TABLE_RULE),
-                history_groups=data.get("history_groups"),
-            )
+        columns = columns_from_dicts(data["columns"])
+
+        def resolve(cols: list[FeatureColumn]) -> FeatureSchema:
+            with warnings.catch_warnings():
+                # A saved schema already warned when it was first resolved.
+                warnings.simplefilter("ignore", UserWarning)
+                return cls.resolve(
+                    cols, data["history_feature_list"],
+                    id_hash=data.get("id_hash", LEGACY_HASH_SCHEME),
+                    table_rule=data.get("shared_tables", LEGACY_TABLE_RULE),
+                    history_groups=data.get("history_groups"),
+                )
+
+        schema = resolve(columns)
+        weighted = schema._weighted_histories()
+        if weighted and data.get("history_weights") != "used":
+            # Saved before DIN used a history's weight_name (it was read and ignored, as
+            # DeepCTR's DIN does): the weights were trained without it, so it stays unused.
+            warnings.warn(
+                f"this schema was saved before dinrec used weight_name on history sequences "
+                f"({', '.join(map(repr, weighted))}): their weights stay unused, as when the "
+                "model was trained; train again to use them", UserWarning, stacklevel=2)
+            names = set(weighted)
+            schema = resolve([dataclasses.replace(c, weight_name=None)
+                              if isinstance(c, VarLenSparseFeat) and c.name in names else c
+                              for c in columns])
+        return schema
 
     # ----- checks ------------------------------------------------------------------------
     def _check_history(self) -> None:

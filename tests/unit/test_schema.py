@@ -73,3 +73,28 @@ def test_schema_round_trips(seed_data):
     again = FeatureSchema.from_dict(schema.to_dict())
     assert again.tables == schema.tables
     assert again.history_feature_list == schema.history_feature_list
+
+
+def _weighted_schema() -> FeatureSchema:
+    cols = [SparseFeat("item", 10, 4),
+            VarLenSparseFeat(SparseFeat("hist_item", 10, 4, embedding_name="item"), maxlen=3,
+                             weight_name="hist_w", weight_norm=False)]
+    return FeatureSchema.resolve(cols, ["item"])
+
+
+def test_a_weighted_history_round_trips_with_its_weights() -> None:
+    data = _weighted_schema().to_dict()
+    assert data["history_weights"] == "used"
+    back = FeatureSchema.from_dict(data)
+    assert back.column("hist_item").weight_name == "hist_w"  # type: ignore[union-attr]
+    assert "history_weights" not in FeatureSchema.resolve(
+        [SparseFeat("item", 10, 4)], []).to_dict()
+
+
+def test_a_schema_saved_when_history_weights_were_ignored_keeps_them_unused() -> None:
+    data = _weighted_schema().to_dict()
+    del data["history_weights"]  # what a bundle saved before they were used holds
+    with pytest.warns(UserWarning, match=r"'hist_item'.*stay unused"):
+        back = FeatureSchema.from_dict(data)
+    assert back.column("hist_item").weight_name is None  # type: ignore[union-attr]
+    assert "history_weights" not in back.to_dict()  # and saves again as it trains: unweighted
