@@ -12,7 +12,6 @@ history costs proportionally less.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 TIME_GAP = "time_gap"
 # (row, input name) -> the request field to name in an error, e.g. "rows[2].gender".
 Where = Callable[[int, str], str]
-log = logging.getLogger("dinrec.serving")
 
 
 def time_gap_inputs(schema: FeatureSchema) -> dict[str, str]:
@@ -146,11 +144,6 @@ class FeatureEncoder:
         side_names = {c.name for g in self.groups for c in g.side}
         self.optional_row_features = frozenset(
             [*weights, *(w for w in self.history_weights.values() if w not in side_names)])
-        if self.history_weights:
-            # Stored events carry no weight (docs/serving.md): say so once per bundle.
-            log.info("histories weighted by %s: a rank request's stored behaviors each "
-                     "weigh 1.0 (events carry no weight); score rows may give the weights",
-                     sorted(self.history_weights.values()))
 
     # ----- rank requests -----------------------------------------------------------------
     def user(
@@ -158,13 +151,15 @@ class FeatureEncoder:
         history: Sequence[tuple[Any, ...]] = (),
         groups: Mapping[str, Sequence[tuple[Any, ...]]] | None = None,
     ) -> UserFeatures:
-        """One user's inputs [1, ...] from profile values and behaviors (item, category) or
-        (item, category, timestamp), oldest first (each history's latest maxlen are used).
+        """One user's inputs [1, ...] from profile values and behaviors (item, category),
+        (item, category, timestamp) or (item, category, timestamp, weight), oldest first
+        (each history's latest maxlen are used).
 
         Args:
             history: history_feature_list's behaviors.
             groups: each named history group's behaviors (absent: none). A history with a
-                time gap needs the timestamps.
+                time gap needs the timestamps; a weighted history (weight_name) reads each
+                behavior's weight, 1.0 where it has none.
         """
         unknown = sorted(set(profile) - set(self.profile_features))
         if unknown:
@@ -187,7 +182,9 @@ class FeatureEncoder:
             self._histories([lists], arrays, lambda _, __, w=where: w, group)  # type: ignore[misc]
             weight = self.history_weights.get(group.name)
             if weight is not None and weight not in arrays:
-                arrays[weight] = np.ones_like(arrays[group.columns[0].name], dtype=np.float32)
+                weights = np.ones_like(arrays[group.columns[0].name], dtype=np.float32)  # [1, T']
+                weights[0, : len(recent)] = [float(b[3]) if len(b) > 3 else 1.0 for b in recent]
+                arrays[weight] = weights
             gap = self.time_gaps.get(group.name)
             if gap is not None:
                 if any(len(b) < 3 for b in recent):
@@ -398,6 +395,12 @@ def _floats(value: Any, width: int, field: str) -> np.ndarray:
                 f" got {shown!r}"
             )
     return np.asarray(items, dtype=np.float32)
+
+
+def finite_float32(value: Any, field: str) -> float:
+    """One number as a float32 input takes it (a RequestError naming `field` if it is not
+    finite within float32 range, or not a number)."""
+    return float(_floats(value, 1, field)[0])
 
 
 def _float32(number: float) -> bool:

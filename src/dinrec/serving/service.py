@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from dinrec.serving.bundle_paths import BundleRoot
-from dinrec.serving.encoding import Arrays, FeatureEncoder, RequestError
+from dinrec.serving.encoding import Arrays, FeatureEncoder, RequestError, finite_float32
 from dinrec.serving.http.prometheus import ServingMetrics
 from dinrec.serving.http.schemas import EventsRequest, RankRequest, ScoreRequest
 from dinrec.serving.rank_cache import (
@@ -325,6 +325,7 @@ class RankingService:
             Behavior(
                 str(e.user_id), str(e.item_id), None if e.category is None else str(e.category),
                 _timestamp(e.timestamp, f"events[{i}].timestamp"), e.behavior,
+                finite_float32(e.weight, f"events[{i}].weight"),
             )
             for i, e in enumerate(request.events)
         ]

@@ -145,17 +145,6 @@ def test_onnx_export_of_a_weighted_history_matches_torch(tmp_path: Path):
         assert np.abs(backend.logits(user, cands) - want).max() <= TOL
 
 
-def test_store_fed_behaviors_each_weigh_one_and_the_log_says_so_once(caplog):
-    with caplog.at_level("INFO", logger="dinrec.serving"):
-        encoder = FeatureEncoder(_model().schema, None)
-    notes = [r.getMessage() for r in caplog.records if "weigh 1.0" in r.getMessage()]
-    assert notes == ["histories weighted by ['hist_w']: a rank request's stored behaviors "
-                     "each weigh 1.0 (events carry no weight); score rows may give the weights"]
-    user = encoder.user(3, {}, [(5, 1, 10.0), (6, 2, 11.0), (7, 3, 12.0)])
-    assert user.arrays["hist_w"].tolist() == [[1.0, 1.0, 1.0]]
-    assert encoder.user(3, {}, []).arrays["hist_w"].tolist() == [[1.0]]
-
-
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_a_weighted_bundle_scores_rows_and_ranks_as_the_model(tmp_path: Path, backend: str):
     if backend == "onnx":
@@ -180,6 +169,7 @@ def test_a_weighted_bundle_scores_rows_and_ranks_as_the_model(tmp_path: Path, ba
     assert abs(want[0] - want[1]) > 1e-4  # the weights change the score
     got = scorer.score([{**row, "hist_w": [0.5, 2, 1]}, row])
     np.testing.assert_allclose(got, want, atol=1e-5)
-    # A rank call's behaviors (from the store) weigh 1.0 each.
+    # Behaviors without a weight weigh 1.0 (stored ones: tests/unit/serving/
+    # test_weighted_store_serving.py).
     ranked = scorer.rank(3, [4], [1], history=[(5, 1), (6, 2), (7, 3)])
     np.testing.assert_allclose(ranked.probabilities, want[1:], atol=1e-5)

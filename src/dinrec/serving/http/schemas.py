@@ -89,6 +89,10 @@ class Event(Strict):
         "group of the model it feeds (GET /v1/model lists them); absent: untyped, "
         "history_feature_list's history.",
     )
+    weight: Number = Field(
+        default=1.0, description="The behavior's weight (e.g. dwell time), for a model whose "
+        "history has a weight_name; a finite float32; absent: 1.0.",
+    )
 
 
 class EventsRequest(Strict):

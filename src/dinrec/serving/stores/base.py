@@ -24,6 +24,8 @@ class Behavior:
         timestamp: seconds (int or float); orders a user's history.
         behavior: the behavior's type (e.g. "pv", "buy"), or None: untyped. A model with
             history groups reads each group from the types that feed it.
+        weight: the behavior's weight (e.g. dwell time), read by a history with a
+            weight_name; 1.0 for events that give none.
     """
 
     user_id: str
@@ -31,16 +33,24 @@ class Behavior:
     category: str | None
     timestamp: float
     behavior: str | None = None
+    weight: float = 1.0
 
 
-# A stored behavior as a history group reads it: (item, category, timestamp).
-StoredBehavior = tuple[str, str | None, float]
+# A stored behavior as a read returns it: (item, category, timestamp, weight); behaviors
+# stored before weights existed read with weight 1.0.
+StoredBehavior = tuple[str, str | None, float, float]
 
 
 def typed(event: tuple[Any, ...]) -> str | None:
     """The behavior type of a replace_users event: its 4th element, None if absent."""
     kind = event[3] if len(event) > 3 else None
     return None if kind is None else str(kind)
+
+
+def weighed(event: tuple[Any, ...]) -> float:
+    """The weight of a replace_users event: its 5th element, 1.0 if absent (or None)."""
+    weight = event[4] if len(event) > 4 else None
+    return 1.0 if weight is None else float(weight)
 
 
 class GroupRead(NamedTuple):
@@ -62,15 +72,15 @@ class UserRecord:
     Args:
         known: the store has a profile or at least one behavior for the user.
         profile: raw profile values by feature name.
-        history: (item, category) behaviors of every type, oldest first, at most the limit
-            asked for.
-        groups: per GroupRead asked for, its behaviors (item, category, timestamp), oldest
-            first.
+        history: behaviors of every type (item, category, timestamp, weight), oldest
+            first, at most the limit asked for.
+        groups: per GroupRead asked for, its behaviors (item, category, timestamp, weight),
+            oldest first.
     """
 
     known: bool
     profile: dict[str, Any] = field(default_factory=dict)
-    history: list[tuple[str, str | None]] = field(default_factory=list)
+    history: list[StoredBehavior] = field(default_factory=list)
     groups: tuple[list[StoredBehavior], ...] = ()
 
 
@@ -120,9 +130,9 @@ class BehaviorStore(Protocol):
         histories: Mapping[str, Sequence[tuple[Any, ...]]],
         profiles: Mapping[str, Mapping[str, Any]],
     ) -> None:
-        """Set these users' whole histories ((item, category, timestamp) or (item,
-        category, timestamp, behavior type), oldest first) and profiles, replacing what was
-        stored for them."""
+        """Set these users' whole histories ((item, category, timestamp), optionally then
+        the behavior type and then the weight (default 1.0), oldest first) and profiles,
+        replacing what was stored for them."""
         ...
 
     def put_items(self, categories: Mapping[str, str]) -> None:

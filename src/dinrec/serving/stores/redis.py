@@ -3,9 +3,10 @@
 Keys (PREFIX defaults to "dinrec:"):
 
     PREFIX h:USER   sorted set: one member per behavior, score = timestamp; the member is
-                    "SEQ|[item, category]" (untyped) or "SEQ|[item, category, type]" with SEQ
-                    a zero-padded arrival number, so equal timestamps keep arrival order and
-                    identical events stay distinct
+                    "SEQ|[item, category]" (untyped) or "SEQ|[item, category, type]", and
+                    "SEQ|[item, category, type or null, weight]" for a weight other than 1.0
+                    (members without one weigh 1.0), with SEQ a zero-padded arrival number,
+                    so equal timestamps keep arrival order and identical events stay distinct
     PREFIX p:USER   string: the profile as JSON
     PREFIX items    hash: item -> category
     PREFIX seq      counter handing out SEQ
@@ -40,6 +41,7 @@ from dinrec.serving.stores.base import (
     UserRecord,
     Versions,
     typed,
+    weighed,
 )
 
 DEFAULT_PREFIX = "dinrec:"
@@ -139,18 +141,27 @@ class RedisStore:
             flat = [v for pair in categories.items() for v in pair]
             pipe.eval(SET_CATEGORIES, 2, self._items_key, self._item_generation_key, *flat)
 
-    def _member(self, seq: int, item: str, category: str | None, kind: str | None = None) -> str:
-        fields = [item, category] if kind is None else [item, category, kind]
+    def _member(
+        self, seq: int, item: str, category: str | None, kind: str | None = None,
+        weight: float = 1.0,
+    ) -> str:
+        # The shortest form that holds it: members of weight 1.0 are as before weights.
+        fields: list[Any] = [item, category]
+        if kind is not None or weight != 1.0:
+            fields.append(kind)
+        if weight != 1.0:
+            fields.append(float(weight))
         return f"{seq:0{SEQ_WIDTH}x}|" + json.dumps(fields, ensure_ascii=False)
 
     @staticmethod
-    def _fields(member: str) -> tuple[str, str | None, str | None]:
-        """(item, category, behavior type) of a member; members written before types were
-        stored hold two fields (untyped)."""
+    def _fields(member: str) -> tuple[str, str | None, str | None, float]:
+        """(item, category, behavior type, weight) of a member; members written before
+        types or weights were stored hold two or three fields (untyped; weight 1.0)."""
         fields = json.loads(member.split("|", 1)[1])
         category, kind = fields[1], fields[2] if len(fields) > 2 else None
         return (str(fields[0]), None if category is None else str(category),
-                None if kind is None else str(kind))
+                None if kind is None else str(kind),
+                float(fields[3]) if len(fields) > 3 else 1.0)
 
     def lookup(
         self, user_id: str, limit: int, items: Sequence[str], groups: Sequence[GroupRead] = ()
@@ -158,7 +169,7 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         key = self._history_key(user_id)
         if limit > 0:
-            pipe.zrange(key, -limit, -1)
+            pipe.zrange(key, -limit, -1, withscores=True)
         else:
             pipe.exists(key)
         pipe.get(self._profile_key(user_id))
@@ -169,7 +180,7 @@ class RedisStore:
         results = pipe.execute()
         members, profile_json = results[0], results[1]
         categories: list[str | None] = list(results[2]) if items else []
-        history = [self._fields(m)[:2] for m in members] if limit > 0 else []
+        history = self._behaviors(members) if limit > 0 else []
         per_group = self._split(results[-1], groups) if groups else ()
         known = bool(members) or any(per_group) or profile_json is not None
         profile = json.loads(profile_json) if profile_json is not None else {}
@@ -183,9 +194,18 @@ class RedisStore:
         out = []
         for read in groups:
             wanted = set(read.types)
-            mine = [(item, cat, ts) for (item, cat, kind), ts in decoded if kind in wanted]
+            mine = [(item, cat, ts, weight)
+                    for (item, cat, kind, weight), ts in decoded if kind in wanted]
             out.append(mine[max(len(mine) - read.limit, 0):] if read.limit > 0 else [])
         return tuple(out)
+
+    def _behaviors(self, scored: list[tuple[str, float]]) -> list[StoredBehavior]:
+        """(member, timestamp) pairs, oldest first, as StoredBehaviors."""
+        out = []
+        for member, ts in scored:
+            item, category, _, weight = self._fields(member)
+            out.append((item, category, float(ts), weight))
+        return out
 
     def _next_seqs(self, n: int) -> int:
         """The first of n fresh arrival numbers."""
@@ -200,7 +220,8 @@ class RedisStore:
         self._begin_write(pipe)
         members = []
         for i, event in enumerate(events):
-            member = self._member(seq + i, event.item_id, event.category, event.behavior)
+            member = self._member(seq + i, event.item_id, event.category, event.behavior,
+                                  event.weight)
             members.append((self._history_key(event.user_id), member))
             pipe.zadd(self._history_key(event.user_id), {member: float(event.timestamp)})
         for user in sorted({e.user_id for e in events}):
@@ -234,7 +255,8 @@ class RedisStore:
                 pipe.delete(key)
                 members = {}
                 for event in histories[user]:
-                    members[self._member(seq, event[0], event[1], typed(event))] = float(event[2])
+                    member = self._member(seq, event[0], event[1], typed(event), weighed(event))
+                    members[member] = float(event[2])
                     seq += 1
                 if members:
                     pipe.zadd(key, members)

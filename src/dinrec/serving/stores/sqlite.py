@@ -11,7 +11,8 @@ of their history or profile, `items` in meta only when an item's category is add
 changed (so a steady stream of events does not empty every cached item). Files written
 before these tables existed are migrated on open: the tables are created, and a user without
 a row is version 0 until their first write makes it 1. Files from before behavior types get
-the `behavior` column on open, NULL (untyped) for the rows already there.
+the `behavior` column on open, NULL (untyped) for the rows already there; files from before
+weights the `weight` column, NULL (read as 1.0).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dinrec.serving.stores.base import (
     UserRecord,
     Versions,
     typed,
+    weighed,
 )
 
 SCHEMA = """
@@ -43,7 +45,8 @@ CREATE TABLE IF NOT EXISTS behaviors (
     ts REAL NOT NULL,
     item_id TEXT NOT NULL,
     category TEXT,
-    behavior TEXT              -- the behavior's type; NULL: untyped
+    behavior TEXT,             -- the behavior's type; NULL: untyped
+    weight REAL                -- the behavior's weight; NULL (rows from before it): 1.0
 );
 CREATE INDEX IF NOT EXISTS behaviors_by_user ON behaviors (user_id, ts, seq);
 CREATE TABLE IF NOT EXISTS profiles (user_id TEXT PRIMARY KEY, profile TEXT NOT NULL)
@@ -55,12 +58,18 @@ CREATE TABLE IF NOT EXISTS user_versions (user_id TEXT PRIMARY KEY, version INTE
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta (key, value) VALUES ('items', 0);
 """
-# Files from before behavior types gain the column (old rows untyped: NULL); the index serves
-# a history group's read of its types (after the column exists, so not in SCHEMA).
-BEHAVIOR_COLUMN_SQL = "ALTER TABLE behaviors ADD COLUMN behavior TEXT DEFAULT NULL"
+# Files from before behavior types (or weights) gain the column, NULL in the old rows
+# (untyped; weight 1.0); the index serves a history group's read of its types (after the
+# column exists, so not in SCHEMA).
+ADDED_COLUMNS = {"behavior": "ALTER TABLE behaviors ADD COLUMN behavior TEXT DEFAULT NULL",
+                 "weight": "ALTER TABLE behaviors ADD COLUMN weight REAL DEFAULT NULL"}
 BEHAVIOR_INDEX_SQL = (
     "CREATE INDEX IF NOT EXISTS behaviors_by_user_type ON behaviors (user_id, behavior, ts, seq)"
 )
+# What a read returns of each behavior: a StoredBehavior.
+READ_COLUMNS = "item_id, category, ts, COALESCE(weight, 1.0)"
+INSERT_SQL = ("INSERT INTO behaviors (user_id, ts, item_id, category, behavior, weight) "
+              "VALUES (?, ?, ?, ?, ?, ?)")
 # The epoch is set once, by whoever creates the file (or migrates an old one).
 EPOCH_SQL = "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)"
 VERSIONS_SQL = (
@@ -73,16 +82,25 @@ CHUNK = 900
 BUSY_TIMEOUT_S = 10.0
 
 
-def _add_behavior_column(conn: sqlite3.Connection) -> None:
-    """Give a file from before behavior types its `behavior` column (and index)."""
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Give a file from before behavior types or weights its `behavior` column (and index)
+    and its `weight` column."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(behaviors)")}
-    if "behavior" not in columns:
+    for name, sql in ADDED_COLUMNS.items():
+        if name in columns:
+            continue
         try:
-            conn.execute(BEHAVIOR_COLUMN_SQL)
+            conn.execute(sql)
         except sqlite3.OperationalError as err:  # another process migrated it meanwhile
             if "duplicate column" not in str(err):
                 raise
     conn.execute(BEHAVIOR_INDEX_SQL)
+
+
+def _stored(rows: Sequence[tuple[Any, ...]]) -> list[StoredBehavior]:
+    """Rows of READ_COLUMNS, newest first, as StoredBehaviors oldest first."""
+    return [(str(item), cat, float(ts), float(weight))
+            for item, cat, ts, weight in reversed(rows)]
 
 
 class StoreFileGone(OSError):
@@ -108,7 +126,7 @@ class SQLiteStore:
         # (or one of a file from before user_versions existed) harmless.
         conn = self._conn()
         conn.executescript(SCHEMA)
-        _add_behavior_column(conn)
+        _add_columns(conn)
         conn.execute(EPOCH_SQL, (secrets.token_hex(8),))
         # The file opened: connections keep writing to it after it is deleted or replaced,
         # into data lost at the next open, so ping() and every write check it is still there.
@@ -166,7 +184,7 @@ class SQLiteStore:
         conn.execute("BEGIN")
         try:
             rows = conn.execute(
-                "SELECT item_id, category FROM behaviors WHERE user_id = ? "
+                f"SELECT {READ_COLUMNS} FROM behaviors WHERE user_id = ? "
                 "ORDER BY ts DESC, seq DESC LIMIT ?",
                 (user_id, max(limit, 0)),
             ).fetchall()
@@ -183,8 +201,7 @@ class SQLiteStore:
         finally:
             conn.execute("COMMIT")
         profile = json.loads(found[0]) if found is not None else {}
-        history = [(str(item), cat) for item, cat in reversed(rows)]
-        return UserRecord(has_any, profile, history, tuple(per_group)), categories
+        return UserRecord(has_any, profile, _stored(rows), tuple(per_group)), categories
 
     @staticmethod
     def _group_rows(
@@ -200,11 +217,11 @@ class SQLiteStore:
         if not where or read.limit <= 0:
             return []
         rows = conn.execute(
-            f"SELECT item_id, category, ts FROM behaviors WHERE user_id = ? AND "
+            f"SELECT {READ_COLUMNS} FROM behaviors WHERE user_id = ? AND "
             f"({' OR '.join(where)}) ORDER BY ts DESC, seq DESC LIMIT ?",
             (user_id, *named, read.limit),
         ).fetchall()
-        return [(str(item), cat, float(ts)) for item, cat, ts in reversed(rows)]
+        return _stored(rows)
 
     @staticmethod
     def _categories(conn: sqlite3.Connection, items: Sequence[str]) -> list[str | None]:
@@ -225,10 +242,9 @@ class SQLiteStore:
             # The write lock is held: the rows inserted now are exactly those after `last`.
             [(last,)] = db.execute("SELECT COALESCE(MAX(seq), 0) FROM behaviors").fetchall()
             db.executemany(
-                "INSERT INTO behaviors (user_id, ts, item_id, category, behavior) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(e.user_id, float(e.timestamp), e.item_id, e.category, e.behavior)
-                 for e in events],
+                INSERT_SQL,
+                [(e.user_id, float(e.timestamp), e.item_id, e.category, e.behavior,
+                  float(e.weight)) for e in events],
             )
             users = {e.user_id for e in events}
             self._trim(db, {(e.user_id, e.behavior) for e in events}, keep)
@@ -282,9 +298,8 @@ class SQLiteStore:
         with self._write() as db:
             db.executemany("DELETE FROM behaviors WHERE user_id = ?", [(u,) for u in histories])
             db.executemany(
-                "INSERT INTO behaviors (user_id, ts, item_id, category, behavior) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(user, float(event[2]), event[0], event[1], typed(event))
+                INSERT_SQL,
+                [(user, float(event[2]), event[0], event[1], typed(event), weighed(event))
                  for user, events in histories.items() for event in events],
             )
             db.executemany(

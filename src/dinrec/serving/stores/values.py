@@ -9,18 +9,20 @@ Such a value must never fail a rank call: the caller cannot fix what is stored. 
 - at rank time a stored behavior, a stored candidate category or a stored profile value
   the model cannot take is left out (the behavior skipped, the category unknown, the
   profile value defaulted) and counted in dinrec_store_values_skipped_total, never an
-  error.
+  error. So is a behavior whose stored weight is not a finite float32, for a weighted
+  history.
 
 With vocabularies (or hashed ids) every raw id encodes, and all of this costs nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dinrec.serving.behavior_feeds import BehaviorFeeds
-from dinrec.serving.encoding import FeatureEncoder, IdCodec, RequestError
+from dinrec.serving.encoding import FLOAT32_MAX, FeatureEncoder, IdCodec, RequestError
 from dinrec.serving.http.schemas import Event
 from dinrec.serving.stores.base import BehaviorStore, GroupRead, UserRecord
 
@@ -61,11 +63,13 @@ def usable_history(
     for one history (`group`, "" for history_feature_list's)."""
     found = [g for g in encoder.groups if g.name == group]
     columns = found[0].columns if found else ()
-    checks = [
+    checks: list[tuple[int, Callable[[Any], bool]]] = [
         (position, codec.accepts)
         for col, position in zip(columns, encoder.slots.get(group, ()), strict=True)
         if not (codec := encoder.codecs[col.name]).takes_any_id
     ]
+    if group in encoder.history_weights:  # the weight of a StoredBehavior
+        checks.append((3, _finite_weight))
     if not checks:
         every = list(history)
         return (every if limit is None else every[max(len(every) - limit, 0):]), 0
@@ -74,12 +78,18 @@ def usable_history(
     for behavior in reversed(history):  # newest first
         if limit is not None and len(kept) >= limit:
             break
-        if all(behavior[position] is None or accepts(behavior[position])
-               for position, accepts in checks):
+        if all(len(behavior) <= position or behavior[position] is None
+               or accepts(behavior[position]) for position, accepts in checks):
             kept.append(behavior)
         else:
             skipped += 1
     return kept[::-1], skipped
+
+
+def _finite_weight(weight: Any) -> bool:
+    """A stored weight a float32 input takes (events are checked so; other writers may not
+    be)."""
+    return math.isfinite(weight) and abs(weight) <= FLOAT32_MAX
 
 
 def usable_categories(
@@ -114,7 +124,7 @@ def usable_profile(
 
 def backfilled_history(
     store: BehaviorStore, encoder: FeatureEncoder, user_id: str,
-    history: list[tuple[str, str | None]], maxlen: int,
+    history: Sequence[tuple[Any, ...]], maxlen: int,
 ) -> tuple[list[tuple[Any, ...]], int]:
     """(the latest `maxlen` stored behaviors the model can take, oldest first; how many
     were skipped): a skipped one's place is filled from older stored behaviors, read in

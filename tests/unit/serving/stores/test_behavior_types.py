@@ -28,18 +28,18 @@ def test_each_group_reads_the_latest_of_its_own_types_oldest_first(
     store.append(_typed("u", "a:pv b:buy c:- d:fav e:cart f:pv"), keep=10)
     record, _ = store.lookup("u", 10, [], [CLICKS, BUYS, GroupRead(("buy",), 1)])
     assert record.groups == (
-        [("a", "c-a", 0.0), ("c", "c-c", 2.0), ("f", "c-f", 5.0)],
-        [("b", "c-b", 1.0), ("e", "c-e", 4.0)],
-        [("b", "c-b", 1.0)],
+        [("a", "c-a", 0.0, 1.0), ("c", "c-c", 2.0, 1.0), ("f", "c-f", 5.0, 1.0)],
+        [("b", "c-b", 1.0, 1.0), ("e", "c-e", 4.0, 1.0)],
+        [("b", "c-b", 1.0, 1.0)],
     )
     # Untyped readers still see every behavior, whatever its type.
-    assert [item for item, _ in record.history] == ["a", "b", "c", "d", "e", "f"]
+    assert [b[0] for b in record.history] == ["a", "b", "c", "d", "e", "f"]
 
 
 def test_a_group_limit_takes_the_most_recent_of_its_types(store: BehaviorStore) -> None:
     store.append(_typed("u", "a:buy b:pv c:buy d:buy e:pv"), keep=10)
     record, _ = store.lookup("u", 0, [], [GroupRead(("buy",), 2)])
-    assert record.known and record.groups == ([("c", "c-c", 2.0), ("d", "c-d", 3.0)],)
+    assert record.known and record.groups == ([("c", "c-c", 2.0, 1.0), ("d", "c-d", 3.0, 1.0)],)
 
 
 def test_trim_keeps_the_latest_of_each_type_so_clicks_never_push_out_buys(
@@ -66,7 +66,7 @@ def test_a_user_with_only_other_types_is_known_with_empty_groups(store: Behavior
 def test_replace_users_keeps_the_types_given(store: BehaviorStore) -> None:
     store.replace_users({"u": [("a", "x", 1.0, "buy"), ("b", None, 2.0)]}, {})
     record, _ = store.lookup("u", 5, [], [BUYS, CLICKS])
-    assert record.groups == ([("a", "x", 1.0)], [("b", None, 2.0)])
+    assert record.groups == ([("a", "x", 1.0, 1.0)], [("b", None, 2.0, 1.0)])
 
 
 def test_a_sqlite_file_from_before_types_gets_the_column_and_reads_as_untyped(
@@ -81,8 +81,8 @@ def test_a_sqlite_file_from_before_types_gets_the_column_and_reads_as_untyped(
     try:
         store.append([Behavior("u", "b", "x", 2.0, "buy")], keep=5)
         record, _ = again.lookup("u", 5, [], [CLICKS, BUYS])
-        assert record.groups == ([("a", "x", 1.0)], [("b", "x", 2.0)])
-        assert record.history == [("a", "x"), ("b", "x")]
+        assert record.groups == ([("a", "x", 1.0, 1.0)], [("b", "x", 2.0, 1.0)])
+        assert record.history == [("a", "x", 1.0, 1.0), ("b", "x", 2.0, 1.0)]
     finally:
         store.close()
         again.close()
@@ -90,7 +90,7 @@ def test_a_sqlite_file_from_before_types_gets_the_column_and_reads_as_untyped(
     columns = [row[1] for row in conn.execute("PRAGMA table_info(behaviors)")]
     indexes = [row[1] for row in conn.execute("PRAGMA index_list(behaviors)")]
     conn.close()
-    assert columns[-1] == "behavior" and "behaviors_by_user_type" in indexes
+    assert columns[-2:] == ["behavior", "weight"] and "behaviors_by_user_type" in indexes
 
 
 def test_redis_members_from_before_types_read_as_untyped(redis_url: str) -> None:
@@ -103,7 +103,7 @@ def test_redis_members_from_before_types_read_as_untyped(redis_url: str) -> None
     try:
         store.append([Behavior("u", "b", None, 2.0, "buy")], keep=1)
         record, _ = store.lookup("u", 5, [], [CLICKS, BUYS])
-        assert record.groups == ([("a", "x", 1.0)], [("b", None, 2.0)])
+        assert record.groups == ([("a", "x", 1.0, 1.0)], [("b", None, 2.0, 1.0)])
     finally:
         store.close()
         for key in client.scan_iter(match="oldtypes:*"):

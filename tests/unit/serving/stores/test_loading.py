@@ -39,11 +39,12 @@ def test_latest_history_per_user_is_stored_with_raw_ids(dataset: Path, tmp_path:
     report = load_dataset_into_store(dataset, store)
     record, cats = store.lookup("u1", 10, ["a", "c", "e", "q"])
     # u1's latest sample is e at t=5 (test): its history is the 3 latest earlier events.
-    assert record.history == [("b", "x"), ("c", "y"), ("d", "y")]
+    assert [b[:2] for b in record.history] == [("b", "x"), ("c", "y"), ("d", "y")]
+    assert {b[3] for b in record.history} == {1.0}  # a dataset holds no behavior weights
     assert record.profile == {"gender": "f"}
     # e and q first appear in the test period: unknown to the vocabulary, so not mapped.
     assert cats == ["x", "y", None, None]
-    assert store.lookup("u2", 10, [])[0].history == [("a", "x")]
+    assert [b[:2] for b in store.lookup("u2", 10, [])[0].history] == [("a", "x")]
     # u3 was never in training: its raw id cannot be recovered from the encoded data.
     assert not store.lookup("u3", 10, [])[0].known
     assert report.skipped_unknown_users == 1

@@ -26,7 +26,8 @@ def test_appended_behaviors_come_back_oldest_first(store: BehaviorStore) -> None
     store.append(_events("u", ["a", "b", "c"]), keep=10)
     record, _ = store.lookup("u", 10, [])
     assert record.known
-    assert record.history == [("a", "c-a"), ("b", "c-b"), ("c", "c-c")]
+    assert record.history == [("a", "c-a", 0.0, 1.0), ("b", "c-b", 1.0, 1.0),
+                              ("c", "c-c", 2.0, 1.0)]
 
 
 def test_history_is_ordered_by_timestamp_and_ties_keep_arrival_order(
@@ -35,21 +36,21 @@ def test_history_is_ordered_by_timestamp_and_ties_keep_arrival_order(
     store.append([Behavior("u", "late", None, 50.0), Behavior("u", "early", None, 10.0)], keep=9)
     store.append([Behavior("u", "tie1", None, 20.0), Behavior("u", "tie2", None, 20.0)], keep=9)
     record, _ = store.lookup("u", 9, [])
-    assert [item for item, _ in record.history] == ["early", "tie1", "tie2", "late"]
-    assert record.history[0] == ("early", None)
+    assert [b[0] for b in record.history] == ["early", "tie1", "tie2", "late"]
+    assert record.history[0] == ("early", None, 10.0, 1.0)
 
 
 def test_lookup_limit_returns_the_most_recent(store: BehaviorStore) -> None:
     store.append(_events("u", ["a", "b", "c", "d"]), keep=10)
     record, _ = store.lookup("u", 2, [])
-    assert [item for item, _ in record.history] == ["c", "d"]
+    assert [b[0] for b in record.history] == ["c", "d"]
 
 
 def test_append_trims_each_user_to_keep(store: BehaviorStore) -> None:
     store.append(_events("u", ["a", "b", "c"]), keep=3)
     store.append(_events("u", ["d", "e"], start=10) + _events("v", ["x"]), keep=3)
     record, _ = store.lookup("u", 100, [])
-    assert [item for item, _ in record.history] == ["c", "d", "e"]
+    assert [b[0] for b in record.history] == ["c", "d", "e"]
     assert store.counts()["behaviors"] == 4
 
 
@@ -60,7 +61,7 @@ def test_append_says_how_many_new_events_the_trim_removed(store: BehaviorStore) 
     assert store.append([Behavior("u", "new", None, 20.0), Behavior("u", "old2", None, 2.0),
                          Behavior("v", "x", None, 1.0)], keep=3) == 1
     record, _ = store.lookup("u", 10, [])
-    assert [item for item, _ in record.history] == ["i11", "i12", "new"]
+    assert [b[0] for b in record.history] == ["i11", "i12", "new"]
     assert store.append([Behavior("w", f"j{t}", None, float(t)) for t in range(5)],
                         keep=2) == 3  # one call beyond keep: its 3 oldest
 
@@ -76,7 +77,7 @@ def test_replace_users_sets_history_and_profile(store: BehaviorStore) -> None:
     store.append(_events("u", ["old"]), keep=5)
     store.replace_users({"u": [("a", "x", 5.0), ("b", None, 5.0)]}, {"u": {"gender": "f"}})
     record, _ = store.lookup("u", 5, [])
-    assert record.history == [("a", "x"), ("b", None)]
+    assert record.history == [("a", "x", 5.0, 1.0), ("b", None, 5.0, 1.0)]
     assert record.profile == {"gender": "f"}
     store.replace_users({}, {"p": {"age": "30"}})
     assert store.lookup("p", 5, [])[0].known  # a profile alone makes a user known
@@ -86,7 +87,7 @@ def test_replace_users_sets_history_and_profile(store: BehaviorStore) -> None:
 def test_raw_ids_with_separators_and_unicode_survive(store: BehaviorStore) -> None:
     store.append([Behavior("user:1|x", "item|1:\"q\"", "cät", 1.0)], keep=5)
     record, cats = store.lookup("user:1|x", 5, ['item|1:"q"'])
-    assert record.history == [('item|1:"q"', "cät")]
+    assert record.history == [('item|1:"q"', "cät", 1.0, 1.0)]
     assert cats == ["cät"]
 
 
@@ -121,7 +122,7 @@ def test_concurrent_writer_and_readers_see_no_errors(store_url: str) -> None:
     assert errors == []
     assert max(seen) <= 5
     final = open_store(store_url)
-    assert [i for i, _ in final.lookup("u", 5, [])[0].history] == [f"i{i}" for i in range(55, 60)]
+    assert [b[0] for b in final.lookup("u", 5, [])[0].history] == [f"i{i}" for i in range(55, 60)]
     final.close()
 
 
@@ -184,7 +185,8 @@ def test_sqlite_store_of_the_previous_schema_opens_and_versions_from_zero(
     again = open_store(f"sqlite:///{path}")  # a second opener keeps the first one's epoch
     try:
         record, cats = store.lookup("u", 5, ["a"])
-        assert (record.history, record.profile, cats) == ([("a", "x")], {"gender": "f"}, ["x"])
+        assert (record.history, record.profile, cats) == ([("a", "x", 1.0, 1.0)], {"gender": "f"},
+                                                        ["x"])
         before = store.versions("u")
         assert before.epoch is not None and (before.items, before.user) == (0, 0)
         assert again.versions("u") == before
