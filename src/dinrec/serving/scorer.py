@@ -184,8 +184,10 @@ class Scorer:
             user_id: the raw user id.
             candidates: [C] raw item ids.
             categories: [C] raw category per candidate (None: unknown).
-            history: (item, category) or (item, category, timestamp) behaviors of
-                history_feature_list's history, oldest first; the last maxlen are used.
+            history: (item, category), (item, category, timestamp) or (item, category,
+                timestamp, weight) behaviors of history_feature_list's history, oldest
+                first; the last maxlen are used (a weighted history reads the weights, 1.0
+                where a behavior has none).
             profile: raw profile values by input name; absent ones are defaulted.
             groups: the same per named history group (absent: none).
             now: the request's time in seconds, which time gaps are measured to (default:

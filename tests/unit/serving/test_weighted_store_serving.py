@@ -6,53 +6,34 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from tests.support.demo_bundle import spread_weights
+from tests.unit.serving.weighted_bundle import (
+    BUY_LEN,
+    MAXLEN,
+    category,
+    save_weighted,
+    weighted_model,
+)
 
-from dinrec.feature_column import SparseFeat, VarLenSparseFeat
-from dinrec.models import DIN
 from dinrec.serving.encoding import FeatureEncoder, RequestError
 from dinrec.serving.http.schemas import EventsRequest, RankRequest
 from dinrec.serving.service import RankingService, ServeConfig
 from dinrec.serving.stores import open_store
 
 TOL = 1e-5
-MAXLEN, BUY_LEN = 4, 2
 CANDIDATES = [3, 8, 13, 21, 29]
 # Six clicks (the newest MAXLEN are read) and three buys (the newest BUY_LEN), weighted.
 CLICKS = [(5, 0.5), (6, 2.0), (7, 1.0), (9, 3.0), (11, 0.25), (12, 1.5)]
 BUYS = [(14, 2.5), (17, 0.5), (19, 4.0)]
 
 
-def _category(item: int) -> int:
-    return item % 4 + 1
-
-
-def weighted_model(groups: bool = False) -> DIN:
-    """DIN over clicks weighted by hist_w (and, with `groups`, buys weighted by buy_hist_w)."""
-    cols: list[Any] = [SparseFeat("user_id", 10, embedding_dim=4),
-                       SparseFeat("item_id", 30, embedding_dim=8),
-                       SparseFeat("cate_id", 5, embedding_dim=4)]
-    for prefix, maxlen in (("hist_", MAXLEN), ("buy_hist_", BUY_LEN))[: 2 if groups else 1]:
-        cols += [VarLenSparseFeat(SparseFeat(prefix + "item_id", 30, embedding_dim=8,
-                                             embedding_name="item_id"), maxlen,
-                                  weight_name=prefix + "w"),
-                 VarLenSparseFeat(SparseFeat(prefix + "cate_id", 5, embedding_dim=4,
-                                             embedding_name="cate_id"), maxlen)]
-    model = DIN(cols, ["item_id", "cate_id"], att_hidden_size=(8,), dnn_hidden_units=(8,),
-                history_groups={"buy": ["item_id", "cate_id"]} if groups else None)
-    spread_weights(model, seed=3)
-    return model.eval()
-
-
 def _events(behaviors: list[tuple[int, float]], kind: str | None, start: int) -> list[dict]:
     out = []
     for t, (item, weight) in enumerate(behaviors):
-        event = {"user_id": 3, "item_id": item, "category": _category(item),
+        event = {"user_id": 3, "item_id": item, "category": category(item),
                  "timestamp": start + t, "weight": weight}
         if kind is not None:
             event["behavior"] = kind
@@ -72,12 +53,12 @@ def _by_hand(behaviors: list[tuple[int, float]], maxlen: int, prefix: str,
             prefix + "w": weights}
 
 
-def _model_scores(model: DIN, user: dict[str, torch.Tensor]) -> np.ndarray:
+def _model_scores(model: torch.nn.Module, user: dict[str, torch.Tensor]) -> np.ndarray:
     n = len(CANDIDATES)
     batch = {k: v.expand(n, *v.shape[1:]) for k, v in user.items()}
     batch["user_id"] = torch.full((n,), 3)
     batch["item_id"] = torch.tensor(CANDIDATES)
-    batch["cate_id"] = torch.tensor([_category(i) for i in CANDIDATES])
+    batch["cate_id"] = torch.tensor([category(i) for i in CANDIDATES])
     with torch.inference_mode():
         return torch.sigmoid(model(batch).squeeze(-1)).numpy()
 
@@ -85,7 +66,7 @@ def _model_scores(model: DIN, user: dict[str, torch.Tensor]) -> np.ndarray:
 def _service(bundle: Path, url: str, history_keep: int | None = None) -> RankingService:
     """A service of `bundle` over the store at `url`, which knows the candidates' categories."""
     service = RankingService(ServeConfig(str(bundle), store=url, history_keep=history_keep))
-    service.store.put_items({str(i): str(_category(i)) for i in CANDIDATES})
+    service.store.put_items({str(i): str(category(i)) for i in CANDIDATES})
     return service
 
 
@@ -93,8 +74,7 @@ def _service(bundle: Path, url: str, history_keep: int | None = None) -> Ranking
 def served(request: pytest.FixtureRequest, tmp_path: Path, store_url: str
            ) -> Iterator[tuple[RankingService, bool]]:
     groups = request.param
-    weighted_model(groups).save(tmp_path / "bundle", history_behaviors={
-        "": ["pv"], "buy": ["buy"]} if groups else None)
+    save_weighted(tmp_path / "bundle", groups)
     # history_keep 20: the store keeps every event, so the encoder's maxlen cut is tested.
     service = _service(tmp_path / "bundle", store_url, history_keep=20)
     events = _events(CLICKS, "pv" if groups else None, 100)
@@ -129,7 +109,7 @@ def test_a_rank_call_weighs_each_stored_behavior_as_the_model_does(
 
 
 def test_events_without_a_weight_weigh_one(tmp_path: Path, store_url: str) -> None:
-    weighted_model().save(tmp_path / "bundle")
+    save_weighted(tmp_path / "bundle")
     service = _service(tmp_path / "bundle", store_url)
     try:
         events = _events(CLICKS, None, 100)
@@ -146,7 +126,7 @@ def test_events_without_a_weight_weigh_one(tmp_path: Path, store_url: str) -> No
 def test_an_event_weight_beyond_float32_is_refused_naming_it(
     tmp_path: Path, weight: float,
 ) -> None:
-    weighted_model().save(tmp_path / "bundle")
+    save_weighted(tmp_path / "bundle")
     service = RankingService(ServeConfig(str(tmp_path / "bundle"),
                                          store=f"sqlite:///{tmp_path / 's.db'}"))
     try:
@@ -163,11 +143,11 @@ def test_an_event_weight_beyond_float32_is_refused_naming_it(
 def test_a_stored_weight_a_float32_cannot_hold_is_skipped_and_counted(
     tmp_path: Path, store_url: str,
 ) -> None:
-    weighted_model().save(tmp_path / "bundle")
+    save_weighted(tmp_path / "bundle")
     service = _service(tmp_path / "bundle", store_url)
     try:
         other = open_store(store_url)  # another writer, behind the server's checks
-        other.replace_users({"3": [(str(i), str(_category(i)), float(t), None, w)
+        other.replace_users({"3": [(str(i), str(category(i)), float(t), None, w)
                                    for t, (i, w) in enumerate([*CLICKS[:3], (27, 1e300)])]}, {})
         other.close()
         want = _model_scores(weighted_model(), _by_hand(CLICKS[:3], MAXLEN, "hist_"))

@@ -3,7 +3,7 @@
 A store holds, keyed by RAW ids (never vocabulary-encoded ones, so a store outlives model
 versions and vocabularies):
 
-- each user's most recent behaviors (item, category, timestamp, behavior type), trimmed to
+- each user's most recent behaviors (item, category, timestamp, behavior type, weight), trimmed to
   what the model reads per type; ordered by timestamp, ties by arrival;
 - each user's profile (a JSON object of raw values, e.g. {"gender": "f"});
 - each item's category, so a rank request need only name candidate item ids.
