@@ -4,6 +4,7 @@ its own behaviors' weights, the newest maxlen kept with their behaviors."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,3 +169,19 @@ def test_the_encoder_reads_each_behaviors_weight_one_where_it_has_none() -> None
     assert user.arrays["hist_w"].tolist() == [[2.0, 2.5, 3.0, 3.5]]
     assert user.arrays["hist_item_id"].tolist() == [[4, 5, 6, 7]]
     assert encoder.user(3, {}, []).arrays["hist_w"].tolist() == [[1.0]]
+
+
+def test_a_stored_weight_that_is_not_a_number_is_skipped_too(tmp_path: Path) -> None:
+    save_weighted(tmp_path / "bundle")
+    service = _service(tmp_path / "bundle", f"sqlite:///{tmp_path / 's.db'}")
+    try:
+        conn = sqlite3.connect(tmp_path / "s.db")  # a writer that bypasses every check
+        conn.executemany("INSERT INTO behaviors (user_id, ts, item_id, category, weight) "
+                         "VALUES ('3', ?, ?, ?, ?)",
+                         [(1.0, "5", "2", 0.5), (2.0, "6", "3", "heavy")])
+        conn.commit()
+        conn.close()
+        want = _model_scores(weighted_model(), _by_hand(CLICKS[:1], MAXLEN, "hist_"))
+        assert np.abs(_ranked(service) - want).max() <= TOL
+    finally:
+        service.close()

@@ -97,10 +97,10 @@ def _add_columns(conn: sqlite3.Connection) -> None:
     conn.execute(BEHAVIOR_INDEX_SQL)
 
 
-def _stored(rows: Sequence[tuple[Any, ...]]) -> list[StoredBehavior]:
-    """Rows of READ_COLUMNS, newest first, as StoredBehaviors oldest first."""
-    return [(str(item), cat, float(ts), float(weight))
-            for item, cat, ts, weight in reversed(rows)]
+def _stored(rows: list[Any]) -> list[StoredBehavior]:
+    """Rows of READ_COLUMNS, newest first, as StoredBehaviors oldest first: the columns'
+    affinities (TEXT, REAL; COALESCE of a REAL) make each row one already."""
+    return rows[::-1]
 
 
 class StoreFileGone(OSError):

@@ -89,7 +89,8 @@ def usable_history(
 def _finite_weight(weight: Any) -> bool:
     """A stored weight a float32 input takes (events are checked so; other writers may not
     be)."""
-    return math.isfinite(weight) and abs(weight) <= FLOAT32_MAX
+    return (isinstance(weight, (int, float)) and not isinstance(weight, bool)
+            and math.isfinite(weight) and abs(weight) <= FLOAT32_MAX)
 
 
 def usable_categories(
