@@ -48,12 +48,15 @@ class CachedUser:
         history_length: behaviors the model reads.
         features: the user-side input arrays (history and stored profile, encoded).
         history_lengths: behaviors read per history, for a model with history groups.
+        newest: the latest timestamp among the stored behaviors read (None: none): a rank
+            call for an earlier time must not use these inputs (service.py).
     """
 
     known: bool
     history_length: int
     features: UserFeatures
     history_lengths: dict[str, int] | None = None
+    newest: float | None = None
 
 
 @dataclass(frozen=True)

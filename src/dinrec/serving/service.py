@@ -14,6 +14,7 @@ other process are seen by the user's next rank call, and other users' events cos
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from dinrec.serving.stores import Behavior, BehaviorStore, Versions, open_store,
 from dinrec.serving.stores.values import (
     backfilled_history,
     check_events,
+    newest_timestamp,
     usable_categories,
     usable_groups,
     usable_profile,
@@ -220,6 +222,11 @@ class RankingService:
         cache.begin(versions)
         # Profile values in the request override stored ones: such inputs are not cached.
         user = None if request.profile else cache.user(versions, user_id)
+        # A rank call at an explicit time (a replay, a backfill) reads only behaviors before
+        # it, as the data pipeline builds a sample's history: no later event leaks in.
+        before = None if request.timestamp is None else float(request.timestamp)
+        if user is not None and before is not None and (user.newest or -math.inf) >= before:
+            user = None  # cached from behaviors at or after this call's time
         entries = cache.items(versions, candidates)
         missing = [i for i, e in enumerate(entries) if e is None]
         if user is None or missing:
@@ -240,15 +247,17 @@ class RankingService:
                 if skipped:
                     self.metrics.count(self.metrics.skipped, float(skipped), "profile")
                 profile.update(request.profile)
+                newest = newest_timestamp(
+                    [b for behaviors in (record.history, *record.groups) for b in behaviors])
                 if reads:
                     groups, skipped = usable_groups(
-                        self.store, encoder, scorer.feeds, user_id, record)
+                        self.store, encoder, scorer.feeds, user_id, record, before)
                     history = groups.pop("", [])
                     lengths = {"": len(history), **{k: len(v) for k, v in groups.items()}}
                 else:
                     groups, lengths = {}, None
                     history, skipped = backfilled_history(
-                        self.store, encoder, user_id, record.history, scorer.maxlen
+                        self.store, encoder, user_id, record.history, scorer.maxlen, before
                     )
                 if skipped:
                     self.metrics.count(self.metrics.skipped, float(skipped), "behavior")
@@ -258,8 +267,11 @@ class RankingService:
                     encoder.user(request.user_id, profile, history, groups),
                     lengths if lengths is None or "" in encoder.slots
                     else {k: v for k, v in lengths.items() if k},
+                    newest,
                 )
-                if not request.profile:
+                # A view bounded by this call's time is not the user's current inputs.
+                bounded = before is not None and (newest or -math.inf) >= before
+                if not request.profile and not bounded:
                     cache.put_user(versions, user_id, user)
             if missing:
                 found, skipped = usable_categories(encoder, found)

@@ -64,32 +64,33 @@ def served(bundle: Path, store_url: str) -> Iterator[RankingService]:
     service.close()
 
 
-def _rank(service: RankingService, user: str) -> dict[str, Any]:
+def _rank(service: RankingService, user: str, now: float = NOW) -> dict[str, Any]:
     return service.rank(RankRequest.model_validate(
-        {"user_id": user, "candidates": CANDIDATES, "timestamp": NOW}))
+        {"user_id": user, "candidates": CANDIDATES, "timestamp": now}))
 
 
 def _by_hand(events: list[dict[str, Any]], types: list[str | None], maxlen: int,
-             prefix: str) -> dict[str, torch.Tensor]:
-    """One history's inputs [1, maxlen] from the events of `types`: newest maxlen, oldest
-    first, 0-padded; time gap log1p(hours before NOW)."""
-    kept = [e for e in events if e.get("behavior") in types][-maxlen:]
+             prefix: str, now: float = NOW) -> dict[str, torch.Tensor]:
+    """One history's inputs [1, maxlen] from the events of `types` before `now`: newest
+    maxlen, oldest first, 0-padded; time gap log1p(hours before now)."""
+    kept = [e for e in events
+            if e.get("behavior") in types and e["timestamp"] < now][-maxlen:]
     items = torch.zeros(1, maxlen, dtype=torch.long)
     cates = torch.zeros(1, maxlen, dtype=torch.long)
     gaps = torch.zeros(1, maxlen)
     for t, e in enumerate(kept):
         items[0, t], cates[0, t] = e["item_id"], e["category"]
-        gaps[0, t] = math.log1p((NOW - e["timestamp"]) / 3600)
+        gaps[0, t] = math.log1p((now - e["timestamp"]) / 3600)
     return {prefix + "item_id": items, prefix + "cate_id": cates,
             prefix + "len": torch.tensor([len(kept)]), prefix + "time_gap": gaps}
 
 
-def _model_scores(user: str) -> dict[int, float]:
+def _model_scores(user: str, now: float = NOW) -> dict[int, float]:
     """sigmoid(model(inputs)) per candidate, the inputs built by hand from EVENTS."""
     events = EVENTS[user]
     inputs = {"user_id": torch.tensor([int(user)]),
-              **_by_hand(events, [None, "pv"], CLICK_LEN, "hist_"),
-              **_by_hand(events, ["buy", "cart"], BUY_LEN, "buy_hist_")}
+              **_by_hand(events, [None, "pv"], CLICK_LEN, "hist_", now),
+              **_by_hand(events, ["buy", "cart"], BUY_LEN, "buy_hist_", now)}
     n = len(CANDIDATES)
     batch = {k: v.expand(n, *v.shape[1:]) for k, v in inputs.items()}
     batch["item_id"] = torch.tensor(CANDIDATES)
@@ -128,6 +129,23 @@ def test_the_newest_maxlen_of_each_group_are_read_the_older_ones_are_not(
                   Behavior("1", "31", str(category(31)), 11.0, "buy")], keep=20)
     other.close()
     assert _scores(_rank(served, "1")) == before
+
+
+def test_a_rank_call_at_an_earlier_time_reads_only_the_behaviors_before_it(
+    served: RankingService,
+) -> None:
+    # User 1's 7th event is at 1000 + 6 * 600: at that second it has not happened yet
+    # (the pipeline's rule), so 6 events count: clicks 2, 5, 6, 9 and buys 4, 7 (cart).
+    then = 1000 + 6 * 600
+    full = _rank(served, "1")  # cached at NOW
+    earlier = _rank(served, "1", then)
+    assert earlier["history_lengths"] == {"": 4, "buy": 2}
+    got, want = _scores(earlier), _model_scores("1", then)
+    assert max(abs(got[i] - want[i]) for i in CANDIDATES) <= TOL
+    assert max(abs(got[i] - _scores(full)[i]) for i in CANDIDATES) > 1e-3
+    # the bounded view was not cached: NOW reads every event again
+    assert _rank(served, "1")["history_lengths"] == {"": CLICK_LEN, "buy": BUY_LEN}
+    assert _scores(_rank(served, "1")) == _scores(full)
 
 
 def _append(service: RankingService, user: str, spec: str) -> None:

@@ -82,6 +82,24 @@ def test_cached_answers_equal_uncached_ones_exactly(services: Services) -> None:
     assert _rank(cached, top_k=2) == _rank(plain, top_k=2)
 
 
+def test_a_rank_call_at_an_earlier_time_is_answered_as_the_store_was_then(
+    services: Services, store_url: str, demo_bundle: Path,
+) -> None:
+    cached, _ = services
+    cached.append(_events("u1", ["i1", "i2", "i3", "i4"]))  # at 100, 101, 102, 103
+    now = _rank(cached, timestamp=200)  # cached
+    then = _rank(cached, timestamp=102)  # i3 at 102 had not happened yet
+    assert (now["history_length"], then["history_length"]) == (4, 2)
+    # the same answer as a store that only ever held the first two events
+    other = (store_url.replace("store.db", "past.db") if store_url.startswith("sqlite")
+             else store_url[:-1] + "past:")  # a fresh SQLite file or Redis key prefix
+    past = _service(demo_bundle, other, users=0, items=0)
+    past.append(_events("u1", ["i1", "i2"]))
+    assert then["items"] == _rank(past, timestamp=102)["items"] != now["items"]
+    past.close()
+    assert _rank(cached, timestamp=200) == now  # the bounded view was not cached
+
+
 def test_events_are_seen_by_the_next_rank_call(services: Services) -> None:
     cached, plain = services
     cold = _rank(cached)

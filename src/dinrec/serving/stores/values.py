@@ -56,11 +56,15 @@ def check_events(encoder: FeatureEncoder, events: Sequence[Event]) -> None:
 
 def usable_history(
     encoder: FeatureEncoder, history: Sequence[tuple[Any, ...]], limit: int | None = None,
-    group: str = "",
+    group: str = "", before: float | None = None,
 ) -> tuple[list[tuple[Any, ...]], int]:
     """(the latest `limit` (default: all) stored behaviors the model can take, oldest first;
     how many it could not take among those newer than the oldest one kept, i.e. skipped),
-    for one history (`group`, "" for history_feature_list's)."""
+    for one history (`group`, "" for history_feature_list's). With `before` (a rank call's
+    own timestamp) only behaviors strictly earlier count, as the data pipeline builds a
+    sample's history; later ones are not skipped, they had not happened yet."""
+    if before is not None:
+        history = [b for b in history if not _at_or_after(b, before)]
     found = [g for g in encoder.groups if g.name == group]
     columns = found[0].columns if found else ()
     checks: list[tuple[int, Callable[[Any], bool]]] = [
@@ -123,9 +127,20 @@ def usable_profile(
     return kept, len(profile) - len(kept)
 
 
+def _at_or_after(behavior: tuple[Any, ...], before: float) -> bool:
+    """Whether a stored (item, category, timestamp, ...) is at or after `before`."""
+    return len(behavior) > 2 and behavior[2] is not None and float(behavior[2]) >= before
+
+
+def newest_timestamp(behaviors: Sequence[tuple[Any, ...]]) -> float | None:
+    """The latest timestamp among stored behaviors (None: none has one)."""
+    times = [float(b[2]) for b in behaviors if len(b) > 2 and b[2] is not None]
+    return max(times) if times else None
+
+
 def backfilled_history(
     store: BehaviorStore, encoder: FeatureEncoder, user_id: str,
-    history: Sequence[tuple[Any, ...]], maxlen: int,
+    history: Sequence[tuple[Any, ...]], maxlen: int, before: float | None = None,
 ) -> tuple[list[tuple[Any, ...]], int]:
     """(the latest `maxlen` stored behaviors the model can take, oldest first; how many
     were skipped): a skipped one's place is filled from older stored behaviors, read in
@@ -133,7 +148,7 @@ def backfilled_history(
     than maxlen (by default `append` keeps history_keep = maxlen)."""
     limit = maxlen
     while True:
-        usable, skipped = usable_history(encoder, history, maxlen)
+        usable, skipped = usable_history(encoder, history, maxlen, before=before)
         if len(usable) >= maxlen or len(history) < limit or limit >= BACKFILL_WINDOW * maxlen:
             return usable, skipped
         limit *= 2
@@ -142,7 +157,7 @@ def backfilled_history(
 
 def usable_groups(
     store: BehaviorStore, encoder: FeatureEncoder, feeds: BehaviorFeeds, user_id: str,
-    record: UserRecord,
+    record: UserRecord, before: float | None = None,
 ) -> tuple[dict[str, list[tuple[Any, ...]]], int]:
     """({history name: its latest maxlen stored behaviors the model can take, oldest first},
     how many were skipped) for a model with history groups, from record.groups (read with
@@ -154,7 +169,7 @@ def usable_groups(
         name, maxlen = feed.group.name, feed.group.maxlen
         factor = 1
         while True:
-            usable, skipped = usable_history(encoder, behaviors, maxlen, name)
+            usable, skipped = usable_history(encoder, behaviors, maxlen, name, before)
             if (len(usable) >= maxlen or len(behaviors) < factor * maxlen
                     or factor >= BACKFILL_WINDOW):
                 break
