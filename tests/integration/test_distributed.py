@@ -6,6 +6,7 @@ the ranks save what they computed, the test process compares it with a single-pr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,30 @@ def test_shared_memory_sums_are_exact_with_a_late_rank_and_leave_no_files(
         assert got["left"] == []  # the block and FIFOs are unlinked once every rank opened
         assert got["sums"] == [[6.0 * (op + 1), 111.0] for op in range(40)]
         assert torch.equal(got["big"], torch.arange(10_000, dtype=torch.float64) * 6)
+
+
+def _dead_peer_worker(rank: int, port: int, out: str) -> None:
+    from dinrec.training.distributed.local_reduce import LocalReducer
+
+    with rank_process(rank, port, WORLD):
+        reducer = LocalReducer(rank, WORLD)
+        reducer.all_reduce_(torch.ones(3, dtype=torch.float64))
+        if rank == 1:
+            os._exit(0)  # gone without a word, as a killed rank
+        try:
+            reducer.all_reduce_(torch.ones(3, dtype=torch.float64))
+            message = "no error"
+        except RuntimeError as err:
+            message = str(err)
+        (Path(out) / "rank0.txt").write_text(message)
+
+
+def test_a_rank_waiting_on_a_dead_one_fails_naming_it_instead_of_hanging(
+    tmp_path: Path
+) -> None:
+    mp.spawn(_dead_peer_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD)
+    message = (tmp_path / "rank0.txt").read_text()
+    assert message.startswith("rank 1 (pid ") and "exited while rank 0 waited" in message
 
 
 def test_per_rank_dice_statistics_take_one_collective_per_step(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ Two parities suffice: a rank writes slot parity p again (op k + 2) only after ev
 rank signalled op k + 1, which each does after reading op k. A rank is at most one op
 ahead of another, so a byte that arrives early counts toward the next op (credits).
 The block and the FIFOs are unlinked as soon as every rank has opened them: nothing is left
-in /dev/shm or the temp directory even when a rank is killed.
+in /dev/shm or the temp directory even when a rank is killed. A FIFO never reports a dead
+writer, so a waiting rank checks every PEER_CHECK_S that its peers still run and raises,
+naming the rank, when one does not.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import select
 import tempfile
 import uuid
 from pathlib import Path
@@ -34,12 +37,28 @@ import numpy as np
 import torch
 
 SLOT_BYTES = 1 << 16  # per rank and parity: 8,192 float64 (DIN's Dice needs 2H + 1 <= 513)
+PEER_CHECK_S = 1.0  # how often a waiting rank checks that the others still run
 
 
 def same_machine() -> bool:
     """Whether torchrun put every rank on this machine (LOCAL_WORLD_SIZE == WORLD_SIZE)."""
     world, local = os.environ.get("WORLD_SIZE"), os.environ.get("LOCAL_WORLD_SIZE")
     return world is not None and world == local
+
+
+def _alive(pid: int) -> bool:
+    """Whether process pid runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: kill(0) said it exists
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _folder() -> Path:
@@ -92,6 +111,9 @@ class LocalReducer:
             block.unlink()
         dist.barrier(group=fallback)  # once built, no rank's file is left on disk
         self._slots = np.frombuffer(self._map, dtype=np.uint8).reshape(2, world, SLOT_BYTES)
+        pids: list[Any] = [None] * world
+        dist.all_gather_object(pids, os.getpid(), group=fallback)
+        self._pids = [int(p) for p in pids]
 
     def all_reduce_(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum `tensor` (CPU, contiguous) over the ranks, in place; returns it."""
@@ -121,11 +143,24 @@ class LocalReducer:
     def _wait_for_peers(self) -> None:
         credits = self.credits
         while any(credits[p] == 0 for p in range(self.world) if p != self.rank):
+            # The FIFO never reports a dead writer (this rank holds one), so a wait checks
+            # every PEER_CHECK_S that the ranks it waits for still live, rather than hang.
+            ready, _, _ = select.select([self._in], [], [], PEER_CHECK_S)
+            if not ready:
+                self._check_peers()
+                continue
             for sender in os.read(self._in, 4 * self.world):
                 credits[sender] += 1
         for p in range(self.world):
             if p != self.rank:
                 credits[p] -= 1
+
+    def _check_peers(self) -> None:
+        for peer, pid in enumerate(self._pids):
+            if peer != self.rank and self.credits[peer] == 0 and not _alive(pid):
+                raise RuntimeError(
+                    f"rank {peer} (pid {pid}) exited while rank {self.rank} waited for its "
+                    "Dice statistics (shared-memory sum)")
 
     def close(self) -> None:
         """Release the block and the FIFOs (idempotent)."""
