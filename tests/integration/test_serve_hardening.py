@@ -96,6 +96,8 @@ def test_bad_values_are_a_422_and_the_connection_stays_open(plain_server: Server
         ("/v1/rank", {"user_id": "u", "candidates": [1], "profile": {**profile,
                                                                      "pay_score": 10**400}},
          "profile.pay_score"),
+        ("/v1/rank", {"user_id": "u", "candidates": [1], "profile": profile,
+                      "timestamp": 10**400}, "timestamp"),
         ("/v1/rank", {"user_id": "u", "candidates": ["²"], "profile": profile}, "candidates[0]"),
         ("/v1/rank", {"user_id": "u", "candidates": ["--5"], "profile": profile},
          "candidates[0]"),

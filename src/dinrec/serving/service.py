@@ -185,8 +185,10 @@ class RankingService:
         current = self._current  # read once: a reload swaps model and cache together
         scorer = current.scorer
         self._check_count("candidates", len(request.candidates), self.config.max_candidates)
-        user, items = self._inputs(scorer, current.cache, request)
-        probabilities = scorer.rank_encoded(user.features, items, request.timestamp).probabilities
+        # The call's own time (a replay's, or None: the server's clock); 10**400 is a 422.
+        now = None if request.timestamp is None else _timestamp(request.timestamp, "timestamp")
+        user, items = self._inputs(scorer, current.cache, request, now)
+        probabilities = scorer.rank_encoded(user.features, items, now).probabilities
         if not np.isfinite(probabilities).all():
             # A fault (500), as json.dumps made it; orjson would quietly write null.
             raise ValueError(f"model {scorer.version} gave non-finite scores")
@@ -211,10 +213,11 @@ class RankingService:
         return out
 
     def _inputs(
-        self, scorer: Scorer, cache: RankCache, request: RankRequest
+        self, scorer: Scorer, cache: RankCache, request: RankRequest, before: float | None
     ) -> tuple[CachedUser, Arrays]:
         """(the user's inputs, the candidates' inputs): from the cache where it holds them
-        for the store's current versions, else read from the store (and cached)."""
+        for the store's current versions, else read from the store (and cached). With
+        `before` (the call's timestamp) only stored behaviors strictly before it count."""
         user_id = str(request.user_id)
         candidates = request.candidates
         encoder = scorer.encoder
@@ -224,7 +227,6 @@ class RankingService:
         user = None if request.profile else cache.user(versions, user_id)
         # A rank call at an explicit time (a replay, a backfill) reads only behaviors before
         # it, as the data pipeline builds a sample's history: no later event leaks in.
-        before = None if request.timestamp is None else float(request.timestamp)
         if user is not None and before is not None and (user.newest or -math.inf) >= before:
             user = None  # cached from behaviors at or after this call's time
         entries = cache.items(versions, candidates)
