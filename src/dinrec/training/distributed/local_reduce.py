@@ -90,12 +90,11 @@ class LocalReducer:
         dist.broadcast_object_list(name, src=0, group=fallback)
         base = _folder() / str(name[0])
         self.paths = (base.with_suffix(".shm"), *(Path(f"{base}.{r}.fifo") for r in range(world)))
-        block = base.with_suffix(".shm")
+        block, fifo = self.paths[0], self.paths[1 + rank]
         size = 2 * world * SLOT_BYTES
         if rank == 0:
             with open(block, "wb") as fh:
                 fh.truncate(size)
-        fifo = Path(f"{base}.{rank}.fifo")
         os.mkfifo(fifo, 0o600)
         # O_RDWR: the open returns at once and the FIFO never reads end-of-file (this rank
         # holds a writer too).
@@ -103,7 +102,7 @@ class LocalReducer:
         dist.barrier(group=fallback)
         with open(block, "r+b") as fh:
             self._map = mmap.mmap(fh.fileno(), size)
-        self._out = {peer: os.open(f"{base}.{peer}.fifo", os.O_WRONLY)
+        self._out = {peer: os.open(self.paths[1 + peer], os.O_WRONLY)
                      for peer in range(world) if peer != rank}
         dist.barrier(group=fallback)
         fifo.unlink()  # every rank holds its descriptors now

@@ -188,9 +188,10 @@ class _SyncNativeDice(torch.autograd.Function):
         mean = gmean64.float()
         invstd = torch.rsqrt(gvar64 + eps).float()
         out, p = native_dice.apply(x, bias, rows, alpha, mean, invstd)
+        var = gvar64.float()
         ctx.save_for_backward(x, alpha, bias, rows, p, mean, invstd, count)
-        ctx.mark_non_differentiable(mean)
-        return out, mean, gvar64.float()
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
 
     @staticmethod
     @once_differentiable
