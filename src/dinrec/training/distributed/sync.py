@@ -64,9 +64,6 @@ class DiceSync:
                 bias, rows = bias.contiguous(), rows.contiguous()
             out, mean, var = _SyncNativeDice.apply(flat.contiguous(), dice.alpha.contiguous(),
                                                    dice.eps, self.group, bias, rows)
-            if mean is None:
-                return dice._moving(x if bias is None or rows is None
-                                    else x + bias.index_select(0, rows))
             with torch.no_grad():
                 dice.running_mean.lerp_(mean, dice.momentum)
                 dice.running_var.lerp_(var, dice.momentum)
@@ -110,16 +107,12 @@ class _SyncDice(torch.autograd.Function):
         mean64 = mean.double()
         local = torch.cat([mean64 * n.double(), m2.double() + n.double() * mean64.square(),
                            n.double().reshape(1)])  # [2H + 1]
-        _sum_over_ranks(local, group)
-        h = x.shape[1]
-        count = local[2 * h]
+        stats = _global_statistics(local, x.shape[1], group)
         ctx.group, ctx.eps = group, eps
-        if not bool(count > 0):
-            ctx.empty = True
+        ctx.empty = stats is None
+        if stats is None:
             return x.new_zeros(()), None, None
-        ctx.empty = False
-        gmean64 = local[:h] / count
-        gvar64 = (local[h: 2 * h] / count - gmean64.square()).clamp_min(0.0)  # biased
+        count, gmean64, gvar64 = stats
         gmean, gvar = gmean64.to(x.dtype), gvar64.to(x.dtype)
         rstd = torch.rsqrt(gvar + eps)  # [H]
         u = (x - gmean).mul_(rstd)  # [N, H]
@@ -153,7 +146,7 @@ class _SyncDice(torch.autograd.Function):
         return grad_x, grad_alpha, None, None, None
 
 
-def _global_statistics(local: torch.Tensor, h: int, eps: float, group: Any
+def _global_statistics(local: torch.Tensor, h: int, group: Any
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Sum [sum n_r m_r, sum (M2_r + n_r m_r^2), n] [2H + 1] float64 over ranks (Chan);
     (count, mean [H] float64, biased var [H] float64), None when no rank has a row."""
@@ -179,11 +172,9 @@ class _SyncNativeDice(torch.autograd.Function):
         m2 = squares - sums.square() / n
         local = torch.cat([mean_r * n, m2 + n * mean_r.square(),
                            torch.tensor([float(n)], dtype=torch.float64)])
-        stats = _global_statistics(local, h, eps, group)
+        stats = _global_statistics(local, h, group)
+        assert stats is not None  # this rank's n >= 1 rows count (native_dice.supports)
         ctx.group = group
-        ctx.empty = stats is None
-        if stats is None:
-            return x.new_zeros(()), None, None
         count, gmean64, gvar64 = stats
         mean = gmean64.float()
         invstd = torch.rsqrt(gvar64 + eps).float()
@@ -196,8 +187,6 @@ class _SyncNativeDice(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor, *_: Any) -> tuple[Any, ...]:
-        if ctx.empty:
-            return None, None, None, None, None, None
         x, alpha, bias, rows, p, mean, invstd, count = ctx.saved_tensors
         grad = grad.contiguous()
         acc = native_dice.grad_sums(grad, x, bias, rows, p, alpha, mean)  # [3, H]
