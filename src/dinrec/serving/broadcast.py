@@ -149,6 +149,8 @@ class BroadcastForward(nn.Module):
             # [C, T] @ [T, Eq + S]: the keys and, with the same weights, the behaviors' own
             # values (as InterestNetwork pools them).
             return torch.matmul(weights, values[0])
+        if row_user is not None:  # the exported graph: the same, or gathered (an If node)
+            return channels_first.pooled(weights, values, row_user)
         return torch.bmm(weights.unsqueeze(1), _rows(values, n, row_user)).squeeze(1)
 
     @staticmethod

@@ -30,7 +30,7 @@ Shapes: keys [U, T, E], query [C, E], row_user [C], side [U, T, S] or None -> sc
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dinrec.layers.activation import Dice, MaskedActivation, PReLU
@@ -42,19 +42,42 @@ def channels_first_scores(
     side: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Raw unit scores [C, T] of each candidate against its user's behaviors (eval mode)."""
-    n, t, e = query.shape[0], keys.shape[1], unit.dim
-    w_key, w_query = unit.split_first()  # [H, 2E + S] on [k, k*q, s]; [H, E]
+    e = unit.dim
+    w_key, _ = unit.split_first()  # [H, 2E + S] acting on [k, k*q, s]
     user = torch.matmul(keys, w_key[:, :e].t())  # Wk' k [U, T, H]
     if side is not None:
         user = user + torch.matmul(side, w_key[:, 2 * e :].t())  # + Ws s
-    per_candidate = torch.addmm(unit.first.bias.unsqueeze(1), w_query, query.t())  # [H, C]
+    per_candidate = unit.query_part(query)  # Wq' q + b [C, H]
     operands = (keys.permute(2, 1, 0).contiguous(), user.permute(2, 1, 0).contiguous(),
-                query.t().contiguous(), per_candidate, row_user)
-    # [E, T, U], [H, T, U], [E, C], [H, C], [C]. A rank call (U = 1) broadcasts its user over
-    # the candidates; rows of many users gather theirs (an If node in the graph: the gather
-    # would copy [H, T, C] for nothing).
-    pairs, base = torch.cond(keys.shape[0] == 1, _one_user, _gathered, operands)
-    x = torch.addmm(base.reshape(-1, t * n), w_key[:, e : 2 * e], pairs.reshape(e, t * n))
+                query, per_candidate, row_user)
+    # [E, T, U], [H, T, U], [C, E], [C, H], [C]. A rank call (U = 1) broadcasts its user over
+    # the candidates; rows of many users gather theirs. The whole unit runs in each branch of
+    # the graph's If node, so what leaves the branch is [T, C], not [H, T, C] (ONNX Runtime
+    # copies a branch's outputs: ~70 us for the first layer's inputs). C enters the branches
+    # only as a size ([C, ...] inputs): traced from a stride, it exports as sym_stride, which
+    # has no ONNX form.
+
+    def one_user(keys: Tensor, user: Tensor, query: Tensor, per_candidate: Tensor,
+                 row_user: Tensor) -> Tensor:
+        pairs = keys[:, :, :1] * query.t().unsqueeze(1)  # k * q [E, T, C]
+        return _layers(unit, pairs, user[:, :, :1] + per_candidate.t().unsqueeze(1))
+
+    def gathered(keys: Tensor, user: Tensor, query: Tensor, per_candidate: Tensor,
+                 row_user: Tensor) -> Tensor:
+        # each candidate's own user row: row_user [C] indexes the last axis (U)
+        pairs = keys.index_select(2, row_user) * query.t().unsqueeze(1)
+        base = user.index_select(2, row_user) + per_candidate.t().unsqueeze(1)
+        return _layers(unit, pairs, base)
+
+    return torch.cond(keys.shape[0] == 1, one_user, gathered, operands).t()  # [C, T]
+
+
+def _layers(unit: ActivationUnit, pairs: Tensor, base: Tensor) -> Tensor:
+    """The unit from k * q [E, T, C] and the user and candidate shares [H, T, C]: scores
+    [T, C] (so both branches of the cond return one contiguous layout)."""
+    e, t = unit.dim, pairs.shape[1]
+    w_key, _ = unit.split_first()
+    x = torch.addmm(base.flatten(1), w_key[:, e : 2 * e], pairs.flatten(1))  # [H, T * C]
     if unit.first_act is not None:
         x = _activation(unit.first_act, x)
         for linear, act in zip(unit.rest.linears, unit.rest.acts, strict=True):
@@ -62,26 +85,7 @@ def channels_first_scores(
             x = _activation(act, torch.addmm(linear.bias.unsqueeze(1), linear.weight, x))
         assert unit.out is not None
         x = torch.addmm(unit.out.bias.unsqueeze(1), unit.out.weight, x)  # [1, P]
-    return x.reshape(t, n).t()
-
-
-def _one_user(
-    keys: torch.Tensor, user: torch.Tensor, query: torch.Tensor, per_candidate: torch.Tensor,
-    row_user: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(k * q [E, T, C], user + candidate shares [H, T, C]) of one user's rank call."""
-    # contiguous: the two branches of a cond must lay their outputs out alike
-    return ((keys[:, :, :1] * query.unsqueeze(1)).contiguous(),
-            (user[:, :, :1] + per_candidate.unsqueeze(1)).contiguous())
-
-
-def _gathered(
-    keys: torch.Tensor, user: torch.Tensor, query: torch.Tensor, per_candidate: torch.Tensor,
-    row_user: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same with each candidate's own user row: row_user [C] indexes the last axis (U)."""
-    return ((keys.index_select(2, row_user) * query.unsqueeze(1)).contiguous(),
-            (user.index_select(2, row_user) + per_candidate.unsqueeze(1)).contiguous())
+    return x.reshape(t, -1)
 
 
 def _activation(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -105,3 +109,25 @@ def _affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.
     ones = torch.ones_like(scale)
     return F.batch_norm(x.unsqueeze(0), torch.zeros_like(scale), ones, scale, shift,
                         False, 0.0, 0.0).squeeze(0)
+
+
+def pooled(weights: torch.Tensor, values: torch.Tensor, row_user: torch.Tensor) -> torch.Tensor:
+    """Interest vectors [C, V]: weights [C, T] over each candidate's user's values [U, T, V].
+
+    One user: one [C, T] @ [T, V] product; rows of many users: a batched product over the
+    values gathered per candidate (the If node's other branch)."""
+    return torch.cond(values.shape[0] == 1, _pooled_one_user, _pooled_gathered,
+                      (weights, values, row_user))
+
+
+def _pooled_one_user(
+    weights: torch.Tensor, values: torch.Tensor, row_user: torch.Tensor
+) -> torch.Tensor:
+    return torch.matmul(weights, values[0])
+
+
+def _pooled_gathered(
+    weights: torch.Tensor, values: torch.Tensor, row_user: torch.Tensor
+) -> torch.Tensor:
+    gathered = values.index_select(0, row_user)  # [C, T, V]
+    return torch.bmm(weights.unsqueeze(1), gathered).squeeze(1)
