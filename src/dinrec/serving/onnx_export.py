@@ -175,17 +175,21 @@ def _example_inputs(
 
 
 def _check(module: PositionalForward, folder: Path, example: list[torch.Tensor]) -> None:
-    """The exported graph must match torch on the example inputs."""
+    """The exported graph must match torch on the example inputs: as rows of two users and
+    as one user's rank call (the two branches of the graph's If nodes)."""
     session = _session(folder / MODEL_FILE)
     names = [i.name for i in session.get_inputs()]
     names_all = [*module.user_names, *module.candidate_names, ROW_USER]
-    feed = dict(zip(names_all, [t.numpy() for t in example], strict=True))
-    got = session.run([OUTPUT], {k: v for k, v in feed.items() if k in names})[0]
-    with torch.inference_mode():
-        want = module(*example).numpy()
-    diff = float(np.abs(got - want).max())
-    if diff > 1e-4 * max(1.0, float(np.abs(want).max())):
-        raise RuntimeError(f"the exported ONNX graph differs from torch by {diff:.3g}")
+    nu = len(module.user_names)
+    one_user = [t[:1] for t in example[:nu]] + example[nu:-1] + [torch.zeros_like(example[-1])]
+    for tensors in (example, one_user):
+        feed = dict(zip(names_all, [t.numpy() for t in tensors], strict=True))
+        got = session.run([OUTPUT], {k: v for k, v in feed.items() if k in names})[0]
+        with torch.inference_mode():
+            want = module(*tensors).numpy()
+        diff = float(np.abs(got - want).max())
+        if diff > 1e-4 * max(1.0, float(np.abs(want).max())):
+            raise RuntimeError(f"the exported ONNX graph differs from torch by {diff:.3g}")
 
 
 def _session(path: Path) -> Any:

@@ -136,3 +136,26 @@ def test_onnx_export_of_a_searched_history_matches_torch(
         want = torch_scorer.backend.logits(user.arrays, cands)
         got = onnx_scorer.backend.logits(user.arrays, cands)
         assert np.abs(got - want).max() <= TOL
+
+
+def test_the_export_check_runs_one_users_rank_call_too(exported: Path) -> None:
+    """_check compares ORT with torch on rows of two users and on one user's call: a module
+    that is wrong only for one user (the If nodes' other branch) is caught."""
+    import torch
+
+    from dinrec.models import load_model
+    from dinrec.serving.broadcast import PositionalForward, candidate_inputs, user_inputs
+    from dinrec.serving.onnx_export import _check, _example_inputs
+
+    model = load_model(exported)
+    users, cands = user_inputs(model.schema), candidate_inputs(model.schema)
+
+    class WrongForOneUser(PositionalForward):
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            out = super().forward(*tensors)
+            return out + 1.0 if tensors[0].shape[0] == 1 else out
+
+    example, _ = _example_inputs(model.schema, users, cands)
+    _check(PositionalForward(model, users, cands).eval(), exported / ONNX_DIR, example)
+    with pytest.raises(RuntimeError, match="differs from torch by 1"):
+        _check(WrongForOneUser(model, users, cands).eval(), exported / ONNX_DIR, example)
