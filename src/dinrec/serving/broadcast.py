@@ -36,7 +36,7 @@ from torch import nn
 from dinrec.layers.attention import ActivationUnit, mask_scores
 from dinrec.models.network import InterestNetwork
 from dinrec.schema import FeatureSchema, HistoryGroup
-from dinrec.serving import channels_first
+from dinrec.serving.channels_first import channels_first_scores, pooled
 from dinrec.serving.unit_kernel import unit_scores
 
 Batch = dict[str, torch.Tensor]
@@ -136,7 +136,7 @@ class BroadcastForward(nn.Module):
         elif row_user is not None:
             # The exported graph: every layer channel first, so ONNX Runtime's per-channel
             # ops run over long spans (channels_first.py)
-            scores = channels_first.channels_first_scores(unit, keys, query, row_user, side)
+            scores = channels_first_scores(unit, keys, query, row_user, side)
         else:
             scores = self._scores(unit, keys, query, mask_c, row_user, side)
         weights = mask_scores(scores, mask_c, pooling.weight_normalization)  # [C, T]
@@ -150,7 +150,7 @@ class BroadcastForward(nn.Module):
             # values (as InterestNetwork pools them).
             return torch.matmul(weights, values[0])
         if row_user is not None:  # the exported graph: the same, or gathered (an If node)
-            return channels_first.pooled(weights, values, row_user)
+            return pooled(weights, values, row_user)
         return torch.bmm(weights.unsqueeze(1), _rows(values, n, row_user)).squeeze(1)
 
     @staticmethod
