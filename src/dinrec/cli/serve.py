@@ -109,9 +109,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--workers", type=int, default=1, metavar="N",
-        help="worker processes sharing the listening socket and the store, each with its own "
-        "rank cache (default 1); SIGHUP then replaces every worker, and there are no admin "
-        "routes",
+        help="worker processes, each on its own SO_REUSEPORT socket of the port (the kernel "
+        "spreads connections by hash), sharing the store, each with its own rank cache "
+        "(default 1); SIGHUP then replaces every worker, and there are no admin routes",
     )
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads of torch (default 1, see docs/serving.md)")
