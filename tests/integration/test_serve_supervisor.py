@@ -6,8 +6,11 @@ connections loses at most the connections waiting in a retiring worker's accept 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -18,8 +21,8 @@ import pytest
 httpx = pytest.importorskip("httpx", reason="serving tests need the 'serve' extra")
 pytest.importorskip("uvicorn", reason="serving tests need the 'serve' extra")
 
-from tests.integration.cli_process import run_python  # noqa: E402
-from tests.integration.serve_process import serving  # noqa: E402
+from tests.integration.cli_process import child_env, run_python  # noqa: E402
+from tests.integration.serve_process import Server, serving  # noqa: E402
 from tests.integration.test_serve_workers import SPEC, _wait_workers  # noqa: E402
 from tests.support.demo_bundle import DemoSpec, build_demo_bundle  # noqa: E402
 
@@ -27,6 +30,16 @@ from dinrec.serving.http import supervisor  # noqa: E402
 from dinrec.serving.scorer import bundle_version  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not supervisor.REUSEPORT, reason="needs SO_REUSEPORT")
+
+
+def _all_ready(server: Server) -> set[int]:
+    """The workers, once the parent has logged that all are ready (needs --log-level info;
+    /readyz answers as soon as one is)."""
+    deadline = time.monotonic() + 60
+    while "All 2 workers ready on" not in server.log():
+        assert server.proc.poll() is None and time.monotonic() < deadline, server.log()[-3000:]
+        time.sleep(0.2)
+    return _wait_workers(server, 2)
 
 
 def _alive(pid: int) -> bool:
@@ -39,8 +52,8 @@ def _alive(pid: int) -> bool:
 
 def test_sigterm_stops_every_worker_and_exits_0(tmp_path: Path) -> None:
     bundle = build_demo_bundle(tmp_path / "bundle", SPEC)
-    with serving(bundle, tmp_path, ["--workers", "2"]) as server:
-        workers = _wait_workers(server, 2)
+    with serving(bundle, tmp_path, ["--workers", "2", "--log-level", "info"]) as server:
+        workers = _all_ready(server)
         assert len(workers) == 2
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(timeout=30) == 0, server.log()[-3000:]
@@ -52,9 +65,9 @@ def test_sigterm_stops_every_worker_and_exits_0(tmp_path: Path) -> None:
 
 def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(tmp_path: Path) -> None:
     bundle = build_demo_bundle(tmp_path / "bundle", SPEC)
-    with serving(bundle, tmp_path, ["--workers", "2", "--keep-alive-timeout", "1"]) as server:
-        workers = _wait_workers(server, 2)
-        killed = min(workers)
+    with serving(bundle, tmp_path, ["--workers", "2", "--keep-alive-timeout", "1",
+                                    "--log-level", "info"]) as server:
+        killed = min(_all_ready(server))
         os.kill(killed, signal.SIGKILL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -66,6 +79,47 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(tmp_path: Pa
         # The new worker answers once it listens; fresh connections reach both by hash.
         codes = [httpx.get(f"{server.url}/readyz", timeout=30).status_code for _ in range(20)]
         assert codes == [200] * 20
+
+
+def test_a_replacement_that_cannot_start_is_retried_until_it_can(tmp_path: Path) -> None:
+    bundle = build_demo_bundle(tmp_path / "bundle", SPEC)
+    with serving(bundle, tmp_path, ["--workers", "2", "--log-level", "info"]) as server:
+        killed = min(_all_ready(server))
+        away = bundle.rename(tmp_path / "away")  # the replacement fails to load it
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while "before it was ready; trying again in 5 s" not in server.log():
+            assert time.monotonic() < deadline, server.log()[-3000:]
+            time.sleep(0.2)
+        away.rename(bundle)
+        while server.log().count("Application startup complete.") < 3:
+            assert time.monotonic() < deadline + 30, server.log()[-3000:]
+            time.sleep(0.2)
+        assert server.proc.poll() is None
+        assert httpx.get(f"{server.url}/readyz", timeout=30).status_code == 200
+
+
+def test_port_0_is_resolved_once_and_named_when_all_workers_are_ready(tmp_path: Path) -> None:
+    bundle = build_demo_bundle(tmp_path / "bundle", SPEC)
+    with (tmp_path / "server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dinrec", "serve", str(bundle), "--store",
+             f"sqlite:///{tmp_path / 's.db'}", "--port", "0", "--workers", "2"],
+            env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"All 2 workers ready on (http://127\.0\.0\.1:\d+)",
+                                      (tmp_path / "server.log").read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                (tmp_path / "server.log").read_text()[-3000:])
+            time.sleep(0.2)
+        assert not found[1].endswith(":0")
+        # Both workers listen on that one port: fresh connections all find one.
+        codes = [httpx.get(f"{found[1]}/readyz", timeout=30).status_code for _ in range(10)]
+        assert codes == [200] * 10
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
 
 
 def test_a_port_another_process_holds_is_one_clear_error(tmp_path: Path) -> None:
@@ -107,8 +161,8 @@ def test_a_worker_that_cannot_start_stops_the_server(
 def test_sighup_under_fresh_connections_fails_no_request_with_an_http_error(
         tmp_path: Path) -> None:
     bundle = build_demo_bundle(tmp_path / "bundle", SPEC)
-    with serving(bundle, tmp_path, ["--workers", "2"]) as server:
-        before = _wait_workers(server, 2)
+    with serving(bundle, tmp_path, ["--workers", "2", "--log-level", "info"]) as server:
+        before = _all_ready(server)
         outcomes: Counter[str] = Counter()
         stop = threading.Event()
 

@@ -135,6 +135,7 @@ class Supervisor:
         self.options = {**options, "port": self.reserved.getsockname()[1]}
         self.n, self.start_s = workers, start_s
         self.workers: list[Worker] = []
+        self.retry_at: list[float | None] = [None] * workers  # a slot's next respawn
         self.signals: list[int] = []
         self.context = multiprocessing.get_context("spawn")
 
@@ -191,27 +192,29 @@ class Supervisor:
             logger.info("Stopping parent process [%d]", os.getpid())
 
     def _serve(self) -> None:
-        not_before = [0.0] * self.n  # when each slot may be respawned
         while not self._stopping():
-            wait(
-                [w.process.sentinel for w in self.workers] + [w.conn for w in self.workers],
-                timeout=0.5)
+            alive = [w for w in self.workers if w.process.exitcode is None]
+            wait([w.process.sentinel for w in alive] + [w.conn for w in alive], timeout=0.5)
             if signal.SIGHUP in self.signals:
                 self.signals = [s for s in self.signals if s != signal.SIGHUP]
                 self._replace_all()
             for i, worker in enumerate(self.workers):
                 worker.poll_ready()
-                if worker.process.exitcode is None or time.monotonic() < not_before[i]:
+                if worker.process.exitcode is None:
                     continue
+                retry_at = self.retry_at[i]
                 if worker.ready:
                     logger.warning("Worker [%d] died with exit code %s; starting a new one",
                                    worker.pid, worker.process.exitcode)
-                else:  # a replacement that never became ready: wait before the next try
+                elif retry_at is None:  # a replacement that never became ready: wait first
                     logger.error("Worker [%d] %s before it was ready; trying again in %d s",
                                  worker.pid, _failure(worker), RESPAWN_DELAY_S)
-                    not_before[i] = time.monotonic() + RESPAWN_DELAY_S
+                    self.retry_at[i] = time.monotonic() + RESPAWN_DELAY_S
+                    continue
+                elif time.monotonic() < retry_at:
+                    continue
                 worker.conn.close()
-                self.workers[i] = self._spawn()
+                self.workers[i], self.retry_at[i] = self._spawn(), None
 
     def _replace_all(self) -> None:
         """SIGHUP: replace each worker by a new one (loading the bundle afresh), retiring the
@@ -228,7 +231,7 @@ class Supervisor:
                                  "and aborting the reload", new.pid, failure, old.pid)
                 new.conn.close()
                 return
-            self.workers[i] = new
+            self.workers[i], self.retry_at[i] = new, None
             old.stop(time.monotonic() + STOP_S)
             logger.info("Worker [%d] replaced by [%d]", old.pid, new.pid)
 
