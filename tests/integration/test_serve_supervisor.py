@@ -63,6 +63,18 @@ def test_sigterm_stops_every_worker_and_exits_0(tmp_path: Path) -> None:
         assert not [pid for pid in workers if _alive(pid)]
 
 
+def test_workers_of_a_parent_killed_outright_stop_themselves(tmp_path: Path) -> None:
+    bundle = build_demo_bundle(tmp_path / "bundle", SPEC)
+    with serving(bundle, tmp_path, ["--workers", "2", "--log-level", "info"]) as server:
+        workers = _all_ready(server)
+        server.proc.kill()  # no SIGTERM reaches the workers
+        server.proc.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in workers if _alive(pid)]
+
+
 def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(tmp_path: Path) -> None:
     bundle = build_demo_bundle(tmp_path / "bundle", SPEC)
     with serving(bundle, tmp_path, ["--workers", "2", "--keep-alive-timeout", "1",

@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
 import time
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
@@ -82,10 +83,19 @@ def _worker_main(ready: Connection, options: dict[str, Any]) -> None:  # runs in
     # worker; once serving, uvicorn's own handler shuts it down gracefully (and restores
     # this SIG_IGN afterwards, so re-raising the signal is a no-op, not a traceback).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
     config = uvicorn.Config(worker_app(), http=WorkerProtocol, **options)
     sock = reuseport_socket(options["host"], options["port"])
     sock.listen(config.backlog)
     _ReadyServer(config, ready).run(sockets=[sock])
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    # A parent killed outright (SIGKILL, OOM) sends no SIGTERM: without this its workers
+    # would keep the port and serve on, unsupervised, until someone finds them.
+    while os.getppid() == parent:
+        time.sleep(1)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclasses.dataclass
