@@ -1,5 +1,6 @@
-"""`dinrec serve --workers 2` on loopback: two processes share the socket and the store, each
-with its own rank cache, and every one sees events whichever took them."""
+"""`dinrec serve --workers 2` on loopback: two processes share the port (each its own
+SO_REUSEPORT socket) and the store, each with its own rank cache, every one sees events
+whichever took them, and a burst of connections spreads over both."""
 
 from __future__ import annotations
 
