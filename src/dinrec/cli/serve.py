@@ -109,9 +109,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--workers", type=int, default=1, metavar="N",
-        help="worker processes sharing the listening socket and the store, each with its own "
-        "rank cache (default 1); SIGHUP then replaces every worker, and there are no admin "
-        "routes",
+        help="worker processes, each on its own SO_REUSEPORT socket of the port (the kernel "
+        "spreads connections by hash), sharing the store, each with its own rank cache "
+        "(default 1); SIGHUP then replaces every worker, and there are no admin routes",
     )
     parser.add_argument("--threads", type=int, default=1,
                         help="intra-op threads of torch (default 1, see docs/serving.md)")
@@ -175,7 +175,9 @@ def set_kernel_threads(threads: int | None, workers: int) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
+        from uvicorn.config import STARTUP_FAILURE
 
+        from dinrec.serving.http import supervisor
         from dinrec.serving.http.app import create_app
         from dinrec.serving.http.connections import ConnectionLimits, protocol_class
         from dinrec.serving.http.workers import APP_FACTORY, PROTOCOL, SETTINGS_ENV, settings_env
@@ -228,8 +230,22 @@ def run(args: argparse.Namespace) -> int:
     del app
     os.environ[SETTINGS_ENV] = settings_env(config, limits, args.threads, kernel_threads,
                                          args.log_level)
-    # A worker loads torch and the bundle before it answers uvicorn's health check: on a
-    # busy machine that takes longer than uvicorn's 5 s, which would abort a SIGHUP restart.
-    uvicorn.run(APP_FACTORY, factory=True, workers=args.workers, http=PROTOCOL,
-                timeout_worker_healthcheck=WORKER_START_S, **common)
-    return 0
+    if not supervisor.REUSEPORT:
+        # No SO_REUSEPORT (not Linux/BSD): uvicorn's supervisor, one socket for all workers,
+        # which hands a burst of connections to whichever worker wakes first.
+        print("dinrec serve: warning: no SO_REUSEPORT here; the workers share one listening "
+              "socket and may take connections unevenly", file=sys.stderr)
+        # A worker loads torch and the bundle before it answers uvicorn's health check: on a
+        # busy machine that takes longer than uvicorn's 5 s, which would abort a SIGHUP restart.
+        uvicorn.run(APP_FACTORY, factory=True, workers=args.workers, http=PROTOCOL,
+                    timeout_worker_healthcheck=WORKER_START_S, **common)
+        return 0
+    try:
+        workers = supervisor.Supervisor(common, args.workers, WORKER_START_S)
+    except OSError as err:
+        # As uvicorn's single process does on a taken port: one line, STARTUP_FAILURE.
+        print(f"dinrec serve: error: cannot bind {supervisor.address(args.host, args.port)}: "
+              f"{err.strerror or err}", file=sys.stderr)
+        return STARTUP_FAILURE
+    uvicorn.Config(APP_FACTORY, factory=True, **common)  # configures uvicorn's loggers
+    return workers.run()

@@ -1,14 +1,15 @@
-"""`dinrec serve --workers N`: N worker processes on one listening socket, sharing the store.
+"""`dinrec serve --workers N`: what each worker process serves, sharing the store.
 
-uvicorn starts the workers itself (spawned, not forked) and builds each one's app from an
-import string, so the settings travel in an environment variable the parent sets: the
-ServeConfig and the ConnectionLimits as JSON. Each worker loads the bundle, opens the store
-and keeps its own rank cache; the store's versions (rank_cache.py) keep every worker's
-cache exact whichever worker took a user's events, as for separate servers.
+The supervisor (supervisor.py) spawns the workers and each builds its app here, so the
+settings travel in an environment variable the parent sets: the ServeConfig and the
+ConnectionLimits as JSON. Each worker loads the bundle, opens the store and keeps its own
+rank cache; the store's versions (rank_cache.py) keep every worker's cache exact whichever
+worker took a user's events, as for separate servers. APP_FACTORY and PROTOCOL name them for
+uvicorn's own supervisor, the fallback where there is no SO_REUSEPORT.
 
-SIGHUP to the parent (uvicorn's supervisor) replaces the workers one at a time, each new one
-loading the bundle afresh: the way to reload with several workers (an HTTP reload would
-reach only the one worker that took the request, so there are no admin routes).
+SIGHUP to the parent replaces the workers one at a time, each new one loading the bundle
+afresh: the way to reload with several workers (an HTTP reload would reach only the one
+worker that took the request, so there are no admin routes).
 """
 
 from __future__ import annotations
