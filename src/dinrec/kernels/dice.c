@@ -118,6 +118,14 @@ int dinrec_dice_forward(int64_t n, int64_t h, const float *restrict x,
     return 0;
 }
 
+/* 1 - alpha [h], freshly allocated (NULL when out of memory): the split passes' scale. */
+static float *one_minus(const float *alpha, int64_t h) {
+    float *scale = malloc(h * sizeof(float));
+    if (scale)
+        for (int64_t j = 0; j < h; j++) scale[j] = 1.0f - alpha[j];
+    return scale;
+}
+
 /* The forward's two passes apart, for statistics combined across processes in between
    (synchronised Dice, dinrec.training.distributed.sync): shift [h] = row 0 of v, and the
    sums of (v - shift) and its square into sums / squares [h] (zeroed by the caller). */
@@ -134,9 +142,8 @@ int dinrec_dice_apply(int64_t n, int64_t h, const float *restrict x,
                       const float *restrict bias, const int64_t *restrict rows,
                       const float *restrict alpha, const float *restrict mean,
                       const float *restrict invstd, float *restrict out, float *restrict p) {
-    float *scale = malloc(h * sizeof(float));
+    float *scale = one_minus(alpha, h);
     if (!scale) return 1;
-    for (int64_t j = 0; j < h; j++) scale[j] = 1.0f - alpha[j];
     dice_apply(n, h, x, bias, rows, alpha, scale, mean, invstd, out, p);
     free(scale);
     return 0;
@@ -247,9 +254,8 @@ int dinrec_dice_grad_sums(int64_t n, int64_t h, const float *restrict g,
                           const int64_t *restrict rows, const float *restrict p,
                           const float *restrict alpha, const float *restrict mean,
                           double *restrict acc) {
-    float *scale = malloc(h * sizeof(float));
+    float *scale = one_minus(alpha, h);
     if (!scale) return 1;
-    for (int64_t j = 0; j < h; j++) scale[j] = 1.0f - alpha[j];
     grad_sums(n, h, g, x, bias, rows, p, scale, mean, acc);
     free(scale);
     return 0;
@@ -262,9 +268,8 @@ int dinrec_dice_grad_apply(int64_t n, int64_t h, const float *restrict g,
                            const float *restrict invstd, const float *restrict mean_gu,
                            const float *restrict slope, float *restrict grad_x,
                            float *restrict grad_bias) {
-    float *scale = malloc(h * sizeof(float));
+    float *scale = one_minus(alpha, h);
     if (!scale) return 1;
-    for (int64_t j = 0; j < h; j++) scale[j] = 1.0f - alpha[j];
     grad_apply(n, h, g, x, bias, rows, p, alpha, scale, mean, invstd, mean_gu, slope, grad_x,
                grad_bias);
     free(scale);
