@@ -50,6 +50,14 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _still_alive(pids: set[int], within: float) -> list[int]:
+    """The pids still running after waiting up to `within` seconds for them all to exit."""
+    deadline = time.monotonic() + within
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [pid for pid in pids if _alive(pid)]
+
+
 def test_sigterm_stops_every_worker_and_exits_0(tmp_path: Path) -> None:
     bundle = build_demo_bundle(tmp_path / "bundle", SPEC)
     with serving(bundle, tmp_path, ["--workers", "2", "--log-level", "info"]) as server:
@@ -57,10 +65,7 @@ def test_sigterm_stops_every_worker_and_exits_0(tmp_path: Path) -> None:
         assert len(workers) == 2
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(timeout=30) == 0, server.log()[-3000:]
-        deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [pid for pid in workers if _alive(pid)]
+        assert _still_alive(workers, within=10) == []
 
 
 def test_workers_of_a_parent_killed_outright_stop_themselves(tmp_path: Path) -> None:
@@ -69,10 +74,7 @@ def test_workers_of_a_parent_killed_outright_stop_themselves(tmp_path: Path) -> 
         workers = _all_ready(server)
         server.proc.kill()  # no SIGTERM reaches the workers
         server.proc.wait()
-        deadline = time.monotonic() + 30
-        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not [pid for pid in workers if _alive(pid)]
+        assert _still_alive(workers, within=30) == []
 
 
 def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ def channels_first_scores(
     """Raw unit scores [C, T] of each candidate against its user's behaviors (eval mode)."""
     e = unit.dim
     w_key, _ = unit.split_first()  # [H, 2E + S] acting on [k, k*q, s]
+    w_pair = w_key[:, e : 2 * e]  # Wp [H, E]
     user = torch.matmul(keys, w_key[:, :e].t())  # Wk' k [U, T, H]
     if side is not None:
         user = user + torch.matmul(side, w_key[:, 2 * e :].t())  # + Ws s
@@ -60,24 +61,23 @@ def channels_first_scores(
     def one_user(keys: Tensor, user: Tensor, query: Tensor, per_candidate: Tensor,
                  row_user: Tensor) -> Tensor:
         pairs = keys[:, :, :1] * query.t().unsqueeze(1)  # k * q [E, T, C]
-        return _layers(unit, pairs, user[:, :, :1] + per_candidate.t().unsqueeze(1))
+        return _layers(unit, w_pair, pairs, user[:, :, :1] + per_candidate.t().unsqueeze(1))
 
     def gathered(keys: Tensor, user: Tensor, query: Tensor, per_candidate: Tensor,
                  row_user: Tensor) -> Tensor:
         # each candidate's own user row: row_user [C] indexes the last axis (U)
         pairs = keys.index_select(2, row_user) * query.t().unsqueeze(1)
         base = user.index_select(2, row_user) + per_candidate.t().unsqueeze(1)
-        return _layers(unit, pairs, base)
+        return _layers(unit, w_pair, pairs, base)
 
     return torch.cond(keys.shape[0] == 1, one_user, gathered, operands).t()  # [C, T]
 
 
-def _layers(unit: ActivationUnit, pairs: Tensor, base: Tensor) -> Tensor:
-    """The unit from k * q [E, T, C] and the user and candidate shares [H, T, C]: scores
-    [T, C] (so both branches of the cond return one contiguous layout)."""
-    e, t = unit.dim, pairs.shape[1]
-    w_key, _ = unit.split_first()
-    x = torch.addmm(base.flatten(1), w_key[:, e : 2 * e], pairs.flatten(1))  # [H, T * C]
+def _layers(unit: ActivationUnit, w_pair: Tensor, pairs: Tensor, base: Tensor) -> Tensor:
+    """The unit from k * q [E, T, C], its first-layer weight Wp [H, E] and the user and
+    candidate shares [H, T, C]: scores [T, C] (so both branches of the cond return one
+    contiguous layout)."""
+    x = torch.addmm(base.flatten(1), w_pair, pairs.flatten(1))  # [H, T * C]
     if unit.first_act is not None:
         x = _activation(unit.first_act, x)
         for linear, act in zip(unit.rest.linears, unit.rest.acts, strict=True):
@@ -85,7 +85,7 @@ def _layers(unit: ActivationUnit, pairs: Tensor, base: Tensor) -> Tensor:
             x = _activation(act, torch.addmm(linear.bias.unsqueeze(1), linear.weight, x))
         assert unit.out is not None
         x = torch.addmm(unit.out.bias.unsqueeze(1), unit.out.weight, x)  # [1, P]
-    return x.reshape(t, -1)
+    return x.reshape(pairs.shape[1], -1)
 
 
 def _activation(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
