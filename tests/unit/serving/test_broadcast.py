@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+from tests.support.broadcast_parity import broadcast_max_diff
 from tests.support.demo_bundle import spread_weights
 
 from dinrec.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat
@@ -57,27 +58,17 @@ def _model(cls: Any = DIN, **kwargs: Any) -> Any:
     return model.eval()
 
 
-def _max_diff(model: Any, user: dict[str, torch.Tensor], cands: dict[str, torch.Tensor],
-              row_user: torch.Tensor | None = None) -> float:
-    with torch.inference_mode():
-        want = model(_expanded(user, cands)).squeeze(-1)
-        got = BroadcastForward(model)(user, cands, row_user)
-    assert got.shape == want.shape
-    assert want.std() > 1e-3  # the check compares something
-    return float((got - want).abs().max())
-
-
 @pytest.mark.parametrize("length", [0, 1, 4, 6])
 def test_one_user_broadcast_matches_model_on_expanded_inputs(length: int) -> None:
     model = _model()
-    assert _max_diff(model, _user(length), _candidates()) <= TOL
+    assert broadcast_max_diff(model, _user(length), _candidates()) <= TOL
 
 
 def test_gathered_rows_match_model_on_expanded_inputs() -> None:
     model = _model()
     cands = _candidates()
     row_user = torch.zeros(7, dtype=torch.long)
-    assert _max_diff(model, _user(4), cands, row_user) <= TOL
+    assert broadcast_max_diff(model, _user(4), cands, row_user) <= TOL
 
 
 def test_one_user_per_row_matches_model() -> None:
@@ -115,12 +106,12 @@ def test_softmax_attention_length_input_and_dense_feature_match_model(
             "pay_score": torch.tensor([0.7]), "hist_item_id": torch.tensor([[1, 3, 2, 0]]),
             "hist_cate_id": torch.tensor([[1, 2, 2, 0]]), "seq_length": torch.tensor([3])}
     cands = {"item_id": torch.tensor([0, 1, 2, 3]), "cate_id": torch.tensor([0, 1, 2, 1])}
-    assert _max_diff(model, user, cands) <= TOL
+    assert broadcast_max_diff(model, user, cands) <= TOL
 
 
 def test_base_model_sum_pooling_matches_model() -> None:
     model = _model(EmbeddingMLP)
-    assert _max_diff(model, _user(5), _candidates()) <= TOL
+    assert broadcast_max_diff(model, _user(5), _candidates()) <= TOL
 
 
 def test_inputs_split_into_user_side_and_candidate_side(plain_cols: list[Any]) -> None:
@@ -140,9 +131,9 @@ def test_long_history_options_serve_as_the_model_scores(kwargs: dict[str, Any]) 
     # The first stage (search) runs per candidate in serving as
     # in model(inputs): each candidate keeps its own behaviors.
     model = _model(**kwargs)
-    assert _max_diff(model, _user(6), _candidates()) <= TOL
+    assert broadcast_max_diff(model, _user(6), _candidates()) <= TOL
     row_user = torch.zeros(7, dtype=torch.long)
-    assert _max_diff(model, _user(5), _candidates(), row_user) <= TOL
+    assert broadcast_max_diff(model, _user(5), _candidates(), row_user) <= TOL
 
 
 def test_weighted_sequence_and_transformed_dense_match_model_on_hand_built_inputs() -> None:

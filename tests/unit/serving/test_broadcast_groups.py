@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+from tests.support.broadcast_parity import broadcast_max_diff
 from tests.support.demo_bundle import spread_weights
 
 from dinrec.feature_column import SparseFeat, VarLenDenseFeat, VarLenSparseFeat
@@ -60,24 +61,13 @@ def _candidates(n: int = 7) -> dict[str, torch.Tensor]:
             "cate_id": torch.randint(0, 5, (n,), generator=gen)}
 
 
-def _max_diff(model: Any, user: dict[str, torch.Tensor], cands: dict[str, torch.Tensor],
-              row_user: torch.Tensor | None = None) -> float:
-    n = len(cands["item_id"])
-    expanded = {k: v.expand(n, *v.shape[1:]).contiguous() for k, v in user.items()}
-    with torch.inference_mode():
-        want = model({**expanded, **cands}).squeeze(-1)
-        got = BroadcastForward(model)(user, cands, row_user)
-    assert want.std() > 1e-3  # the check compares something
-    return float((got - want).abs().max())
-
-
 @pytest.mark.parametrize(("clicks", "buys"), [(0, 0), (4, 0), (0, 2), (6, 3)])
 @pytest.mark.parametrize("side", [False, True])
 def test_each_group_is_served_as_the_model_scores_it(clicks: int, buys: int, side: bool) -> None:
     model = _model(side)
     user = _user(clicks, buys, side)
-    assert _max_diff(model, user, _candidates()) <= TOL
-    assert _max_diff(model, user, _candidates(), torch.zeros(7, dtype=torch.long)) <= TOL
+    assert broadcast_max_diff(model, user, _candidates()) <= TOL
+    assert broadcast_max_diff(model, user, _candidates(), torch.zeros(7, dtype=torch.long)) <= TOL
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -85,11 +75,11 @@ def test_each_group_is_served_as_the_model_scores_it(clicks: int, buys: int, sid
     {"history_search": "topk", "history_search_k": 2},
 ])
 def test_grouped_options_serve_as_the_model_scores(kwargs: dict[str, Any]) -> None:
-    assert _max_diff(_model(True, **kwargs), _user(5, 3, True), _candidates()) <= TOL
+    assert broadcast_max_diff(_model(True, **kwargs), _user(5, 3, True), _candidates()) <= TOL
 
 
 def test_base_model_pools_each_group_as_the_model() -> None:
-    assert _max_diff(_model(True, EmbeddingMLP), _user(5, 2, True), _candidates()) <= TOL
+    assert broadcast_max_diff(_model(True, EmbeddingMLP), _user(5, 2, True), _candidates()) <= TOL
 
 
 def test_a_buy_changes_scores_only_through_the_buy_group() -> None:
@@ -99,7 +89,7 @@ def test_a_buy_changes_scores_only_through_the_buy_group() -> None:
     with torch.inference_mode():
         a, b = BroadcastForward(model)(user, cands), BroadcastForward(model)(other, cands)
     assert float((a - b).abs().max()) > 1e-4
-    assert _max_diff(model, other, cands) <= TOL
+    assert broadcast_max_diff(model, other, cands) <= TOL
 
 
 def test_group_inputs_are_user_side_and_group_queries_are_per_candidate() -> None:
@@ -121,4 +111,4 @@ def test_a_group_may_query_a_feature_history_feature_list_does_not() -> None:
     user = _user(3, 2)
     del user["hist_cate_id"]
     user["cart_hist_cate_id"] = torch.tensor([[2, 4, 1, 0]])
-    assert _max_diff(model, user, _candidates()) <= TOL
+    assert broadcast_max_diff(model, user, _candidates()) <= TOL

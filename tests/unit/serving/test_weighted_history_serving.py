@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from tests.support.broadcast_parity import broadcast_max_diff
 from tests.support.demo_bundle import spread_weights
 
 from dinrec.feature_column import SparseFeat, VarLenSparseFeat
@@ -55,13 +56,7 @@ CANDS = {"item_id": torch.tensor([1, 7, 12, 20, 29]), "cate_id": torch.tensor([1
 
 def _max_diff(model: Any, user: dict[str, torch.Tensor],
               row_user: torch.Tensor | None = None) -> float:
-    n = len(CANDS["item_id"])
-    expanded = {k: v.expand(n, *v.shape[1:]).contiguous() for k, v in user.items()}
-    with torch.inference_mode():
-        want = model({**expanded, **CANDS}).squeeze(-1)
-        got = BroadcastForward(model)(user, CANDS, row_user)
-    assert want.std() > 1e-3  # the check compares something
-    return float((got - want).abs().max())
+    return broadcast_max_diff(model, user, CANDS, row_user)
 
 
 def test_the_weight_is_a_user_input_of_the_serving_pass():
